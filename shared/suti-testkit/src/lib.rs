@@ -1,0 +1,172 @@
+//! Test support shared by the workspace's integration tests: the real backends on loopback — the
+//! machine's RabbitMQ and Redis, and an S3 server (`s3s-fs`) started in the test process — with
+//! unique names so that concurrent runs never collide.
+
+use std::net::SocketAddr;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use suti_storage::{S3Options, S3Store};
+
+/// RabbitMQ URL for tests (`SUTI_TEST_AMQP_URL`, default the machine's broker).
+pub fn amqp_url() -> String {
+    std::env::var("SUTI_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Redis URL for tests (`SUTI_TEST_REDIS_URL`, default the machine's Redis).
+pub fn redis_url() -> String {
+    std::env::var("SUTI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// A name no other test run uses: `prefix-<12 hex>`.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..12])
+}
+
+/// Logs to the test's output once per process (`RUST_LOG` filters, default `warn`).
+pub fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Runs `rabbitmqctl` with `args` and returns its output (for fault injection in tests).
+pub async fn rabbitmqctl(args: &[&str]) -> Result<String> {
+    let output = tokio::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .await
+        .context("running rabbitmqctl (is RabbitMQ installed on this machine?)")?;
+    if !output.status.success() {
+        bail!(
+            "rabbitmqctl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// An S3 server (s3s-fs) on a loopback port, serving a temporary folder, with its own credentials.
+/// It stops when dropped.
+pub struct S3Server {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The access key the server accepts.
+    pub access_key: String,
+    /// The secret key the server accepts.
+    pub secret_key: String,
+    /// The folder the server stores buckets in.
+    pub root: tempfile::TempDir,
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl S3Server {
+    /// Starts a server on a free loopback port.
+    pub async fn start() -> Result<Self> {
+        Self::start_on("127.0.0.1:0".parse()?).await
+    }
+
+    /// Starts a server on `addr` (a fixed port lets a test restart the server in place).
+    pub async fn start_on(addr: SocketAddr) -> Result<Self> {
+        let root = tempfile::tempdir()?;
+        let access_key = unique("AK").to_uppercase().replace('-', "");
+        let secret_key = unique("secret");
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let fs = s3s_fs::FileSystem::new(root.path())
+            .map_err(|e| anyhow::anyhow!("s3s-fs cannot serve its root: {e:?}"))?;
+        let service = {
+            let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+            builder.set_auth(s3s::auth::SimpleAuth::from_single(
+                access_key.clone(),
+                secret_key.clone(),
+            ));
+            builder.build()
+        };
+        let task = tokio::spawn(async move {
+            let http = hyper_util::server::conn::auto::Builder::new(
+                hyper_util::rt::TokioExecutor::new(),
+            );
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let connection = http
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                    .into_owned();
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+        });
+        Ok(Self {
+            endpoint: format!("http://{addr}"),
+            access_key,
+            secret_key,
+            root,
+            addr,
+            task,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Client options for `bucket` on this server with its credentials.
+    pub fn options(&self, bucket: &str) -> S3Options {
+        S3Options {
+            bucket: bucket.to_string(),
+            endpoint: Some(self.endpoint.clone()),
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: self.access_key.clone(),
+            secret_access_key: self.secret_key.clone(),
+            session_token: None,
+            operation_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+            max_attempts: 2,
+        }
+    }
+
+    /// A store on a new, unique bucket of this server.
+    pub async fn store(&self) -> Result<S3Store> {
+        let bucket = unique("bucket");
+        Ok(S3Store::connect(&self.options(&bucket), true).await?)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
