@@ -1,1 +1,25 @@
-//! placeholder
+//! The runtime every suti service shares (DESIGN §2, §11): layered configuration, logging, the
+//! Prometheus registry with `suti_build_info`, the admin HTTP port (`/metrics`, `/health/livez`,
+//! `/health/readyz`), SIGTERM handling, and connecting the broker, storage and state backends the
+//! configuration names — so that a service is only its handler.
+
+mod admin;
+mod backends;
+pub mod config;
+mod health;
+mod telemetry;
+
+pub use admin::{AdminServer, serve_admin};
+pub use backends::{Backends, RuntimeError};
+pub use config::{ConfigError, ConfigSources, Secret, ServiceName, StageConfig, SutiConfig};
+pub use health::{Health, ReadinessReport};
+pub use telemetry::{build_info_registry, init_logging, shutdown_on_signal};
+
+/// The version of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit of this build, when the builder set `SUTI_GIT_SHA`.
+pub const GIT_SHA: &str = match option_env!("SUTI_GIT_SHA") {
+    Some(sha) => sha,
+    None => "unknown",
+};

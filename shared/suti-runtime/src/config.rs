@@ -1,0 +1,494 @@
+//! Layered configuration (compiled-in defaults → optional file → `SUTI__SECTION__KEY` environment),
+//! with unknown keys rejected, validation, and secrets redacted whenever it is printed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The compiled-in defaults.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("default.yaml");
+
+/// Environment variable prefix: `SUTI__QUEUE__URL` sets `queue.url`.
+pub const ENV_PREFIX: &str = "SUTI";
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer could not be read or parsed, or a key is unknown or mistyped.
+    #[error("cannot load configuration: {0}")]
+    Load(String),
+    /// Values are present but not usable.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// A string that may hold a secret (a URL with a password): shown redacted in `Debug` and when
+/// serialised, so printing the configuration never leaks it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The real value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The value with any password inside a URL's user-info replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host…` with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_string()
+            };
+            format!("{}{masked}{}", &url[..scheme_end + 3], &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Which broker backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueBackend {
+    /// RabbitMQ.
+    Amqp,
+    /// In-process broker (embedded mode).
+    InProcess,
+}
+
+/// The message broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Backend.
+    pub backend: QueueBackend,
+    /// AMQP URL (may hold a password).
+    pub url: Secret,
+    /// Prefix for exchange and queue names; empty in production.
+    pub namespace: String,
+    /// Failed deliveries before a message is dead-lettered.
+    pub delivery_limit: u32,
+    /// Limit on opening a connection, seconds.
+    pub connect_timeout_secs: u64,
+    /// Attempts a publish makes, reconnecting in between.
+    pub publish_attempts: u32,
+}
+
+/// Which storage backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageBackend {
+    /// S3 or an S3-compatible server.
+    S3,
+    /// Files under `local_root` (embedded mode).
+    Local,
+}
+
+/// Artifact storage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Backend.
+    pub backend: StorageBackend,
+    /// Bucket.
+    pub bucket: String,
+    /// Endpoint URL; empty for AWS.
+    pub endpoint: String,
+    /// Region.
+    pub region: String,
+    /// Path-style addressing (MinIO, s3s-fs).
+    pub path_style: bool,
+    /// Create the bucket at start-up if it is missing.
+    pub create_bucket: bool,
+    /// Root folder of the local backend.
+    pub local_root: PathBuf,
+    /// Limit on one S3 operation, seconds.
+    pub operation_timeout_secs: u64,
+    /// Attempts the S3 client makes for a transient failure.
+    pub max_attempts: u32,
+}
+
+/// Which state backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateBackend {
+    /// Redis.
+    Redis,
+    /// In-process (embedded mode).
+    InProcess,
+}
+
+/// Shared state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Backend.
+    pub backend: StateBackend,
+    /// Redis URL (may hold a password).
+    pub url: Secret,
+    /// Prefix of every key.
+    pub namespace: String,
+    /// Connect and response timeout, seconds.
+    pub timeout_secs: u64,
+}
+
+/// The admin HTTP port: metrics and health.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Listen address.
+    pub listen: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Output format.
+    pub log_format: LogFormat,
+    /// tracing-subscriber filter directives (`RUST_LOG` overrides).
+    pub log_filter: String,
+}
+
+/// One queue-consuming stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Unacknowledged deliveries the broker hands this worker at once.
+    pub prefetch: u16,
+    /// Deliveries handled at the same time.
+    pub concurrency: usize,
+    /// Limit on one handler call, seconds; past it the attempt counts as a retryable failure.
+    pub handler_timeout_secs: u64,
+    /// How long a completed message's idempotency mark is kept, hours.
+    pub idempotency_ttl_hours: u64,
+}
+
+/// Settings of every queue-consuming stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StagesConfig {
+    /// crawler-clusterer.
+    pub crawler_clusterer: StageConfig,
+    /// expert-finetuner.
+    pub expert_finetuner: StageConfig,
+    /// generator.
+    pub generator: StageConfig,
+    /// clip-filter.
+    pub clip_filter: StageConfig,
+    /// apprentice-trainer.
+    pub apprentice_trainer: StageConfig,
+}
+
+/// The whole configuration of a suti process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SutiConfig {
+    /// Message broker.
+    pub queue: QueueConfig,
+    /// Artifact storage.
+    pub storage: StorageConfig,
+    /// Shared state.
+    pub state: StateConfig,
+    /// Admin HTTP port.
+    pub admin: AdminConfig,
+    /// Logging.
+    pub telemetry: TelemetryConfig,
+    /// Queue-consuming stages.
+    pub stages: StagesConfig,
+}
+
+/// The six services of the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceName {
+    /// Mines subject clusters from web pages and WARC files.
+    CrawlerClusterer,
+    /// Fine-tunes one LoRA expert per cluster.
+    ExpertFinetuner,
+    /// Lets each expert generate its subject in new contexts.
+    Generator,
+    /// Keeps the generations that pass the ΔCLIP filter.
+    ClipFilter,
+    /// Trains the apprentice on the accepted triplets.
+    ApprenticeTrainer,
+    /// Serves the apprentice over HTTP.
+    Serving,
+}
+
+impl ServiceName {
+    /// Every service, in pipeline order.
+    pub const ALL: [ServiceName; 6] = [
+        Self::CrawlerClusterer,
+        Self::ExpertFinetuner,
+        Self::Generator,
+        Self::ClipFilter,
+        Self::ApprenticeTrainer,
+        Self::Serving,
+    ];
+
+    /// The CLI and container name (`expert-finetuner`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CrawlerClusterer => "crawler-clusterer",
+            Self::ExpertFinetuner => "expert-finetuner",
+            Self::Generator => "generator",
+            Self::ClipFilter => "clip-filter",
+            Self::ApprenticeTrainer => "apprentice-trainer",
+            Self::Serving => "serving",
+        }
+    }
+
+    /// The metric-name form (`expert_finetuner`), as in `suti_expert_finetuner_received_total`.
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            Self::CrawlerClusterer => "crawler_clusterer",
+            Self::ExpertFinetuner => "expert_finetuner",
+            Self::Generator => "generator",
+            Self::ClipFilter => "clip_filter",
+            Self::ApprenticeTrainer => "apprentice_trainer",
+            Self::Serving => "serving",
+        }
+    }
+
+    /// The stage queue this service consumes (un-namespaced), if it consumes one.
+    pub fn input_queue(self) -> Option<&'static str> {
+        match self {
+            Self::CrawlerClusterer => Some("crawl.requests"),
+            Self::ExpertFinetuner => Some("clusters"),
+            Self::Generator => Some("experts"),
+            Self::ClipFilter => Some("candidates"),
+            Self::ApprenticeTrainer => Some("examples"),
+            Self::Serving => None,
+        }
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ServiceName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|n| n.as_str() == s || n.metric_name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|n| n.as_str()).collect();
+                format!("unknown service {s:?}; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+impl StagesConfig {
+    /// The settings of a queue-consuming service (`None` for serving).
+    pub fn for_service(&self, service: ServiceName) -> Option<&StageConfig> {
+        match service {
+            ServiceName::CrawlerClusterer => Some(&self.crawler_clusterer),
+            ServiceName::ExpertFinetuner => Some(&self.expert_finetuner),
+            ServiceName::Generator => Some(&self.generator),
+            ServiceName::ClipFilter => Some(&self.clip_filter),
+            ServiceName::ApprenticeTrainer => Some(&self.apprentice_trainer),
+            ServiceName::Serving => None,
+        }
+    }
+}
+
+/// Where the configuration comes from, besides the compiled-in defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSources {
+    /// A YAML file (`--config`).
+    pub file: Option<PathBuf>,
+    /// Environment variables to read; `None` reads the process environment.
+    pub env: Option<Vec<(String, String)>>,
+}
+
+impl SutiConfig {
+    /// Loads defaults → file → environment, then validates.
+    pub fn load(sources: &ConfigSources) -> Result<Self, ConfigError> {
+        use config::{Environment, File, FileFormat};
+        let mut builder = config::Config::builder()
+            .add_source(File::from_str(DEFAULT_CONFIG_YAML, FileFormat::Yaml));
+        if let Some(path) = &sources.file {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(File::from(path.as_path()).format(FileFormat::Yaml));
+        }
+        let mut env = Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        if let Some(vars) = &sources.env {
+            env = env.source(Some(vars.iter().cloned().collect()));
+        }
+        let config: Self = builder
+            .add_source(env)
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads from a file path only (defaults → file → environment).
+    pub fn load_file(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load(&ConfigSources {
+            file: path.map(Path::to_path_buf),
+            env: None,
+        })
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.queue.backend == QueueBackend::Amqp {
+            let url = self.queue.url.expose();
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                problems.push("queue.url must start with amqp:// or amqps://".to_string());
+            }
+        }
+        if self.queue.delivery_limit == 0 {
+            problems.push("queue.delivery_limit must be at least 1".into());
+        }
+        if !self
+            .queue
+            .namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            problems.push("queue.namespace may only hold letters, digits and -_.".into());
+        }
+        if self.storage.backend == StorageBackend::S3 {
+            if self.storage.bucket.is_empty() {
+                problems.push("storage.bucket must not be empty".into());
+            }
+            let endpoint = &self.storage.endpoint;
+            if !endpoint.is_empty()
+                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            {
+                problems.push("storage.endpoint must be empty or an http(s) URL".into());
+            }
+        }
+        if self.state.backend == StateBackend::Redis {
+            let url = self.state.url.expose();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                problems.push("state.url must start with redis:// or rediss://".into());
+            }
+        }
+        if self.admin.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "admin.listen {:?} is not an address like 0.0.0.0:9090",
+                self.admin.listen
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
+            problems.push(format!(
+                "telemetry.log_filter {:?} is not a valid filter",
+                self.telemetry.log_filter
+            ));
+        }
+        for service in ServiceName::ALL {
+            if let Some(stage) = self.stages.for_service(service) {
+                let name = service.metric_name();
+                if stage.prefetch == 0 {
+                    problems.push(format!("stages.{name}.prefetch must be at least 1"));
+                }
+                if stage.concurrency == 0 {
+                    problems.push(format!("stages.{name}.concurrency must be at least 1"));
+                }
+                if stage.concurrency > usize::from(stage.prefetch) {
+                    problems.push(format!(
+                        "stages.{name}.concurrency ({}) cannot exceed its prefetch ({})",
+                        stage.concurrency, stage.prefetch
+                    ));
+                }
+                if stage.handler_timeout_secs == 0 {
+                    problems.push(format!("stages.{name}.handler_timeout_secs must be positive"));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The configuration as YAML with every secret redacted.
+    pub fn to_redacted_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// A configuration for the embedded mode: in-process broker and state, local storage.
+    pub fn embedded(local_root: impl Into<PathBuf>) -> Self {
+        let mut config = Self::load(&ConfigSources {
+            file: None,
+            env: Some(Vec::new()),
+        })
+        .expect("the compiled-in defaults are valid");
+        config.queue.backend = QueueBackend::InProcess;
+        config.state.backend = StateBackend::InProcess;
+        config.storage.backend = StorageBackend::Local;
+        config.storage.local_root = local_root.into();
+        config
+    }
+}
