@@ -38,7 +38,12 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 identifier_token: "sks".into(),
                 subject_noun: "teapot".into(),
                 rank: 4,
-                loss: LossSummary { first: 1.0, last: 0.25, min: 0.125, steps: 500 },
+                loss: LossSummary {
+                    first: 1.0,
+                    last: 0.25,
+                    min: 0.125,
+                    steps: 500,
+                },
             })
             .unwrap(),
         ),
@@ -68,7 +73,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 accepted: 3,
                 rejected: 5,
                 scorer_version: "s1".into(),
-                thresholds: FilterThresholds { delta_clip_min: 0.02, subject_similarity_min: 0.5 },
+                thresholds: FilterThresholds {
+                    delta_clip_min: 0.02,
+                    subject_similarity_min: 0.5,
+                },
             })
             .unwrap(),
         ),
@@ -79,7 +87,12 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 weights_key: "models/apprentice/a1/model.safetensors".into(),
                 config_key: "models/apprentice/a1/config.json".into(),
                 base_version: "b1".into(),
-                metrics: ApprenticeMetrics { loss: 0.5, steps: 100, examples_seen: 800, clusters: 4 },
+                metrics: ApprenticeMetrics {
+                    loss: 0.5,
+                    steps: 100,
+                    examples_seen: 800,
+                    clusters: 4,
+                },
                 published_at_ms: 1_700_000_000_000,
             })
             .unwrap(),
@@ -135,7 +148,10 @@ fn wire_bytes_match_the_golden_copies() {
             mismatches.push(type_name);
         }
     }
-    assert!(mismatches.is_empty(), "wire format changed for {mismatches:?}");
+    assert!(
+        mismatches.is_empty(),
+        "wire format changed for {mismatches:?}"
+    );
 }
 
 #[test]
@@ -152,7 +168,10 @@ fn golden_bytes_decode_to_the_samples() {
             other => panic!("no decoder for {other}"),
         }
         .unwrap();
-        assert_eq!(re_encoded, bytes, "{type_name} does not survive decode/encode");
+        assert_eq!(
+            re_encoded, bytes,
+            "{type_name} does not survive decode/encode"
+        );
     }
 }
 

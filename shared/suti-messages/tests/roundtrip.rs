@@ -13,15 +13,22 @@ fn finite() -> impl Strategy<Value = f32> {
 }
 
 fn cluster_mined() -> impl Strategy<Value = ClusterMinedV1> {
-    (text(), text(), text(), text(), prop::collection::vec(text(), 0..12)).prop_map(
-        |(run_id, cluster_id, manifest_key, subject_noun, image_keys)| ClusterMinedV1 {
-            run_id,
-            cluster_id,
-            manifest_key,
-            subject_noun,
-            image_keys,
-        },
+    (
+        text(),
+        text(),
+        text(),
+        text(),
+        prop::collection::vec(text(), 0..12),
     )
+        .prop_map(
+            |(run_id, cluster_id, manifest_key, subject_noun, image_keys)| ClusterMinedV1 {
+                run_id,
+                cluster_id,
+                manifest_key,
+                subject_noun,
+                image_keys,
+            },
+        )
 }
 
 fn crawl_request() -> impl Strategy<Value = CrawlRequestV1> {
@@ -31,17 +38,19 @@ fn crawl_request() -> impl Strategy<Value = CrawlRequestV1> {
         prop::collection::vec(text(), 0..5),
         any::<(u32, u32, u32, u32)>(),
     )
-        .prop_map(|(run_id, seed_urls, warc_keys, (a, b, c, d))| CrawlRequestV1 {
-            run_id,
-            seed_urls,
-            warc_keys,
-            limits: CrawlLimits {
-                max_pages: a,
-                max_depth: b,
-                max_images_per_page: c,
-                max_clusters: d,
+        .prop_map(
+            |(run_id, seed_urls, warc_keys, (a, b, c, d))| CrawlRequestV1 {
+                run_id,
+                seed_urls,
+                warc_keys,
+                limits: CrawlLimits {
+                    max_pages: a,
+                    max_depth: b,
+                    max_images_per_page: c,
+                    max_clusters: d,
+                },
             },
-        })
+        )
 }
 
 fn expert_trained() -> impl Strategy<Value = ExpertTrainedV1> {
@@ -66,15 +75,26 @@ fn expert_trained() -> impl Strategy<Value = ExpertTrainedV1> {
                 identifier_token,
                 subject_noun,
                 rank,
-                loss: LossSummary { first, last, min, steps },
+                loss: LossSummary {
+                    first,
+                    last,
+                    min,
+                    steps,
+                },
             },
         )
 }
 
 fn candidates_generated() -> impl Strategy<Value = CandidatesGeneratedV1> {
-    let candidate = (text(), text(), text(), any::<u64>()).prop_map(
-        |(image_key, prompt, template, seed)| Candidate { image_key, prompt, template, seed },
-    );
+    let candidate =
+        (text(), text(), text(), any::<u64>()).prop_map(|(image_key, prompt, template, seed)| {
+            Candidate {
+                image_key,
+                prompt,
+                template,
+                seed,
+            }
+        });
     (
         (text(), text(), text(), text(), text()),
         prop::collection::vec(candidate, 0..8),
@@ -94,19 +114,27 @@ fn candidates_generated() -> impl Strategy<Value = CandidatesGeneratedV1> {
 }
 
 fn examples_accepted() -> impl Strategy<Value = ExamplesAcceptedV1> {
-    ((text(), text(), text(), text()), any::<(u32, u32)>(), (finite(), finite())).prop_map(
-        |((run_id, cluster_id, shard_key, scorer_version), (accepted, rejected), (d, s))| {
-            ExamplesAcceptedV1 {
-                run_id,
-                cluster_id,
-                shard_key,
-                accepted,
-                rejected,
-                scorer_version,
-                thresholds: FilterThresholds { delta_clip_min: d, subject_similarity_min: s },
-            }
-        },
+    (
+        (text(), text(), text(), text()),
+        any::<(u32, u32)>(),
+        (finite(), finite()),
     )
+        .prop_map(
+            |((run_id, cluster_id, shard_key, scorer_version), (accepted, rejected), (d, s))| {
+                ExamplesAcceptedV1 {
+                    run_id,
+                    cluster_id,
+                    shard_key,
+                    accepted,
+                    rejected,
+                    scorer_version,
+                    thresholds: FilterThresholds {
+                        delta_clip_min: d,
+                        subject_similarity_min: s,
+                    },
+                }
+            },
+        )
 }
 
 fn apprentice_published() -> impl Strategy<Value = ApprenticePublishedV1> {
@@ -125,7 +153,12 @@ fn apprentice_published() -> impl Strategy<Value = ApprenticePublishedV1> {
                 weights_key,
                 config_key,
                 base_version,
-                metrics: ApprenticeMetrics { loss, steps, examples_seen, clusters },
+                metrics: ApprenticeMetrics {
+                    loss,
+                    steps,
+                    examples_seen,
+                    clusters,
+                },
                 published_at_ms,
             },
         )

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeBindOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
 use lapin::Confirmation;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeBindOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
@@ -123,13 +124,15 @@ impl AmqpBroker {
             return Ok(live.clone());
         }
         let options = &self.inner.options;
-        let properties =
-            ConnectionProperties::default().with_connection_name(options.connection_name.as_str().into());
-        let connection =
-            tokio::time::timeout(options.connect_timeout, Connection::connect(&options.url, properties))
-                .await
-                .map_err(|_| QueueError::Unavailable("timed out connecting to the broker".into()))?
-                .map_err(unavailable)?;
+        let properties = ConnectionProperties::default()
+            .with_connection_name(options.connection_name.as_str().into());
+        let connection = tokio::time::timeout(
+            options.connect_timeout,
+            Connection::connect(&options.url, properties),
+        )
+        .await
+        .map_err(|_| QueueError::Unavailable("timed out connecting to the broker".into()))?
+        .map_err(unavailable)?;
         let publisher = connection.create_channel().await.map_err(unavailable)?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
@@ -246,7 +249,10 @@ enum PublishFailure {
     Refused(QueueError),
 }
 
-fn quorum_arguments(delivery_limit: Option<u32>, dead_letter_exchange: Option<(&str, &str)>) -> FieldTable {
+fn quorum_arguments(
+    delivery_limit: Option<u32>,
+    dead_letter_exchange: Option<(&str, &str)>,
+) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(
         "x-queue-type".into(),
@@ -326,7 +332,8 @@ fn envelope_of(delivery: &lapin::message::Delivery) -> (Envelope, u32) {
         for (key, value) in table.inner() {
             match key.as_str() {
                 "x-delivery-count" => {
-                    delivery_count = header_int(value).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32;
+                    delivery_count =
+                        header_int(value).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32;
                 }
                 "traceparent" => traceparent = header_string(value),
                 other => {
@@ -392,7 +399,11 @@ impl Broker for AmqpBroker {
         for spec in &topology.queues {
             let dead = spec.dead_name();
             channel
-                .queue_declare(dead.as_str().into(), durable_queue, quorum_arguments(None, None))
+                .queue_declare(
+                    dead.as_str().into(),
+                    durable_queue,
+                    quorum_arguments(None, None),
+                )
                 .await
                 .map_err(|e| refused(&dead, e))?;
             channel
@@ -493,11 +504,7 @@ impl Broker for AmqpBroker {
         )))
     }
 
-    async fn consume(
-        &self,
-        queue: &str,
-        prefetch: u16,
-    ) -> Result<Box<dyn Consumer>, QueueError> {
+    async fn consume(&self, queue: &str, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
         let mut consumer = AmqpConsumer {
             broker: self.clone(),
             source: Source::Queue(queue.to_string()),
@@ -679,6 +686,14 @@ impl Consumer for AmqpConsumer {
                     self.current = None;
                 }
             }
+        }
+    }
+
+    async fn cancel(&mut self) {
+        if let Some((channel, consumer, _)) = self.current.as_ref() {
+            let _ = channel
+                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                .await;
         }
     }
 }

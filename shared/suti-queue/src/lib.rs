@@ -208,6 +208,11 @@ pub(crate) trait Settle: Send + Sync {
 pub trait Consumer: Send {
     /// Waits for the next delivery.
     async fn next(&mut self) -> Option<Delivery>;
+
+    /// Stops the broker from sending more deliveries while the ones already handed out can still
+    /// be settled (graceful shutdown). Dropping the consumer afterwards returns anything received
+    /// but not handed out.
+    async fn cancel(&mut self) {}
 }
 
 /// A message broker: publish with confirms, consume with prefetch, declare the topology.
@@ -236,11 +241,7 @@ pub trait Broker: Send + Sync {
     ) -> Result<(), QueueError>;
 
     /// Consumes a stage queue with at most `prefetch` unacknowledged deliveries in flight.
-    async fn consume(
-        &self,
-        queue: &str,
-        prefetch: u16,
-    ) -> Result<Box<dyn Consumer>, QueueError>;
+    async fn consume(&self, queue: &str, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError>;
 
     /// Subscribes to the fan-out of releases: this subscriber gets every message published to the
     /// topology's fan-out from now on, independently of every other subscriber.

@@ -61,7 +61,10 @@ impl QueueState {
     }
 
     fn unacked_by(&self, consumer: u64) -> usize {
-        self.unacked.values().filter(|u| u.consumer == consumer).count()
+        self.unacked
+            .values()
+            .filter(|u| u.consumer == consumer)
+            .count()
     }
 }
 
@@ -251,7 +254,10 @@ impl Broker for InProcessBroker {
         let mut state = self.hub.lock();
         let Some(declared) = state.exchanges.get(&topology.exchange).cloned() else {
             return Err(QueueError::Unroutable {
-                kind: envelopes.first().map(|e| e.kind.clone()).unwrap_or_default(),
+                kind: envelopes
+                    .first()
+                    .map(|e| e.kind.clone())
+                    .unwrap_or_default(),
             });
         };
         // Route everything first so that a batch with one unroutable message publishes nothing.
@@ -294,11 +300,7 @@ impl Broker for InProcessBroker {
         Ok(())
     }
 
-    async fn consume(
-        &self,
-        queue: &str,
-        prefetch: u16,
-    ) -> Result<Box<dyn Consumer>, QueueError> {
+    async fn consume(&self, queue: &str, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
         self.check_open()?;
         if !self.hub.lock().queues.contains_key(queue) {
             return Err(QueueError::NoSuchQueue(queue.to_string()));
@@ -427,9 +429,10 @@ impl Consumer for InProcessConsumer {
             notified.as_mut().enable();
             {
                 let state = self.broker.hub.lock();
-                let ready = state.queues.get(&self.queue).map(|q| {
-                    !q.ready.is_empty() && q.unacked_by(self.consumer) < self.prefetch
-                });
+                let ready = state
+                    .queues
+                    .get(&self.queue)
+                    .map(|q| !q.ready.is_empty() && q.unacked_by(self.consumer) < self.prefetch);
                 match ready {
                     None => return None,
                     Some(true) => continue,
@@ -454,7 +457,10 @@ impl InProcessSettler {
             .queues
             .get_mut(&self.queue)
             .ok_or(QueueError::ChannelClosed)?;
-        let unacked = q.unacked.remove(&self.tag).ok_or(QueueError::ChannelClosed)?;
+        let unacked = q
+            .unacked
+            .remove(&self.tag)
+            .ok_or(QueueError::ChannelClosed)?;
         q.notify.notify_waiters();
         Ok(unacked.message)
     }

@@ -147,14 +147,18 @@ mod tests {
     fn every_message_type_has_exactly_one_destination() {
         let t = Topology::pipeline("ns", 5);
         for kind in suti_messages::ALL_TYPES {
-            let queued = t.queues.iter().filter(|q| {
-                q.patterns.iter().any(|p| topic_matches(p, kind))
-            });
+            let queued = t
+                .queues
+                .iter()
+                .filter(|q| q.patterns.iter().any(|p| topic_matches(p, kind)));
             let destinations = queued.count() + usize::from(t.is_fanout(kind));
             assert_eq!(destinations, 1, "{kind}");
         }
         assert_eq!(t.queue_for("cluster.mined.v1").unwrap().name, "ns.clusters");
-        assert_eq!(t.queue_for("cluster.mined.v1").unwrap().dead_name(), "ns.clusters.dead");
+        assert_eq!(
+            t.queue_for("cluster.mined.v1").unwrap().dead_name(),
+            "ns.clusters.dead"
+        );
         assert!(t.is_fanout("apprentice.published.v1"));
         assert_eq!(Topology::pipeline("", 5).exchange, "suti");
     }

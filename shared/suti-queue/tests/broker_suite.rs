@@ -32,14 +32,30 @@ async fn run_suite(connect: Connect) {
     let broker = connect().await;
     let topology = Topology::pipeline(&unique("t"), 2);
     broker.declare(&topology).await.unwrap();
-    broker.declare(&topology).await.expect("declaring twice is idempotent");
+    broker
+        .declare(&topology)
+        .await
+        .expect("declaring twice is idempotent");
     let clusters = topology.queue_for("cluster.mined.v1").unwrap().name.clone();
-    let experts = topology.queue_for("expert.trained.v1").unwrap().name.clone();
+    let experts = topology
+        .queue_for("expert.trained.v1")
+        .unwrap()
+        .name
+        .clone();
 
     // Routing by type; metadata survives the trip.
-    broker.publish(&topology, &envelope("cluster.mined.v1", "m1")).await.unwrap();
-    broker.publish(&topology, &envelope("expert.trained.v1", "e1")).await.unwrap();
-    let err = broker.publish(&topology, &envelope("no.such.v1", "x")).await.unwrap_err();
+    broker
+        .publish(&topology, &envelope("cluster.mined.v1", "m1"))
+        .await
+        .unwrap();
+    broker
+        .publish(&topology, &envelope("expert.trained.v1", "e1"))
+        .await
+        .unwrap();
+    let err = broker
+        .publish(&topology, &envelope("no.such.v1", "x"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, QueueError::Unroutable { .. }), "{err}");
     assert!(!err.is_retryable());
     let mut consumer = broker.consume(&clusters, 2).await.unwrap();
@@ -52,7 +68,9 @@ async fn run_suite(connect: Connect) {
     expert_consumer.next().await.unwrap().ack().await.unwrap();
 
     // Prefetch: no more than 2 unacked deliveries; acking one frees a slot.
-    let batch: Vec<_> = (0..3).map(|i| envelope("cluster.mined.v1", &format!("p{i}"))).collect();
+    let batch: Vec<_> = (0..3)
+        .map(|i| envelope("cluster.mined.v1", &format!("p{i}")))
+        .collect();
     broker.publish_batch(&topology, &batch).await.unwrap();
     let first = consumer.next().await.unwrap();
     let _second = consumer.next().await.unwrap();
@@ -64,55 +82,96 @@ async fn run_suite(connect: Connect) {
     _second.ack().await.unwrap();
 
     // Requeue counts toward the delivery limit (2): the third failure dead-letters the message.
-    broker.publish(&topology, &envelope("cluster.mined.v1", "flaky")).await.unwrap();
+    broker
+        .publish(&topology, &envelope("cluster.mined.v1", "flaky"))
+        .await
+        .unwrap();
     for attempt in 0..3 {
         let d = consumer.next().await.unwrap();
         assert_eq!(d.envelope.message_id, "flaky");
-        assert_eq!(d.delivery_count, attempt, "delivery count on attempt {attempt}");
+        assert_eq!(
+            d.delivery_count, attempt,
+            "delivery count on attempt {attempt}"
+        );
         assert_eq!(d.redelivered, attempt > 0);
         d.requeue().await.unwrap();
     }
-    let mut dead = broker.consume(&format!("{clusters}.dead"), 10).await.unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(10), dead.next()).await.unwrap().unwrap();
+    let mut dead = broker
+        .consume(&format!("{clusters}.dead"), 10)
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), dead.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.envelope.message_id, "flaky");
     assert_eq!(d.envelope.dead_reason(), Some("delivery_limit"));
     d.ack().await.unwrap();
 
     // Dead-lettering with a reason keeps the message and says why.
-    broker.publish(&topology, &envelope("cluster.mined.v1", "poison")).await.unwrap();
+    broker
+        .publish(&topology, &envelope("cluster.mined.v1", "poison"))
+        .await
+        .unwrap();
     let d = consumer.next().await.unwrap();
-    d.dead_letter("undecodable body: bad msgpack").await.unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(10), dead.next()).await.unwrap().unwrap();
+    d.dead_letter("undecodable body: bad msgpack")
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), dead.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.envelope.message_id, "poison");
-    assert_eq!(d.envelope.dead_reason(), Some("undecodable body: bad msgpack"));
+    assert_eq!(
+        d.envelope.dead_reason(),
+        Some("undecodable body: bad msgpack")
+    );
     assert_eq!(d.envelope.headers.get(DEAD_QUEUE_HEADER), Some(&clusters));
     assert_eq!(d.envelope.body, b"poison");
     d.ack().await.unwrap();
 
     // A worker whose connection drops with unacked deliveries: they go back to the queue.
     let worker = connect().await;
-    broker.publish(&topology, &envelope("cluster.mined.v1", "orphan")).await.unwrap();
+    broker
+        .publish(&topology, &envelope("cluster.mined.v1", "orphan"))
+        .await
+        .unwrap();
     drop(consumer);
     let mut worker_consumer = worker.consume(&clusters, 5).await.unwrap();
     let d = worker_consumer.next().await.unwrap();
     assert_eq!(d.envelope.message_id, "orphan");
     std::mem::forget(d);
     worker.close().await;
-    assert!(worker_consumer.next().await.is_none(), "a closed handle's consumer ends");
+    assert!(
+        worker_consumer.next().await.is_none(),
+        "a closed handle's consumer ends"
+    );
     let mut consumer = broker.consume(&clusters, 5).await.unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(10), consumer.next()).await.unwrap().unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.envelope.message_id, "orphan");
     assert!(d.redelivered);
     d.ack().await.unwrap();
 
     // Fan-out: every subscriber gets every release; with none, publishing still succeeds.
-    broker.publish(&topology, &envelope("apprentice.published.v1", "r0")).await.unwrap();
+    broker
+        .publish(&topology, &envelope("apprentice.published.v1", "r0"))
+        .await
+        .unwrap();
     let mut sub_a = broker.subscribe_fanout(&topology, 4).await.unwrap();
     let replica = connect().await;
     let mut sub_b = replica.subscribe_fanout(&topology, 4).await.unwrap();
-    broker.publish(&topology, &envelope("apprentice.published.v1", "r1")).await.unwrap();
+    broker
+        .publish(&topology, &envelope("apprentice.published.v1", "r1"))
+        .await
+        .unwrap();
     for sub in [&mut sub_a, &mut sub_b] {
-        let d = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(d.envelope.message_id, "r1");
         d.ack().await.unwrap();
     }
@@ -122,7 +181,13 @@ async fn run_suite(connect: Connect) {
     // off the ready count as soon as they arrive, so the experts consumer goes first.
     drop(expert_consumer);
     broker
-        .publish_batch(&topology, &[envelope("expert.trained.v1", "c1"), envelope("expert.trained.v1", "c2")])
+        .publish_batch(
+            &topology,
+            &[
+                envelope("expert.trained.v1", "c1"),
+                envelope("expert.trained.v1", "c2"),
+            ],
+        )
         .await
         .unwrap();
     suti_testkit::wait_until(Duration::from_secs(5), "ready count", || {
@@ -160,8 +225,11 @@ async fn amqp_backend_passes_the_suite() {
         Box::pin(async {
             let mut options = AmqpOptions::new(amqp_url());
             options.connection_name = unique("suti-test");
-            Arc::new(AmqpBroker::connect(options).await.expect("RabbitMQ on 127.0.0.1:5672"))
-                as Arc<dyn Broker>
+            Arc::new(
+                AmqpBroker::connect(options)
+                    .await
+                    .expect("RabbitMQ on 127.0.0.1:5672"),
+            ) as Arc<dyn Broker>
         })
     });
     run_suite(connect).await;
@@ -169,22 +237,35 @@ async fn amqp_backend_passes_the_suite() {
 
 #[tokio::test]
 async fn amqp_declare_conflict_is_a_clear_topology_error() {
-    let broker = AmqpBroker::connect(AmqpOptions::new(amqp_url())).await.unwrap();
+    let broker = AmqpBroker::connect(AmqpOptions::new(amqp_url()))
+        .await
+        .unwrap();
     let namespace = unique("t");
     let topology = Topology::pipeline(&namespace, 2);
     broker.declare(&topology).await.unwrap();
-    let err = broker.declare(&Topology::pipeline(&namespace, 7)).await.unwrap_err();
+    let err = broker
+        .declare(&Topology::pipeline(&namespace, 7))
+        .await
+        .unwrap_err();
     assert!(matches!(err, QueueError::Topology(_)), "{err}");
     broker.delete(&topology).await.unwrap();
 }
 
 #[tokio::test]
 async fn amqp_bad_url_and_unreachable_broker_are_errors() {
-    let err = AmqpBroker::connect(AmqpOptions::new("http://127.0.0.1")).await.unwrap_err();
-    assert!(matches!(err, QueueError::Config(_)));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let err = AmqpBroker::connect(AmqpOptions::new(format!("amqp://guest:guest@127.0.0.1:{port}/%2f")))
+    let err = AmqpBroker::connect(AmqpOptions::new("http://127.0.0.1"))
         .await
         .unwrap_err();
+    assert!(matches!(err, QueueError::Config(_)));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = AmqpBroker::connect(AmqpOptions::new(format!(
+        "amqp://guest:guest@127.0.0.1:{port}/%2f"
+    )))
+    .await
+    .unwrap_err();
     assert!(err.is_retryable(), "{err}");
 }

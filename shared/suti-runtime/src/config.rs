@@ -330,7 +330,10 @@ impl FromStr for ServiceName {
             .find(|n| n.as_str() == s || n.metric_name() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Self::ALL.iter().map(|n| n.as_str()).collect();
-                format!("unknown service {s:?}; expected one of {}", names.join(", "))
+                format!(
+                    "unknown service {s:?}; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -462,7 +465,9 @@ impl SutiConfig {
                     ));
                 }
                 if stage.handler_timeout_secs == 0 {
-                    problems.push(format!("stages.{name}.handler_timeout_secs must be positive"));
+                    problems.push(format!(
+                        "stages.{name}.handler_timeout_secs must be positive"
+                    ));
                 }
             }
         }

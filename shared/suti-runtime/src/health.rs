@@ -70,15 +70,16 @@ impl Health {
             .read()
             .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        let results = futures::future::join_all(checks.into_iter().map(|(name, check)| async move {
-            let outcome = match tokio::time::timeout(CHECK_DEADLINE, check()).await {
-                Ok(Ok(())) => "ok".to_string(),
-                Ok(Err(e)) => e,
-                Err(_) => format!("no answer within {CHECK_DEADLINE:?}"),
-            };
-            (name, outcome)
-        }))
-        .await;
+        let results =
+            futures::future::join_all(checks.into_iter().map(|(name, check)| async move {
+                let outcome = match tokio::time::timeout(CHECK_DEADLINE, check()).await {
+                    Ok(Ok(())) => "ok".to_string(),
+                    Ok(Err(e)) => e,
+                    Err(_) => format!("no answer within {CHECK_DEADLINE:?}"),
+                };
+                (name, outcome)
+            }))
+            .await;
         let mut report: BTreeMap<String, String> = results.into_iter().collect();
         if let Ok(flags) = self.flags.read() {
             for (name, problem) in flags.iter() {

@@ -11,7 +11,11 @@ use tokio_util::sync::CancellationToken;
 fn env(vars: &[(&str, &str)]) -> ConfigSources {
     ConfigSources {
         file: None,
-        env: Some(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        env: Some(
+            vars.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
     }
 }
 
@@ -20,10 +24,16 @@ fn the_compiled_in_defaults_load_and_validate() {
     let config = SutiConfig::load(&env(&[])).unwrap();
     assert_eq!(config.queue.backend, QueueBackend::Amqp);
     assert_eq!(config.queue.delivery_limit, 5);
-    assert_eq!(config.stages.expert_finetuner.prefetch, 1, "GPU stages take one item at a time");
+    assert_eq!(
+        config.stages.expert_finetuner.prefetch, 1,
+        "GPU stages take one item at a time"
+    );
     for service in ServiceName::ALL {
         assert_eq!(service.as_str().parse::<ServiceName>().unwrap(), service);
-        assert_eq!(config.stages.for_service(service).is_some(), service.input_queue().is_some());
+        assert_eq!(
+            config.stages.for_service(service).is_some(),
+            service.input_queue().is_some()
+        );
     }
 }
 
@@ -36,23 +46,38 @@ fn file_then_environment_override_the_defaults() {
         env: Some(vec![("SUTI__QUEUE__NAMESPACE".into(), "from-env".into())]),
     })
     .unwrap();
-    assert_eq!(config.queue.namespace, "from-env", "environment wins over the file");
-    assert_eq!(config.queue.delivery_limit, 9, "the file wins over the defaults");
+    assert_eq!(
+        config.queue.namespace, "from-env",
+        "environment wins over the file"
+    );
+    assert_eq!(
+        config.queue.delivery_limit, 9,
+        "the file wins over the defaults"
+    );
     assert_eq!(config.stages.generator.prefetch, 3);
-    assert_eq!(config.stages.generator.handler_timeout_secs, 3600, "unset keys keep defaults");
+    assert_eq!(
+        config.stages.generator.handler_timeout_secs, 3600,
+        "unset keys keep defaults"
+    );
 }
 
 #[test]
 fn unknown_keys_are_rejected_from_files_and_the_environment() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     writeln!(file, "queue:\n  urll: amqp://typo").unwrap();
-    let err = SutiConfig::load(&ConfigSources { file: Some(file.path().into()), env: Some(vec![]) })
-        .unwrap_err();
+    let err = SutiConfig::load(&ConfigSources {
+        file: Some(file.path().into()),
+        env: Some(vec![]),
+    })
+    .unwrap_err();
     assert!(err.to_string().contains("urll"), "{err}");
     let err = SutiConfig::load(&env(&[("SUTI__STATE__NAMESPAEC", "x")])).unwrap_err();
     assert!(err.to_string().contains("namespaec"), "{err}");
-    let err = SutiConfig::load(&ConfigSources { file: Some("/no/such/file.yaml".into()), env: None })
-        .unwrap_err();
+    let err = SutiConfig::load(&ConfigSources {
+        file: Some("/no/such/file.yaml".into()),
+        env: None,
+    })
+    .unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
@@ -64,7 +89,9 @@ fn invalid_values_are_all_reported_together() {
         ("SUTI__STAGES__CLIP_FILTER__PREFETCH", "0"),
     ]))
     .unwrap_err();
-    let ConfigError::Invalid(problems) = &err else { panic!("{err}") };
+    let ConfigError::Invalid(problems) = &err else {
+        panic!("{err}")
+    };
     assert_eq!(problems.len(), 4, "{problems:?}");
     let text = err.to_string();
     assert!(text.contains("queue.url"));
@@ -79,14 +106,23 @@ fn secrets_are_redacted_when_printed() {
         ("SUTI__STATE__URL", "redis://:s3cret@redis:6379/0"),
     ]))
     .unwrap();
-    assert_eq!(config.queue.url.expose(), "amqp://suti:hunter2@rabbit:5672/%2f");
+    assert_eq!(
+        config.queue.url.expose(),
+        "amqp://suti:hunter2@rabbit:5672/%2f"
+    );
     let yaml = config.to_redacted_yaml();
     let debug = format!("{config:?}");
     for shown in [&yaml, &debug] {
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
     assert!(yaml.contains("amqp://suti:***@rabbit:5672/%2f"), "{yaml}");
-    assert_eq!(redact_url("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
+    assert_eq!(
+        redact_url("redis://127.0.0.1:6379/"),
+        "redis://127.0.0.1:6379/"
+    );
     assert_eq!(redact_url("amqp://token@host/"), "amqp://***@host/");
 }
 
@@ -99,29 +135,43 @@ async fn the_admin_port_serves_metrics_liveness_and_readiness() {
         .await
         .unwrap();
 
-    let (status, body) = suti_testkit::http_get(server.addr, "/metrics").await.unwrap();
+    let (status, body) = suti_testkit::http_get(server.addr, "/metrics")
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("suti_build_info{"), "{body}");
     assert!(body.contains("service=\"generator\""), "{body}");
 
-    let (status, _) = suti_testkit::http_get(server.addr, "/health/livez").await.unwrap();
+    let (status, _) = suti_testkit::http_get(server.addr, "/health/livez")
+        .await
+        .unwrap();
     assert_eq!(status, 200);
 
     // Ready while every check passes; a failing check makes it 503 and names the failure.
     health.add_check("broker", || Box::pin(async { Ok(()) }));
-    let (status, body) = suti_testkit::http_get(server.addr, "/health/readyz").await.unwrap();
+    let (status, body) = suti_testkit::http_get(server.addr, "/health/readyz")
+        .await
+        .unwrap();
     assert_eq!(status, 200, "{body}");
-    health.add_check("storage", || Box::pin(async { Err("bucket unreachable".to_string()) }));
-    let (status, body) = suti_testkit::http_get(server.addr, "/health/readyz").await.unwrap();
+    health.add_check("storage", || {
+        Box::pin(async { Err("bucket unreachable".to_string()) })
+    });
+    let (status, body) = suti_testkit::http_get(server.addr, "/health/readyz")
+        .await
+        .unwrap();
     assert_eq!(status, 503);
     assert!(body.contains("bucket unreachable"), "{body}");
     health.add_check("storage", || Box::pin(async { Ok(()) }));
     health.set_flag("model", Some("no model loaded yet".into()));
-    let (status, body) = suti_testkit::http_get(server.addr, "/health/readyz").await.unwrap();
+    let (status, body) = suti_testkit::http_get(server.addr, "/health/readyz")
+        .await
+        .unwrap();
     assert_eq!(status, 503);
     assert!(body.contains("no model loaded yet"), "{body}");
     health.set_flag("model", None);
-    let (status, _) = suti_testkit::http_get(server.addr, "/health/readyz").await.unwrap();
+    let (status, _) = suti_testkit::http_get(server.addr, "/health/readyz")
+        .await
+        .unwrap();
     assert_eq!(status, 200);
 
     let (status, body) = suti_testkit::http_get(server.addr, "/nope").await.unwrap();
@@ -129,7 +179,10 @@ async fn the_admin_port_serves_metrics_liveness_and_readiness() {
     assert!(body.contains("not_found"));
 
     shutdown.cancel();
-    tokio::time::timeout(std::time::Duration::from_secs(5), server.task).await.unwrap().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server.task)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]

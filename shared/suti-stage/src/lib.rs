@@ -1,1 +1,540 @@
-//! placeholder
+//! The stage harness (DESIGN §4): every queue-consuming service is a [`Handler`] from one input
+//! payload to an [`Outcome`] (artifacts to write, messages to publish). The harness runs
+//!
+//! consume → decode → idempotency check → handle → write artifacts → publish downstream
+//! (confirmed) → mark done → ack
+//!
+//! and settles every delivery exactly once: ack on success or on a duplicate, requeue (with a
+//! delay) on a retryable failure, dead-letter with a reason on a non-retryable failure, an
+//! undecodable body, or a retryable failure on its last allowed attempt. It exports the standard
+//! metrics of DESIGN §11 and shuts down gracefully: stop consuming, let in-flight work finish
+//! within a grace period, and leave the rest to be redelivered.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use suti_messages::Message;
+use suti_queue::{Broker, Delivery, Envelope, QueueError, Topology};
+use suti_state::{SharedState, StateError};
+use suti_storage::{ObjectKey, SharedStore, StorageError};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+mod metrics;
+
+pub use metrics::StageMetrics;
+
+/// Why a handler failed, and whether another attempt may succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// A transient failure (a backend briefly away, a timeout): the message is requeued.
+    #[error("{kind}: {message}")]
+    Retryable {
+        /// Low-cardinality label for the errors metric.
+        kind: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// The input can never be handled (invalid content, a missing artifact): dead-lettered.
+    #[error("{kind}: {reason}")]
+    Permanent {
+        /// Low-cardinality label for the errors metric.
+        kind: &'static str,
+        /// Why; becomes the dead-letter reason header.
+        reason: String,
+    },
+}
+
+impl HandlerError {
+    /// A transient failure.
+    pub fn retryable(kind: &'static str, message: impl ToString) -> Self {
+        Self::Retryable {
+            kind,
+            message: message.to_string(),
+        }
+    }
+
+    /// A failure no retry can fix.
+    pub fn permanent(kind: &'static str, reason: impl ToString) -> Self {
+        Self::Permanent {
+            kind,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Retryable { kind, .. } | Self::Permanent { kind, .. } => kind,
+        }
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable { .. })
+    }
+}
+
+impl From<StorageError> for HandlerError {
+    fn from(e: StorageError) -> Self {
+        let kind = match e.kind {
+            suti_storage::StorageErrorKind::NotFound => "storage_not_found",
+            suti_storage::StorageErrorKind::Unauthorized => "storage_unauthorized",
+            suti_storage::StorageErrorKind::Timeout => "storage_timeout",
+            suti_storage::StorageErrorKind::Unavailable => "storage_unavailable",
+            suti_storage::StorageErrorKind::InvalidKey => "storage_invalid_key",
+            suti_storage::StorageErrorKind::NoSuchBucket => "storage_no_such_bucket",
+            suti_storage::StorageErrorKind::Io => "storage_io",
+            suti_storage::StorageErrorKind::Rejected => "storage_rejected",
+        };
+        if e.is_retryable() {
+            Self::retryable(kind, e)
+        } else {
+            Self::permanent(kind, e)
+        }
+    }
+}
+
+impl From<StateError> for HandlerError {
+    fn from(e: StateError) -> Self {
+        if e.is_retryable() {
+            Self::retryable(e.kind(), e)
+        } else {
+            Self::permanent(e.kind(), e)
+        }
+    }
+}
+
+impl From<QueueError> for HandlerError {
+    fn from(e: QueueError) -> Self {
+        if e.is_retryable() {
+            Self::retryable(e.kind(), e)
+        } else {
+            Self::permanent(e.kind(), e)
+        }
+    }
+}
+
+impl From<suti_messages::CodecError> for HandlerError {
+    fn from(e: suti_messages::CodecError) -> Self {
+        Self::permanent("codec", e)
+    }
+}
+
+/// What a handled message produces: artifacts the harness writes, then messages it publishes.
+/// Keys and message ids must derive from the input, so a redelivered message rewrites the same
+/// artifacts and republishes the same ids.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Objects to write before anything is published.
+    pub artifacts: Vec<(ObjectKey, Bytes)>,
+    /// Messages to publish (confirmed) after the artifacts are written.
+    pub messages: Vec<Envelope>,
+}
+
+impl Outcome {
+    /// Nothing to write or publish.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Adds an artifact.
+    pub fn with_artifact(mut self, key: ObjectKey, body: impl Into<Bytes>) -> Self {
+        self.artifacts.push((key, body.into()));
+        self
+    }
+
+    /// Adds a downstream message with a deterministic id.
+    pub fn with_message<M: Message>(
+        mut self,
+        payload: &M,
+        message_id: impl Into<String>,
+    ) -> Result<Self, HandlerError> {
+        self.messages
+            .push(Envelope::encode(payload, message_id, None)?);
+        Ok(self)
+    }
+}
+
+/// What a handler may use besides its input.
+#[derive(Clone)]
+pub struct HandleContext {
+    /// Id of the message being handled.
+    pub message_id: String,
+    /// Pipeline run (correlation id) of the message.
+    pub correlation_id: Option<String>,
+    /// Earlier failed deliveries of this message.
+    pub delivery_count: u32,
+    /// Artifact storage.
+    pub storage: SharedStore,
+    /// Shared state.
+    pub state: SharedState,
+}
+
+/// A stage's business logic.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// The payload this stage consumes.
+    type Input: Message;
+
+    /// Handles one input. Must be idempotent in its effects: artifacts and downstream ids derive
+    /// from the input.
+    async fn handle(
+        &self,
+        input: Self::Input,
+        ctx: &HandleContext,
+    ) -> Result<Outcome, HandlerError>;
+}
+
+/// How a stage runs.
+#[derive(Debug, Clone)]
+pub struct StageSettings {
+    /// Service name in metric form (`expert_finetuner`); names metrics and idempotency marks.
+    pub service: String,
+    /// Full (namespaced) name of the queue to consume.
+    pub queue: String,
+    /// Unacknowledged deliveries held at once.
+    pub prefetch: u16,
+    /// Deliveries handled at the same time.
+    pub concurrency: usize,
+    /// Limit on one handler call.
+    pub handler_timeout: Duration,
+    /// How long completion marks are kept.
+    pub idempotency_ttl: Duration,
+    /// How long in-flight work may take to finish after shutdown is asked.
+    pub shutdown_grace: Duration,
+}
+
+impl StageSettings {
+    /// Settings for `service` consuming its queue in `topology`, from its configuration.
+    pub fn from_config(
+        service: suti_runtime::ServiceName,
+        config: &suti_runtime::StageConfig,
+        topology: &Topology,
+    ) -> Option<Self> {
+        let queue = topology.queue_name(service.input_queue()?);
+        Some(Self {
+            service: service.metric_name().to_string(),
+            queue,
+            prefetch: config.prefetch,
+            concurrency: config.concurrency,
+            handler_timeout: Duration::from_secs(config.handler_timeout_secs),
+            idempotency_ttl: Duration::from_secs(config.idempotency_ttl_hours * 3600),
+            shutdown_grace: Duration::from_secs(30),
+        })
+    }
+}
+
+/// The backends a stage works with.
+#[derive(Clone)]
+pub struct StageBackends {
+    /// Broker.
+    pub broker: Arc<dyn Broker>,
+    /// Storage.
+    pub storage: SharedStore,
+    /// State.
+    pub state: SharedState,
+    /// Topology (where downstream messages go, and the delivery limit).
+    pub topology: Topology,
+}
+
+impl From<&suti_runtime::Backends> for StageBackends {
+    fn from(b: &suti_runtime::Backends) -> Self {
+        Self {
+            broker: b.broker.clone(),
+            storage: b.storage.clone(),
+            state: b.state.clone(),
+            topology: b.topology.clone(),
+        }
+    }
+}
+
+/// How one delivery ended, for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Handled, written, published, acked.
+    Done,
+    /// Already completed before: acked without handling again.
+    Duplicate,
+    /// Requeued for another attempt.
+    Retried,
+    /// Moved to the dead-letter queue.
+    DeadLettered,
+    /// Could not be settled (its channel is gone); the broker redelivers it.
+    Unsettled,
+}
+
+impl Settled {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Duplicate => "duplicate",
+            Self::Retried => "retried",
+            Self::DeadLettered => "dead_lettered",
+            Self::Unsettled => "unsettled",
+        }
+    }
+}
+
+struct Stage<H: Handler> {
+    handler: H,
+    settings: StageSettings,
+    backends: StageBackends,
+    metrics: StageMetrics,
+}
+
+/// Runs `handler` until `shutdown` is cancelled. Returns once in-flight work has finished or the
+/// grace period has passed; deliveries not yet settled then return to the queue.
+pub async fn run_stage<H: Handler>(
+    handler: H,
+    settings: StageSettings,
+    backends: StageBackends,
+    metrics: StageMetrics,
+    shutdown: CancellationToken,
+) -> Result<(), QueueError> {
+    let mut consumer = backends
+        .broker
+        .consume(&settings.queue, settings.prefetch)
+        .await?;
+    info!(service = %settings.service, queue = %settings.queue, prefetch = settings.prefetch,
+          concurrency = settings.concurrency, "stage consuming");
+    let stage = Arc::new(Stage {
+        handler,
+        settings,
+        backends,
+        metrics,
+    });
+    let permits = Arc::new(Semaphore::new(stage.settings.concurrency.max(1)));
+    let mut in_flight = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let delivery = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            delivery = consumer.next() => delivery,
+        };
+        let Some(delivery) = delivery else {
+            info!(queue = %stage.settings.queue, "broker handle closed; stage stops");
+            break;
+        };
+        let stage = stage.clone();
+        in_flight.spawn(async move {
+            stage.process(delivery).await;
+            drop(permit);
+        });
+        while in_flight.try_join_next().is_some() {}
+    }
+    // Stop receiving, but keep the channel open until in-flight work has acked; then dropping the
+    // consumer returns whatever was prefetched and never started.
+    consumer.cancel().await;
+    let grace = stage.settings.shutdown_grace;
+    if tokio::time::timeout(grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        warn!(
+            remaining = in_flight.len(),
+            "in-flight work did not finish within the grace period; it will be redelivered"
+        );
+        in_flight.abort_all();
+    }
+    drop(consumer);
+    info!(service = %stage.settings.service, "stage stopped");
+    Ok(())
+}
+
+impl<H: Handler> Stage<H> {
+    fn mark_key(&self, message_id: &str) -> String {
+        format!("{}:done:{message_id}", self.settings.service)
+    }
+
+    async fn process(&self, delivery: Delivery) {
+        let started = Instant::now();
+        self.metrics.received.inc();
+        self.metrics.in_flight.inc();
+        let span = info_span!("handle", service = %self.settings.service,
+                              message_id = %delivery.envelope.message_id,
+                              run = delivery.envelope.correlation_id.as_deref().unwrap_or(""));
+        let settled = self.settle(delivery).instrument(span).await;
+        self.metrics.in_flight.dec();
+        self.metrics
+            .processed
+            .with_label_values(&[settled.label()])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[settled.label()])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    fn error(&self, kind: &str) {
+        self.metrics.errors.with_label_values(&[kind]).inc();
+    }
+
+    async fn dead_letter(&self, delivery: Delivery, kind: &str, reason: String) -> Settled {
+        self.error(kind);
+        warn!(%reason, "dead-lettering message");
+        match delivery.dead_letter(&reason).await {
+            Ok(()) => Settled::DeadLettered,
+            Err(e) => {
+                self.error(e.kind());
+                Settled::Unsettled
+            }
+        }
+    }
+
+    /// A retryable failure: requeue after a delay, or dead-letter on the last allowed attempt so
+    /// that the dead-letter queue says why.
+    async fn retry(&self, delivery: Delivery, kind: &str, message: String) -> Settled {
+        let limit = self.backends.topology.delivery_limit;
+        if delivery.delivery_count >= limit {
+            let reason = format!(
+                "gave up after {} attempts; last error: {message}",
+                delivery.delivery_count + 1
+            );
+            return self.dead_letter(delivery, kind, reason).await;
+        }
+        self.error(kind);
+        warn!(error = %message, attempt = delivery.delivery_count + 1, "retryable failure; requeueing");
+        tokio::time::sleep(suti_queue::retry_delay(delivery.delivery_count)).await;
+        match delivery.requeue().await {
+            Ok(()) => Settled::Retried,
+            Err(e) => {
+                self.error(e.kind());
+                Settled::Unsettled
+            }
+        }
+    }
+
+    async fn settle(&self, delivery: Delivery) -> Settled {
+        let envelope = &delivery.envelope;
+        let expected = <H::Input as Message>::TYPE;
+        if envelope.kind != expected {
+            let reason = format!(
+                "unexpected message type {:?}: this stage consumes {expected}",
+                envelope.kind
+            );
+            return self.dead_letter(delivery, "wrong_type", reason).await;
+        }
+        let input: H::Input = match envelope.decode() {
+            Ok(input) => input,
+            Err(e) => {
+                let reason = format!("undecodable body: {e}");
+                return self.dead_letter(delivery, "undecodable", reason).await;
+            }
+        };
+        if envelope.message_id.is_empty() {
+            let reason = "missing message_id: idempotency needs one".to_string();
+            return self.dead_letter(delivery, "missing_id", reason).await;
+        }
+        let mark = self.mark_key(&envelope.message_id);
+        match self.backends.state.is_marked(&mark).await {
+            Ok(true) => {
+                debug!("already completed; acknowledging the duplicate");
+                return self.ack(delivery, Settled::Duplicate).await;
+            }
+            Ok(false) => {}
+            Err(e) => return self.retry(delivery, e.kind(), e.to_string()).await,
+        }
+        let ctx = HandleContext {
+            message_id: envelope.message_id.clone(),
+            correlation_id: envelope.correlation_id.clone(),
+            delivery_count: delivery.delivery_count,
+            storage: self.backends.storage.clone(),
+            state: self.backends.state.clone(),
+        };
+        let handled = tokio::time::timeout(
+            self.settings.handler_timeout,
+            self.handler.handle(input, &ctx),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(HandlerError::retryable(
+                "handler_timeout",
+                format!(
+                    "handler took longer than {:?}",
+                    self.settings.handler_timeout
+                ),
+            ))
+        });
+        let outcome = match handled {
+            Ok(outcome) => outcome,
+            Err(HandlerError::Permanent { kind, reason }) => {
+                return self.dead_letter(delivery, kind, reason).await;
+            }
+            Err(HandlerError::Retryable { kind, message }) => {
+                return self.retry(delivery, kind, message).await;
+            }
+        };
+        if let Err(e) = self.deliver(outcome, &delivery.envelope).await {
+            return match e {
+                HandlerError::Permanent { kind, reason } => {
+                    self.dead_letter(delivery, kind, reason).await
+                }
+                HandlerError::Retryable { kind, message } => {
+                    self.retry(delivery, kind, message).await
+                }
+            };
+        }
+        // The mark only saves work on redelivery: every effect above is idempotent, so failing to
+        // set it costs a repeat, never a wrong result.
+        if let Err(e) = self
+            .backends
+            .state
+            .mark_if_absent(&mark, Some(self.settings.idempotency_ttl))
+            .await
+        {
+            self.error(e.kind());
+            warn!(error = %e, "could not record completion; a redelivery would repeat the work");
+        }
+        self.ack(delivery, Settled::Done).await
+    }
+
+    /// Writes the artifacts, then publishes the messages (confirmed), inheriting the run and trace.
+    async fn deliver(&self, outcome: Outcome, input: &Envelope) -> Result<(), HandlerError> {
+        for (key, body) in outcome.artifacts {
+            self.backends.storage.put(&key, body).await?;
+        }
+        if outcome.messages.is_empty() {
+            return Ok(());
+        }
+        let messages: Vec<Envelope> = outcome
+            .messages
+            .into_iter()
+            .map(|mut m| {
+                if m.correlation_id.is_none() {
+                    m.correlation_id = input.correlation_id.clone();
+                }
+                if m.traceparent.is_none() {
+                    m.traceparent = input.traceparent.clone();
+                }
+                m
+            })
+            .collect();
+        self.backends
+            .broker
+            .publish_batch(&self.backends.topology, &messages)
+            .await?;
+        self.metrics.published.inc_by(messages.len() as u64);
+        Ok(())
+    }
+
+    async fn ack(&self, delivery: Delivery, settled: Settled) -> Settled {
+        match delivery.ack().await {
+            Ok(()) => settled,
+            Err(e) => {
+                // The channel is gone; the broker redelivers and the mark makes it a duplicate.
+                self.error(e.kind());
+                Settled::Unsettled
+            }
+        }
+    }
+}

@@ -84,7 +84,11 @@ impl StateStore for InProcessState {
     }
 
     async fn set_contains(&self, set: &str, member: &str) -> StateResult<bool> {
-        Ok(self.lock().sets.get(set).is_some_and(|s| s.contains(member)))
+        Ok(self
+            .lock()
+            .sets
+            .get(set)
+            .is_some_and(|s| s.contains(member)))
     }
 
     async fn set_len(&self, set: &str) -> StateResult<u64> {

@@ -80,13 +80,11 @@ impl RedisState {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
-        let connection = tokio::time::timeout(
-            timeout,
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| StateError::Unavailable("timed out connecting to redis".into()))?
-        .map_err(state_error)?;
+        let connection =
+            tokio::time::timeout(timeout, client.get_connection_manager_with_config(config))
+                .await
+                .map_err(|_| StateError::Unavailable("timed out connecting to redis".into()))?
+                .map_err(state_error)?;
         Ok(Self {
             connection,
             namespace: namespace.to_string(),
@@ -220,10 +218,7 @@ impl StateStore for RedisState {
                 .await
                 .map_err(state_error)?;
             if !keys.is_empty() {
-                connection
-                    .del::<_, ()>(keys)
-                    .await
-                    .map_err(state_error)?;
+                connection.del::<_, ()>(keys).await.map_err(state_error)?;
             }
             if next == 0 {
                 return Ok(());

@@ -37,8 +37,16 @@ async fn run_suite(a: Arc<dyn StateStore>, b: Arc<dyn StateStore>) {
     assert!(!b.is_marked("done:msg-1").await.unwrap());
 
     // A mark with a TTL expires.
-    assert!(a.mark_if_absent("lease", Some(Duration::from_millis(150))).await.unwrap());
-    assert!(!b.mark_if_absent("lease", Some(Duration::from_millis(150))).await.unwrap());
+    assert!(
+        a.mark_if_absent("lease", Some(Duration::from_millis(150)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.mark_if_absent("lease", Some(Duration::from_millis(150)))
+            .await
+            .unwrap()
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!a.is_marked("lease").await.unwrap());
     assert!(b.mark_if_absent("lease", None).await.unwrap());
@@ -61,12 +69,18 @@ async fn run_suite(a: Arc<dyn StateStore>, b: Arc<dyn StateStore>) {
 
     // Token bucket shared across replicas: a burst of 5 and almost no refill lets exactly 5 of 20
     // concurrent requests through, whichever replica they arrive at.
-    let spec = TokenBucket { capacity: 5.0, refill_per_second: 0.01 };
+    let spec = TokenBucket {
+        capacity: 5.0,
+        refill_per_second: 0.01,
+    };
     let mut takes = Vec::new();
     for i in 0..20 {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         takes.push(tokio::spawn(async move {
-            store.take_tokens("host:example.org", spec, 1.0).await.unwrap()
+            store
+                .take_tokens("host:example.org", spec, 1.0)
+                .await
+                .unwrap()
         }));
     }
     let mut allowed = 0;
@@ -81,15 +95,29 @@ async fn run_suite(a: Arc<dyn StateStore>, b: Arc<dyn StateStore>) {
     assert_eq!(allowed, 5);
 
     // A fast refill admits again after the wait it announced.
-    let spec = TokenBucket { capacity: 1.0, refill_per_second: 20.0 };
-    assert!(a.take_tokens("host:fast", spec, 1.0).await.unwrap().is_allowed());
-    let RateDecision::Limited { retry_after } = b.take_tokens("host:fast", spec, 1.0).await.unwrap()
+    let spec = TokenBucket {
+        capacity: 1.0,
+        refill_per_second: 20.0,
+    };
+    assert!(
+        a.take_tokens("host:fast", spec, 1.0)
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    let RateDecision::Limited { retry_after } =
+        b.take_tokens("host:fast", spec, 1.0).await.unwrap()
     else {
         panic!("the bucket should be empty");
     };
     assert!(retry_after <= Duration::from_millis(60), "{retry_after:?}");
     tokio::time::sleep(retry_after + Duration::from_millis(20)).await;
-    assert!(b.take_tokens("host:fast", spec, 1.0).await.unwrap().is_allowed());
+    assert!(
+        b.take_tokens("host:fast", spec, 1.0)
+            .await
+            .unwrap()
+            .is_allowed()
+    );
 
     // Clearing the namespace forgets everything.
     a.clear_namespace().await.unwrap();
@@ -124,7 +152,11 @@ async fn namespaces_keep_runs_apart() {
 
 #[tokio::test]
 async fn an_unreachable_redis_is_a_retryable_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let err = RedisState::connect(
         &format!("redis://127.0.0.1:{port}/"),
         "x",

@@ -187,7 +187,10 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 pub type SharedStore = Arc<dyn ObjectStore>;
 
 /// Reads a `LATEST`-style pointer object: its content, trimmed, names the current version.
-pub async fn read_pointer(store: &dyn ObjectStore, key: &ObjectKey) -> StorageResult<Option<String>> {
+pub async fn read_pointer(
+    store: &dyn ObjectStore,
+    key: &ObjectKey,
+) -> StorageResult<Option<String>> {
     match store.get(key).await {
         Ok(body) => Ok(Some(String::from_utf8_lossy(&body).trim().to_string())),
         Err(e) if e.kind == StorageErrorKind::NotFound => Ok(None),

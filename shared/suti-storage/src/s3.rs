@@ -204,7 +204,13 @@ impl S3Store {
 
     /// Creates the bucket (succeeds if this account already owns it).
     pub async fn create_bucket(&self) -> StorageResult<()> {
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e))
                 if matches!(
@@ -327,7 +333,9 @@ impl ObjectStore for S3Store {
                 }
             }
             match page.next_continuation_token() {
-                Some(next) if page.is_truncated().unwrap_or(false) => token = Some(next.to_string()),
+                Some(next) if page.is_truncated().unwrap_or(false) => {
+                    token = Some(next.to_string())
+                }
                 _ => break,
             }
         }

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use suti_storage::{
-    LocalStore, ObjectKey, ObjectStore, S3Store, StorageErrorKind, read_pointer,
-};
+use suti_storage::{LocalStore, ObjectKey, ObjectStore, S3Store, StorageErrorKind, read_pointer};
 use suti_testkit::S3Server;
 
 fn key(s: &str) -> ObjectKey {
@@ -15,32 +13,78 @@ fn key(s: &str) -> ObjectKey {
 
 async fn run_suite(store: Arc<dyn ObjectStore>) {
     // put / get / head round trip, including an empty object and a binary one.
-    store.put(&key("images/a.png"), Bytes::from_static(b"alpha")).await.unwrap();
-    store.put(&key("images/empty.bin"), Bytes::new()).await.unwrap();
+    store
+        .put(&key("images/a.png"), Bytes::from_static(b"alpha"))
+        .await
+        .unwrap();
+    store
+        .put(&key("images/empty.bin"), Bytes::new())
+        .await
+        .unwrap();
     let binary: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
-    store.put(&key("models/base/v1/model.safetensors"), Bytes::from(binary.clone())).await.unwrap();
-    assert_eq!(store.get(&key("images/a.png")).await.unwrap(), Bytes::from_static(b"alpha"));
+    store
+        .put(
+            &key("models/base/v1/model.safetensors"),
+            Bytes::from(binary.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&key("images/a.png")).await.unwrap(),
+        Bytes::from_static(b"alpha")
+    );
     assert_eq!(store.get(&key("images/empty.bin")).await.unwrap().len(), 0);
-    assert_eq!(store.get(&key("models/base/v1/model.safetensors")).await.unwrap(), binary);
-    let meta = store.head(&key("models/base/v1/model.safetensors")).await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .get(&key("models/base/v1/model.safetensors"))
+            .await
+            .unwrap(),
+        binary
+    );
+    let meta = store
+        .head(&key("models/base/v1/model.safetensors"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(meta.size, 300_000);
 
     // Overwrite replaces the whole object.
-    store.put(&key("images/a.png"), Bytes::from_static(b"beta!")).await.unwrap();
-    assert_eq!(store.get(&key("images/a.png")).await.unwrap(), Bytes::from_static(b"beta!"));
+    store
+        .put(&key("images/a.png"), Bytes::from_static(b"beta!"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&key("images/a.png")).await.unwrap(),
+        Bytes::from_static(b"beta!")
+    );
 
     // Missing objects: get is NotFound (not retryable), head is None, delete succeeds.
     let err = store.get(&key("images/missing.png")).await.unwrap_err();
     assert_eq!(err.kind, StorageErrorKind::NotFound, "{err}");
     assert!(!err.is_retryable());
-    assert!(store.head(&key("images/missing.png")).await.unwrap().is_none());
+    assert!(
+        store
+            .head(&key("images/missing.png"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     store.delete(&key("images/missing.png")).await.unwrap();
 
     // list: plain string prefix, sorted, complete across pages.
     for i in 0..25 {
-        store.put(&key(&format!("clusters/c{i:02}.msgpack")), Bytes::from(vec![i as u8; 3])).await.unwrap();
+        store
+            .put(
+                &key(&format!("clusters/c{i:02}.msgpack")),
+                Bytes::from(vec![i as u8; 3]),
+            )
+            .await
+            .unwrap();
     }
-    store.put(&key("clusters-other/x"), Bytes::from_static(b"x")).await.unwrap();
+    store
+        .put(&key("clusters-other/x"), Bytes::from_static(b"x"))
+        .await
+        .unwrap();
     let listed = store.list("clusters/").await.unwrap();
     assert_eq!(listed.len(), 25);
     assert_eq!(listed[0].key.as_str(), "clusters/c00.msgpack");
@@ -52,14 +96,31 @@ async fn run_suite(store: Arc<dyn ObjectStore>) {
 
     // delete removes exactly one object.
     store.delete(&key("clusters/c00.msgpack")).await.unwrap();
-    assert!(store.head(&key("clusters/c00.msgpack")).await.unwrap().is_none());
+    assert!(
+        store
+            .head(&key("clusters/c00.msgpack"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.list("clusters/").await.unwrap().len(), 24);
 
     // A LATEST pointer is read trimmed; a missing one is None.
-    assert_eq!(read_pointer(store.as_ref(), &key("models/base/LATEST")).await.unwrap(), None);
-    store.put(&key("models/base/LATEST"), Bytes::from_static(b"v1\n")).await.unwrap();
     assert_eq!(
-        read_pointer(store.as_ref(), &key("models/base/LATEST")).await.unwrap().as_deref(),
+        read_pointer(store.as_ref(), &key("models/base/LATEST"))
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .put(&key("models/base/LATEST"), Bytes::from_static(b"v1\n"))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_pointer(store.as_ref(), &key("models/base/LATEST"))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("v1")
     );
 
@@ -73,14 +134,22 @@ async fn run_suite(store: Arc<dyn ObjectStore>) {
         let (big, big_a, big_b) = (big.clone(), big_a.clone(), big_b.clone());
         tokio::spawn(async move {
             for i in 0..6 {
-                let body = if i % 2 == 0 { big_b.clone() } else { big_a.clone() };
+                let body = if i % 2 == 0 {
+                    big_b.clone()
+                } else {
+                    big_a.clone()
+                };
                 store.put(&big, body).await.unwrap();
             }
         })
     };
     for _ in 0..12 {
         let body = store.get(&big).await.unwrap();
-        assert!(body == big_a || body == big_b, "a reader saw a partial object ({} bytes)", body.len());
+        assert!(
+            body == big_a || body == big_b,
+            "a reader saw a partial object ({} bytes)",
+            body.len()
+        );
     }
     writer.await.unwrap();
 
@@ -94,7 +163,9 @@ async fn local_backend_passes_the_suite() {
     let store = Arc::new(LocalStore::open(dir.path()).await.unwrap());
     run_suite(store).await;
     // Writes in progress live in a hidden folder that listing never shows and that is empty after.
-    let tmp: Vec<_> = std::fs::read_dir(dir.path().join(".suti-tmp")).unwrap().collect();
+    let tmp: Vec<_> = std::fs::read_dir(dir.path().join(".suti-tmp"))
+        .unwrap()
+        .collect();
     assert!(tmp.is_empty(), "temporary files left behind: {tmp:?}");
 }
 
@@ -113,12 +184,18 @@ async fn wrong_s3_credentials_give_a_clear_non_retryable_error() {
     let mut options = server.options(good.bucket());
     options.secret_access_key = "not-the-secret".into();
     let store = S3Store::new(&options);
-    let err = store.put(&key("images/a.png"), Bytes::from_static(b"x")).await.unwrap_err();
+    let err = store
+        .put(&key("images/a.png"), Bytes::from_static(b"x"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, StorageErrorKind::Unauthorized, "{err}");
     assert!(!err.is_retryable());
     let text = err.to_string();
     assert!(text.contains("credentials"), "{text}");
-    assert!(!text.contains("not-the-secret"), "the error leaks the secret: {text}");
+    assert!(
+        !text.contains("not-the-secret"),
+        "the error leaks the secret: {text}"
+    );
     let err = S3Store::connect(&options, true).await.unwrap_err();
     assert_eq!(err.kind, StorageErrorKind::Unauthorized, "{err}");
 }
@@ -126,14 +203,24 @@ async fn wrong_s3_credentials_give_a_clear_non_retryable_error() {
 #[tokio::test]
 async fn an_unreachable_s3_server_is_a_retryable_error() {
     // Bind and drop a listener to find a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let server = S3Server::start().await.unwrap();
     let mut options = server.options("anything");
     options.endpoint = Some(format!("http://127.0.0.1:{port}"));
     options.max_attempts = 1;
-    let err = S3Store::new(&options).get(&key("images/a.png")).await.unwrap_err();
+    let err = S3Store::new(&options)
+        .get(&key("images/a.png"))
+        .await
+        .unwrap_err();
     assert!(err.is_retryable(), "{err}");
-    assert!(matches!(err.kind, StorageErrorKind::Unavailable | StorageErrorKind::Timeout));
+    assert!(matches!(
+        err.kind,
+        StorageErrorKind::Unavailable | StorageErrorKind::Timeout
+    ));
 }
 
 #[tokio::test]
@@ -147,15 +234,35 @@ async fn a_missing_bucket_is_reported_or_created() {
 
 #[test]
 fn keys_cannot_escape_their_prefix() {
-    for bad in ["", "/abs", "a//b", "../x", "a/../b", "a/./b", ".hidden", "a/.suti-tmp/x", "a b", "a\\b", "a/b/", "é"] {
+    for bad in [
+        "",
+        "/abs",
+        "a//b",
+        "../x",
+        "a/../b",
+        "a/./b",
+        ".hidden",
+        "a/.suti-tmp/x",
+        "a b",
+        "a\\b",
+        "a/b/",
+        "é",
+    ] {
         let err = ObjectKey::new(bad).unwrap_err();
         assert_eq!(err.kind, StorageErrorKind::InvalidKey, "{bad:?}");
     }
     assert!(ObjectKey::new("x".repeat(1025)).is_err());
-    for good in ["images/ab12.png", "models/base/v1/model.safetensors", "a=b+c@d_e-f.g"] {
+    for good in [
+        "images/ab12.png",
+        "models/base/v1/model.safetensors",
+        "a=b+c@d_e-f.g",
+    ] {
         ObjectKey::new(good).unwrap();
     }
     let base = key("experts/c1");
     assert!(base.join("../../etc/passwd").is_err());
-    assert_eq!(base.join("v1.safetensors").unwrap().as_str(), "experts/c1/v1.safetensors");
+    assert_eq!(
+        base.join("v1.safetensors").unwrap().as_str(),
+        "experts/c1/v1.safetensors"
+    );
 }

@@ -1,0 +1,577 @@
+//! The stage harness under stress and faults, on the real backends (RabbitMQ, Redis, s3s-fs on
+//! loopback) and on the in-process backends of the embedded mode — the same tests for both.
+//!
+//! The test stage consumes `cluster.mined.v1`, and for each message records its execution in the
+//! state backend, writes an artifact `effects/{cluster_id}` and publishes `expert.trained.v1` with
+//! a deterministic id.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use prometheus::Registry;
+use suti_messages::{ClusterMinedV1, ExpertTrainedV1, LossSummary};
+use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, InProcessBroker, Topology};
+use suti_stage::{
+    HandleContext, Handler, HandlerError, Outcome, StageBackends, StageMetrics, StageSettings,
+    run_stage,
+};
+use suti_state::{InProcessState, RedisState, SharedState};
+use suti_storage::{LocalStore, ObjectKey, SharedStore};
+use suti_testkit::{S3Server, amqp_url, redis_url, unique, wait_until};
+use tokio_util::sync::CancellationToken;
+
+/// Noun that makes the test handler fail permanently.
+const UNHANDLEABLE: &str = "unhandleable";
+/// Noun that makes the test handler fail retryably on the first two attempts.
+const FLAKY: &str = "flaky";
+/// Noun that makes the test handler fail retryably every time.
+const BROKEN: &str = "broken";
+
+struct EffectHandler {
+    /// Per-message work time, to keep deliveries in flight.
+    work: Duration,
+}
+
+#[async_trait]
+impl Handler for EffectHandler {
+    type Input = ClusterMinedV1;
+
+    async fn handle(
+        &self,
+        input: ClusterMinedV1,
+        ctx: &HandleContext,
+    ) -> Result<Outcome, HandlerError> {
+        ctx.state.incr("executions", 1).await?;
+        match input.subject_noun.as_str() {
+            UNHANDLEABLE => {
+                return Err(HandlerError::permanent(
+                    "invalid_cluster",
+                    format!("cluster {} has no usable images", input.cluster_id),
+                ));
+            }
+            FLAKY if ctx.delivery_count < 2 => {
+                return Err(HandlerError::retryable("gpu_busy", "the device is busy"));
+            }
+            BROKEN => return Err(HandlerError::retryable("gpu_busy", "the device is busy")),
+            _ => {}
+        }
+        if !self.work.is_zero() {
+            tokio::time::sleep(self.work).await;
+        }
+        ctx.state.set_add("handled", &input.cluster_id).await?;
+        let key = ObjectKey::new(format!("effects/{}", input.cluster_id))?;
+        let expert = ExpertTrainedV1 {
+            run_id: input.run_id.clone(),
+            cluster_id: input.cluster_id.clone(),
+            manifest_key: input.manifest_key.clone(),
+            base_version: "b1".into(),
+            adapter_key: format!("experts/{}/b1.safetensors", input.cluster_id),
+            identifier_token: "sks".into(),
+            subject_noun: input.subject_noun.clone(),
+            rank: 4,
+            loss: LossSummary {
+                first: 1.0,
+                last: 0.5,
+                min: 0.4,
+                steps: 10,
+            },
+        };
+        Outcome::none()
+            .with_artifact(key, input.cluster_id.clone())
+            .with_message(&expert, format!("expert-{}", input.cluster_id))
+    }
+}
+
+type Connect = Arc<dyn Fn() -> BoxFuture<'static, Arc<dyn Broker>> + Send + Sync>;
+
+/// One set of backends: a way to open broker connections, storage, state, a private topology.
+struct Env {
+    connect: Connect,
+    storage: SharedStore,
+    state: SharedState,
+    topology: Topology,
+    _guards: Vec<Box<dyn Any + Send>>,
+}
+
+impl Env {
+    async fn real() -> Self {
+        suti_testkit::init_tracing();
+        let namespace = unique("t");
+        let server = S3Server::start().await.unwrap();
+        let storage: SharedStore = Arc::new(server.store().await.unwrap());
+        let state: SharedState = Arc::new(
+            RedisState::connect(&redis_url(), &namespace, Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
+        let connect: Connect = Arc::new(|| {
+            Box::pin(async {
+                let mut options = AmqpOptions::new(amqp_url());
+                options.connection_name = "suti-stage-test".into();
+                Arc::new(AmqpBroker::connect(options).await.unwrap()) as Arc<dyn Broker>
+            })
+        });
+        Self::finish(connect, storage, state, &namespace, vec![Box::new(server)]).await
+    }
+
+    async fn in_process() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: SharedStore = Arc::new(LocalStore::open(dir.path()).await.unwrap());
+        let state: SharedState = Arc::new(InProcessState::new());
+        let root = InProcessBroker::new();
+        let connect: Connect = Arc::new(move || {
+            let broker = root.connect();
+            Box::pin(async move { Arc::new(broker) as Arc<dyn Broker> })
+        });
+        Self::finish(connect, storage, state, &unique("t"), vec![Box::new(dir)]).await
+    }
+
+    async fn finish(
+        connect: Connect,
+        storage: SharedStore,
+        state: SharedState,
+        namespace: &str,
+        guards: Vec<Box<dyn Any + Send>>,
+    ) -> Self {
+        let topology = Topology::pipeline(namespace, 3);
+        connect().await.declare(&topology).await.unwrap();
+        Self {
+            connect,
+            storage,
+            state,
+            topology,
+            _guards: guards,
+        }
+    }
+
+    fn queue(&self) -> String {
+        self.topology.queue_name("clusters")
+    }
+
+    fn settings(&self, concurrency: usize) -> StageSettings {
+        StageSettings {
+            service: "stage_test".into(),
+            queue: self.queue(),
+            prefetch: concurrency as u16,
+            concurrency,
+            handler_timeout: Duration::from_secs(30),
+            idempotency_ttl: Duration::from_secs(3600),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    fn backends(&self, broker: Arc<dyn Broker>) -> StageBackends {
+        StageBackends {
+            broker,
+            storage: self.storage.clone(),
+            state: self.state.clone(),
+            topology: self.topology.clone(),
+        }
+    }
+
+    /// Starts a stage worker on its own broker connection.
+    async fn start_worker(&self, concurrency: usize, work: Duration) -> Worker {
+        let broker = (self.connect)().await;
+        let metrics = StageMetrics::register(&Registry::new(), "stage_test").unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_stage(
+            EffectHandler { work },
+            self.settings(concurrency),
+            self.backends(broker.clone()),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+        Worker {
+            broker,
+            metrics,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn publish(&self, messages: &[Envelope]) {
+        let broker = (self.connect)().await;
+        for chunk in messages.chunks(500) {
+            broker.publish_batch(&self.topology, chunk).await.unwrap();
+        }
+        broker.close().await;
+    }
+
+    async fn handled(&self) -> u64 {
+        self.state.set_len("handled").await.unwrap()
+    }
+
+    async fn executions(&self) -> i64 {
+        self.state.counter("executions").await.unwrap()
+    }
+
+    /// Takes every message from a queue (until it stays empty briefly).
+    async fn drain(&self, queue: &str) -> Vec<Envelope> {
+        let broker = (self.connect)().await;
+        let mut consumer = broker.consume(queue, 500).await.unwrap();
+        let mut out = Vec::new();
+        while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await
+        {
+            out.push(d.envelope.clone());
+            d.ack().await.unwrap();
+        }
+        drop(consumer);
+        broker.close().await;
+        out
+    }
+
+    async fn cleanup(self) {
+        let broker = (self.connect)().await;
+        broker.delete(&self.topology).await.unwrap();
+        let _ = self.state.clear_namespace().await;
+        broker.close().await;
+    }
+}
+
+struct Worker {
+    broker: Arc<dyn Broker>,
+    metrics: StageMetrics,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), suti_queue::QueueError>>,
+}
+
+impl Worker {
+    /// Graceful stop.
+    async fn stop(self) -> StageMetrics {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        self.broker.close().await;
+        self.metrics
+    }
+
+    /// The worker dies: its task is gone and its connection drops with deliveries unacked.
+    async fn kill(self) -> StageMetrics {
+        self.task.abort();
+        let _ = self.task.await;
+        self.broker.close().await;
+        self.metrics
+    }
+}
+
+fn cluster(i: usize, noun: &str) -> Envelope {
+    let id = format!("c{i:05}");
+    let payload = ClusterMinedV1 {
+        run_id: "run-stage-test".into(),
+        cluster_id: id.clone(),
+        manifest_key: format!("clusters/{id}.msgpack"),
+        subject_noun: noun.into(),
+        image_keys: vec![format!("images/{id}.png")],
+    };
+    Envelope::encode(
+        &payload,
+        format!("cluster-{id}"),
+        Some("run-stage-test".into()),
+    )
+    .unwrap()
+}
+
+/// 10,000 messages; the first worker is killed mid-stream with unacked deliveries; a second one
+/// finishes. Nothing is lost, and only work that was in flight at the kill runs twice.
+async fn kill_mid_stream(env: Env) {
+    let total: usize = std::env::var("SUTI_STAGE_TEST_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let concurrency = 32;
+    let messages: Vec<Envelope> = (0..total).map(|i| cluster(i, "teapot")).collect();
+    env.publish(&messages).await;
+
+    let victim = env.start_worker(concurrency, Duration::ZERO).await;
+    let kill_at = (total / 4) as i64;
+    wait_until(
+        Duration::from_secs(120),
+        "the victim to get a quarter through",
+        || async { env.executions().await >= kill_at },
+    )
+    .await
+    .unwrap();
+    let victim = victim.kill().await;
+    let executed_by_victim = env.executions().await;
+    assert!(
+        executed_by_victim < total as i64,
+        "the victim must die mid-stream"
+    );
+
+    let survivor = env.start_worker(concurrency, Duration::ZERO).await;
+    wait_until(
+        Duration::from_secs(300),
+        "every message to be handled",
+        || async { env.handled().await == total as u64 },
+    )
+    .await
+    .unwrap();
+    wait_until(Duration::from_secs(60), "the queue to drain", || async {
+        survivor.metrics.in_flight.get() == 0
+            && survivor.broker.ready_count(&env.queue()).await.unwrap() == 0
+    })
+    .await
+    .unwrap();
+
+    // Redeliveries of completed work are skipped by the idempotency marks: replaying 100 finished
+    // messages executes nothing.
+    let before_replay = env.executions().await;
+    env.publish(&messages[..100]).await;
+    wait_until(
+        Duration::from_secs(60),
+        "the replay to be skipped",
+        || async { survivor.metrics.processed("duplicate") >= 100 },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        env.executions().await,
+        before_replay,
+        "a completed message ran again"
+    );
+    let survivor = survivor.stop().await;
+
+    // None lost: every message handled, its artifact written, its downstream message published.
+    assert_eq!(env.handled().await, total as u64);
+    let effects = env.storage.list("effects/").await.unwrap();
+    assert_eq!(effects.len(), total);
+    let downstream = env.drain(&env.topology.queue_name("experts")).await;
+    let distinct: std::collections::HashSet<_> =
+        downstream.iter().map(|e| e.message_id.clone()).collect();
+    assert_eq!(
+        distinct.len(),
+        total,
+        "every message published its downstream message"
+    );
+
+    // Effects not doubled: only work in flight when the victim died ran twice, and its
+    // downstream copies carry the same ids.
+    let executions = env.executions().await as usize;
+    let repeated = executions - total;
+    assert!(
+        repeated <= concurrency,
+        "{repeated} executions repeated (at most {concurrency} were in flight)"
+    );
+    assert!(
+        downstream.len() - total <= concurrency,
+        "{} extra downstream copies",
+        downstream.len() - total
+    );
+    // Every message was settled as done, or done by the victim and — redelivered because the
+    // victim died before its ack reached the broker — settled as a duplicate. The victim's own
+    // counters can miss the few settlements it made in the instant it was killed.
+    let settled =
+        victim.processed("done") + survivor.processed("done") + survivor.processed("duplicate")
+            - 100;
+    assert!(
+        settled + concurrency as u64 >= total as u64,
+        "only {settled} of {total} settled"
+    );
+    println!(
+        "kill mid-stream: {total} messages, victim executed {executed_by_victim}, \
+         repeated {repeated}, downstream copies {} ({} distinct), survivor duplicates {}",
+        downstream.len(),
+        distinct.len(),
+        survivor.processed("duplicate")
+    );
+    env.cleanup().await;
+}
+
+/// A poison body, a message of the wrong type and a non-retryable failure all end in the
+/// dead-letter queue with a reason; the messages behind them are handled.
+async fn poison_and_permanent_failures(env: Env) {
+    let mut messages: Vec<Envelope> = (0..5).map(|i| cluster(i, "teapot")).collect();
+    let mut poison = cluster(900, "teapot");
+    poison.body = b"\xc1\xc1 this is not msgpack".to_vec();
+    poison.message_id = "poison".into();
+    messages.push(poison);
+    let mut wrong_type = cluster(901, "teapot");
+    wrong_type.kind = "cluster.mined.v9".into();
+    messages.push(wrong_type);
+    messages.push(cluster(902, UNHANDLEABLE));
+    messages.extend((5..25).map(|i| cluster(i, "teapot")));
+    env.publish(&messages).await;
+
+    let worker = env.start_worker(4, Duration::ZERO).await;
+    let dead_queue = format!("{}.dead", env.queue());
+    wait_until(
+        Duration::from_secs(60),
+        "good messages handled and bad ones dead-lettered",
+        || async {
+            env.handled().await == 25 && worker.broker.ready_count(&dead_queue).await.unwrap() == 3
+        },
+    )
+    .await
+    .unwrap();
+    let metrics = worker.stop().await;
+    assert_eq!(metrics.processed("done"), 25);
+    assert_eq!(metrics.processed("dead_lettered"), 3);
+    assert_eq!(metrics.errors("undecodable"), 1);
+    assert_eq!(metrics.errors("wrong_type"), 1);
+    assert_eq!(metrics.errors("invalid_cluster"), 1);
+
+    let dead = env.drain(&dead_queue).await;
+    let mut reasons: Vec<String> = dead
+        .iter()
+        .map(|e| e.dead_reason().expect("a reason header").to_string())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0].contains("cluster c00902 has no usable images"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("undecodable body"), "{reasons:?}");
+    assert!(
+        reasons[2].contains("unexpected message type \"cluster.mined.v9\""),
+        "{reasons:?}"
+    );
+    let poison = dead.iter().find(|e| e.message_id == "poison").unwrap();
+    assert_eq!(
+        poison.body, b"\xc1\xc1 this is not msgpack",
+        "the dead letter keeps the body"
+    );
+    env.cleanup().await;
+}
+
+/// A retryable failure is requeued and succeeds later; one that never succeeds is dead-lettered
+/// on its last allowed attempt with the last error as the reason.
+async fn retryable_failures(env: Env) {
+    env.publish(&[cluster(1, FLAKY), cluster(2, BROKEN), cluster(3, "teapot")])
+        .await;
+    let worker = env.start_worker(2, Duration::ZERO).await;
+    let dead_queue = format!("{}.dead", env.queue());
+    wait_until(
+        Duration::from_secs(60),
+        "flaky handled and broken dead-lettered",
+        || async {
+            env.handled().await == 2 && worker.broker.ready_count(&dead_queue).await.unwrap() == 1
+        },
+    )
+    .await
+    .unwrap();
+    let metrics = worker.stop().await;
+    // flaky: 2 retries then done; broken: 3 retries (delivery limit 3) then dead-lettered.
+    assert_eq!(metrics.processed("retried"), 5);
+    assert_eq!(metrics.processed("done"), 2);
+    assert_eq!(metrics.processed("dead_lettered"), 1);
+    let dead = env.drain(&dead_queue).await;
+    let reason = dead[0].dead_reason().unwrap();
+    assert!(reason.starts_with("gave up after 4 attempts"), "{reason}");
+    assert!(reason.contains("the device is busy"), "{reason}");
+    env.cleanup().await;
+}
+
+/// Shutdown stops consuming, lets in-flight work finish, and leaves the rest in the queue.
+async fn graceful_shutdown(env: Env) {
+    let messages: Vec<Envelope> = (0..200).map(|i| cluster(i, "teapot")).collect();
+    env.publish(&messages).await;
+    let worker = env.start_worker(4, Duration::from_millis(50)).await;
+    wait_until(Duration::from_secs(30), "some progress", || async {
+        env.handled().await >= 20
+    })
+    .await
+    .unwrap();
+    let metrics = worker.stop().await;
+    assert_eq!(
+        metrics.in_flight.get(),
+        0,
+        "in-flight work finished before exit"
+    );
+    let handled = env.handled().await;
+    assert!(handled < 200, "shutdown should stop the stream early");
+    let left = env.drain(&env.queue()).await;
+    assert_eq!(
+        handled as usize + left.len(),
+        200,
+        "nothing lost at shutdown"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_ten_thousand_messages_survive_a_killed_consumer() {
+    kill_mid_stream(Env::real().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_ten_thousand_messages_survive_a_killed_consumer() {
+    kill_mid_stream(Env::in_process().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_poison_and_permanent_failures_are_dead_lettered_with_a_reason() {
+    poison_and_permanent_failures(Env::real().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_poison_and_permanent_failures_are_dead_lettered_with_a_reason() {
+    poison_and_permanent_failures(Env::in_process().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_retryable_failures_are_retried_then_dead_lettered() {
+    retryable_failures(Env::real().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_retryable_failures_are_retried_then_dead_lettered() {
+    retryable_failures(Env::in_process().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_graceful_shutdown_loses_nothing() {
+    graceful_shutdown(Env::real().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_graceful_shutdown_loses_nothing() {
+    graceful_shutdown(Env::in_process().await).await;
+}
+
+/// The broker closes every connection under a running consumer (`rabbitmqctl
+/// close_all_connections`): the stage reconnects and finishes the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_consumer_reconnects_after_the_broker_closes_its_connections() {
+    let env = Env::real().await;
+    let total = 3_000;
+    let messages: Vec<Envelope> = (0..total).map(|i| cluster(i, "teapot")).collect();
+    env.publish(&messages).await;
+    let worker = env.start_worker(16, Duration::ZERO).await;
+    wait_until(Duration::from_secs(60), "a third of the stream", || async {
+        env.handled().await >= (total / 3) as u64
+    })
+    .await
+    .unwrap();
+    suti_testkit::rabbitmqctl(&["close_all_connections", "suti test: forced disconnect"])
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(180),
+        "the whole stream after the disconnect",
+        || async { env.handled().await == total as u64 },
+    )
+    .await
+    .unwrap();
+    assert!(
+        !worker.task.is_finished(),
+        "the stage kept running through the disconnect"
+    );
+    let metrics = worker.stop().await;
+    let downstream = env.drain(&env.topology.queue_name("experts")).await;
+    let distinct: std::collections::HashSet<_> = downstream.iter().map(|e| &e.message_id).collect();
+    assert_eq!(distinct.len(), total);
+    println!(
+        "reconnect: {total} messages, done {}, unsettled at the disconnect {}, duplicates {}",
+        metrics.processed("done"),
+        metrics.processed("unsettled"),
+        metrics.processed("duplicate")
+    );
+    env.cleanup().await;
+}
