@@ -1,1 +1,117 @@
-fn main() {}
+//! `suti`: the umbrella command. Every service and every one-off job of the pipeline is a
+//! subcommand (DESIGN §2); container images run `suti <service>`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod config_cmd;
+
+/// Subject-driven text-to-image generation by apprenticeship learning.
+#[derive(Debug, Parser)]
+#[command(name = "suti", version = suti_runtime::VERSION, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the version and build of this binary.
+    Version {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and validate configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Measure parts of the system on this machine.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load a service's configuration (defaults → --config file → SUTI__… environment), validate
+    /// it, and print the effective values with secrets redacted. Exits 1 if it is invalid.
+    Check {
+        /// The service: crawler-clusterer, expert-finetuner, generator, clip-filter,
+        /// apprentice-trainer or serving.
+        service: suti_runtime::ServiceName,
+        /// A YAML file layered over the compiled-in defaults.
+        #[arg(long, short, env = "SUTI_CONFIG")]
+        config: Option<PathBuf>,
+        /// Only validate; print nothing on success.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Print the compiled-in defaults, with comments.
+    Defaults,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Publish (with confirms) and consume (with acks) messages through the configured broker and
+    /// print messages per second.
+    Queue(bench::QueueBenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version { json } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "name": "suti",
+                        "version": suti_runtime::VERSION,
+                        "git_sha": suti_runtime::GIT_SHA,
+                    })
+                );
+            } else {
+                println!("suti {} ({})", suti_runtime::VERSION, suti_runtime::GIT_SHA);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Config { command } => match command {
+            ConfigCommand::Check {
+                service,
+                config,
+                quiet,
+            } => config_cmd::check(service, config.as_deref(), quiet),
+            ConfigCommand::Defaults => {
+                print!("{}", suti_runtime::config::DEFAULT_CONFIG_YAML);
+                ExitCode::SUCCESS
+            }
+        },
+        Command::Bench { command } => match command {
+            BenchCommand::Queue(args) => run_async(bench::queue(args)),
+        },
+    }
+}
+
+/// Runs an async command on a multi-threaded runtime and turns its error into exit code 1.
+fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

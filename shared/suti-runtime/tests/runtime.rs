@@ -186,7 +186,7 @@ async fn the_admin_port_serves_metrics_liveness_and_readiness() {
 }
 
 #[tokio::test]
-async fn backends_connect_from_configuration_and_report_ready() {
+async fn amqp_backends_connect_from_configuration_and_report_ready() {
     let namespace = suti_testkit::unique("t");
     let config = SutiConfig::load(&env(&[
         ("SUTI__QUEUE__URL", &suti_testkit::amqp_url()),

@@ -1,0 +1,157 @@
+//! `suti bench queue`: broker throughput on this machine — publish with confirms and consume with
+//! acks, in messages per second, on a private topology that is deleted afterwards.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, InProcessBroker, Topology};
+
+/// Options of the queue benchmark.
+#[derive(Debug, Args)]
+pub struct QueueBenchArgs {
+    /// Broker backend to measure.
+    #[arg(long, value_enum, default_value_t = BenchBackend::Amqp)]
+    backend: BenchBackend,
+    /// Messages to publish and consume.
+    #[arg(long, default_value_t = 20_000)]
+    messages: usize,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Messages per confirmed batch when publishing.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Consumer prefetch.
+    #[arg(long, default_value_t = 500)]
+    prefetch: u16,
+    /// Messages published one at a time, each awaiting its own confirm (0 to skip).
+    #[arg(long, default_value_t = 1_000)]
+    single: usize,
+    /// AMQP URL; defaults to the configuration's queue.url.
+    #[arg(long, env = "SUTI__QUEUE__URL")]
+    url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BenchBackend {
+    /// RabbitMQ through lapin.
+    Amqp,
+    /// The in-process broker of the embedded mode.
+    InProcess,
+}
+
+const KIND: &str = "bench.message.v1";
+
+fn rate(count: usize, seconds: f64) -> f64 {
+    count as f64 / seconds.max(1e-9)
+}
+
+/// Runs the benchmark and prints its figures.
+pub async fn queue(args: QueueBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.messages > 0, "--messages must be positive");
+    anyhow::ensure!(args.batch > 0, "--batch must be positive");
+    let broker: Arc<dyn Broker> = match args.backend {
+        BenchBackend::Amqp => {
+            let url = match args.url.clone() {
+                Some(url) => url,
+                None => suti_runtime::SutiConfig::load_file(None)?
+                    .queue
+                    .url
+                    .expose()
+                    .to_string(),
+            };
+            let mut options = AmqpOptions::new(url);
+            options.connection_name = "suti-bench".into();
+            Arc::new(
+                AmqpBroker::connect(options)
+                    .await
+                    .context("connecting to the broker")?,
+            )
+        }
+        BenchBackend::InProcess => Arc::new(InProcessBroker::new()),
+    };
+    let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let topology = Topology::single(&namespace, "bench", &["bench.message.*"], 5);
+    broker.declare(&topology).await?;
+    let queue = topology.queues[0].name.clone();
+    let result = measure(&args, broker.as_ref(), &topology, &queue).await;
+    broker.delete(&topology).await?;
+    broker.close().await;
+    result
+}
+
+async fn measure(
+    args: &QueueBenchArgs,
+    broker: &dyn Broker,
+    topology: &Topology,
+    queue: &str,
+) -> anyhow::Result<()> {
+    let body = vec![0x5au8; args.size];
+    let envelope = |i: usize| Envelope {
+        message_id: format!("m{i}"),
+        kind: KIND.into(),
+        correlation_id: Some("bench".into()),
+        traceparent: None,
+        headers: Default::default(),
+        body: body.clone(),
+    };
+    println!(
+        "suti bench queue: backend {}, {} messages of {} B into one queue",
+        broker.backend(),
+        args.messages,
+        args.size
+    );
+
+    if args.single > 0 {
+        let started = Instant::now();
+        for i in 0..args.single {
+            broker.publish(topology, &envelope(i)).await?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "  publish, one confirm per message : {:>8} msgs in {:>7.3} s = {:>9.0} msg/s",
+            args.single,
+            seconds,
+            rate(args.single, seconds)
+        );
+    }
+
+    let envelopes: Vec<Envelope> = (0..args.messages)
+        .map(|i| envelope(args.single + i))
+        .collect();
+    let started = Instant::now();
+    for chunk in envelopes.chunks(args.batch) {
+        broker.publish_batch(topology, chunk).await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "  publish, confirmed batches of {:<4}: {:>8} msgs in {:>7.3} s = {:>9.0} msg/s ({:.1} MiB/s)",
+        args.batch,
+        args.messages,
+        seconds,
+        rate(args.messages, seconds),
+        rate(args.messages * args.size, seconds) / (1024.0 * 1024.0)
+    );
+
+    let total = args.messages + args.single;
+    let mut consumer = broker.consume(queue, args.prefetch).await?;
+    let started = Instant::now();
+    for _ in 0..total {
+        let delivery = consumer
+            .next()
+            .await
+            .context("the consumer ended before every message arrived")?;
+        delivery.ack().await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "  consume + ack, prefetch {:<5}    : {:>8} msgs in {:>7.3} s = {:>9.0} msg/s",
+        args.prefetch,
+        total,
+        seconds,
+        rate(total, seconds)
+    );
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The `suti` binary as a user runs it.
+
+use std::process::{Command, Output};
+
+fn suti(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_suti"));
+    command.args(args).env_remove("SUTI_CONFIG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("running suti")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = suti(&["version"], &[]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).starts_with(&format!("suti {}", env!("CARGO_PKG_VERSION"))));
+    let out = suti(&["version", "--json"], &[]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn config_check_prints_the_effective_redacted_configuration() {
+    let out = suti(
+        &["config", "check", "expert-finetuner"],
+        &[("SUTI__QUEUE__URL", "amqp://suti:hunter2@rabbit:5672/%2f")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("consumes queue \"clusters\""), "{stdout}");
+    assert!(
+        stdout.contains("amqp://suti:***@rabbit:5672/%2f"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2"));
+    assert!(text(&out.stderr).contains("configuration of expert-finetuner is valid"));
+}
+
+#[test]
+fn config_check_fails_with_the_reason_on_bad_configuration() {
+    let out = suti(
+        &["config", "check", "generator"],
+        &[("SUTI__QUEUE__URLL", "x")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("urll"), "{}", text(&out.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("suti.yaml");
+    std::fs::write(&file, "stages:\n  generator:\n    prefetch: 0\n").unwrap();
+    let out = suti(
+        &[
+            "config",
+            "check",
+            "generator",
+            "--config",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("stages.generator.prefetch must be at least 1"));
+
+    let out = suti(&["config", "check", "no-such-service"], &[]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("expected one of crawler-clusterer"));
+}
+
+#[test]
+fn config_defaults_print_the_commented_defaults() {
+    let out = suti(&["config", "defaults"], &[]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("SUTI__<SECTION>__<KEY>"));
+}
+
+#[test]
+fn bench_queue_prints_rates_for_the_in_process_broker() {
+    let out = suti(
+        &[
+            "bench",
+            "queue",
+            "--backend",
+            "in-process",
+            "--messages",
+            "2000",
+            "--single",
+            "100",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for line in [
+        "one confirm per message",
+        "confirmed batches of 500",
+        "consume + ack",
+    ] {
+        assert!(stdout.contains(line), "{stdout}");
+    }
+    assert!(stdout.contains("msg/s"));
+}
+
+#[test]
+fn amqp_bench_queue_measures_the_real_broker() {
+    let out = suti(
+        &["bench", "queue", "--messages", "2000", "--single", "50"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("backend amqp"));
+}
