@@ -425,8 +425,8 @@ impl SutiConfig {
                 problems.push("storage.bucket must not be empty".into());
             }
             let endpoint = &self.storage.endpoint;
-            if !endpoint.is_empty()
-                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            let is_url = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+            if !(endpoint.is_empty() || is_url)
             {
                 problems.push("storage.endpoint must be empty or an http(s) URL".into());
             }
