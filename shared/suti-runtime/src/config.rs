@@ -426,8 +426,7 @@ impl SutiConfig {
             }
             let endpoint = &self.storage.endpoint;
             let is_url = endpoint.starts_with("http://") || endpoint.starts_with("https://");
-            if !(endpoint.is_empty() || is_url)
-            {
+            if !(endpoint.is_empty() || is_url) {
                 problems.push("storage.endpoint must be empty or an http(s) URL".into());
             }
         }
