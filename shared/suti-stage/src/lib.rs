@@ -24,8 +24,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+mod host;
 mod metrics;
 
+pub use host::{HostError, ServiceHost};
 pub use metrics::StageMetrics;
 
 /// Why a handler failed, and whether another attempt may succeed.

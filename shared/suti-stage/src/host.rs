@@ -1,0 +1,114 @@
+//! Hosting a service process: logging, metrics registry, admin port, backends from configuration,
+//! shutdown on SIGTERM — everything around a handler, so a service's `main` is only its handler.
+
+use prometheus::Registry;
+use suti_runtime::{
+    AdminServer, Backends, Health, RuntimeError, ServiceName, SutiConfig, build_info_registry,
+    serve_admin,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Handler, StageMetrics, StageSettings, run_stage};
+
+/// Why a service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A backend could not be reached or set up.
+    #[error(transparent)]
+    Backend(#[from] RuntimeError),
+    /// The admin port could not be bound.
+    #[error("cannot serve the admin port on {listen}: {source}")]
+    Admin {
+        /// The configured address.
+        listen: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The service consumes no stage queue.
+    #[error("{0} does not consume a stage queue")]
+    NotAStage(ServiceName),
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The broker failed while consuming.
+    #[error(transparent)]
+    Queue(#[from] suti_queue::QueueError),
+}
+
+/// A running service process: its registry, readiness, admin port and backends.
+pub struct ServiceHost {
+    /// Which service this is.
+    pub service: ServiceName,
+    /// The configuration it runs with.
+    pub config: SutiConfig,
+    /// The process's metrics registry.
+    pub registry: Registry,
+    /// Readiness checks.
+    pub health: Health,
+    /// Cancelled on SIGTERM/SIGINT, or by [`ServiceHost::shutdown`].
+    pub shutdown: CancellationToken,
+    /// The admin server.
+    pub admin: AdminServer,
+    /// Broker, storage and state.
+    pub backends: Backends,
+}
+
+impl ServiceHost {
+    /// Serves the admin port and connects the configured backends. `shutdown` is the token that
+    /// stops the service (use [`suti_runtime::shutdown_on_signal`] in a real process).
+    pub async fn start(
+        service: ServiceName,
+        config: SutiConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self, HostError> {
+        let registry = build_info_registry(service.as_str());
+        let health = Health::new();
+        let admin = serve_admin(
+            &config.admin.listen,
+            registry.clone(),
+            health.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|source| HostError::Admin {
+            listen: config.admin.listen.clone(),
+            source,
+        })?;
+        let backends = Backends::connect(&config, service.as_str(), &registry, &health).await?;
+        Ok(Self {
+            service,
+            config,
+            registry,
+            health,
+            shutdown,
+            admin,
+            backends,
+        })
+    }
+
+    /// Runs `handler` on the service's stage queue until shutdown, then stops the admin port.
+    pub async fn run_stage<H: Handler>(self, handler: H) -> Result<(), HostError> {
+        let stage_config = self
+            .config
+            .stages
+            .for_service(self.service)
+            .ok_or(HostError::NotAStage(self.service))?;
+        let settings =
+            StageSettings::from_config(self.service, stage_config, &self.backends.topology)
+                .ok_or(HostError::NotAStage(self.service))?;
+        let metrics = StageMetrics::register(&self.registry, self.service.metric_name())?;
+        let result = run_stage(
+            handler,
+            settings,
+            (&self.backends).into(),
+            metrics,
+            self.shutdown.clone(),
+        )
+        .await;
+        self.shutdown.cancel();
+        let _ = self.admin.task.await;
+        self.backends.broker.close().await;
+        Ok(result?)
+    }
+}
