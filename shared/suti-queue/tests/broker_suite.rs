@@ -24,6 +24,14 @@ fn envelope(kind: &str, id: &str) -> Envelope {
 /// Opens a second, independent connection to the same broker.
 type Connect = Box<dyn Fn() -> futures::future::BoxFuture<'static, Arc<dyn Broker>> + Send + Sync>;
 
+/// The next delivery, failing the test if none comes within ten seconds.
+async fn next_within(consumer: &mut Box<dyn suti_queue::Consumer>) -> suti_queue::Delivery {
+    tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("the consumer is open")
+}
+
 async fn no_delivery_within(consumer: &mut Box<dyn suti_queue::Consumer>, wait: Duration) -> bool {
     tokio::time::timeout(wait, consumer.next()).await.is_err()
 }
@@ -100,10 +108,7 @@ async fn run_suite(connect: Connect) {
         .consume(&format!("{clusters}.dead"), 10)
         .await
         .unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(10), dead.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let d = next_within(&mut dead).await;
     assert_eq!(d.envelope.message_id, "flaky");
     assert_eq!(d.envelope.dead_reason(), Some("delivery_limit"));
     d.ack().await.unwrap();
@@ -117,10 +122,7 @@ async fn run_suite(connect: Connect) {
     d.dead_letter("undecodable body: bad msgpack")
         .await
         .unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(10), dead.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let d = next_within(&mut dead).await;
     assert_eq!(d.envelope.message_id, "poison");
     assert_eq!(
         d.envelope.dead_reason(),
@@ -147,10 +149,7 @@ async fn run_suite(connect: Connect) {
         "a closed handle's consumer ends"
     );
     let mut consumer = broker.consume(&clusters, 5).await.unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let d = next_within(&mut consumer).await;
     assert_eq!(d.envelope.message_id, "orphan");
     assert!(d.redelivered);
     d.ack().await.unwrap();
@@ -168,10 +167,7 @@ async fn run_suite(connect: Connect) {
         .await
         .unwrap();
     for sub in [&mut sub_a, &mut sub_b] {
-        let d = tokio::time::timeout(Duration::from_secs(10), sub.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let d = next_within(sub).await;
         assert_eq!(d.envelope.message_id, "r1");
         d.ack().await.unwrap();
     }

@@ -68,6 +68,15 @@ impl HandlerError {
         }
     }
 
+    /// A retryable or permanent failure, as the source error says.
+    pub fn classified(retryable: bool, kind: &'static str, error: impl ToString) -> Self {
+        if retryable {
+            Self::retryable(kind, error)
+        } else {
+            Self::permanent(kind, error)
+        }
+    }
+
     /// The metric label.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -93,31 +102,19 @@ impl From<StorageError> for HandlerError {
             suti_storage::StorageErrorKind::Io => "storage_io",
             suti_storage::StorageErrorKind::Rejected => "storage_rejected",
         };
-        if e.is_retryable() {
-            Self::retryable(kind, e)
-        } else {
-            Self::permanent(kind, e)
-        }
+        Self::classified(e.is_retryable(), kind, e)
     }
 }
 
 impl From<StateError> for HandlerError {
     fn from(e: StateError) -> Self {
-        if e.is_retryable() {
-            Self::retryable(e.kind(), e)
-        } else {
-            Self::permanent(e.kind(), e)
-        }
+        Self::classified(e.is_retryable(), e.kind(), e)
     }
 }
 
 impl From<QueueError> for HandlerError {
     fn from(e: QueueError) -> Self {
-        if e.is_retryable() {
-            Self::retryable(e.kind(), e)
-        } else {
-            Self::permanent(e.kind(), e)
-        }
+        Self::classified(e.is_retryable(), e.kind(), e)
     }
 }
 
