@@ -56,9 +56,19 @@ impl AmqpOptions {
     }
 }
 
+/// Opens a channel in confirm mode for publishing.
+async fn open_publisher(connection: &Connection) -> Result<Channel, QueueError> {
+    let publisher = connection.create_channel().await.map_err(unavailable)?;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(unavailable)?;
+    Ok(publisher)
+}
+
 /// A live connection with its confirm-mode publishing channel.
 struct Live {
-    connection: Connection,
+    connection: Arc<Connection>,
     publisher: Channel,
 }
 
@@ -112,16 +122,28 @@ impl AmqpBroker {
         Ok(broker)
     }
 
-    /// The current connection, reconnecting once if it is gone.
+    /// The current connection, reconnecting once if it is gone. A connection that is up but whose
+    /// publishing channel was closed by a channel-level error keeps the connection and gets a new
+    /// channel.
     async fn live(&self) -> Result<Arc<Live>, QueueError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(QueueError::Unavailable("connection closed".into()));
         }
         let mut slot = self.inner.live.lock().await;
-        if let Some(live) = slot.as_ref()
-            && live.is_usable()
-        {
-            return Ok(live.clone());
+        if let Some(live) = slot.as_ref() {
+            if live.is_usable() {
+                return Ok(live.clone());
+            }
+            if live.connection.status().connected()
+                && let Ok(publisher) = open_publisher(&live.connection).await
+            {
+                let live = Arc::new(Live {
+                    connection: live.connection.clone(),
+                    publisher,
+                });
+                *slot = Some(live.clone());
+                return Ok(live);
+            }
         }
         let options = &self.inner.options;
         let properties = ConnectionProperties::default()
@@ -133,14 +155,10 @@ impl AmqpBroker {
         .await
         .map_err(|_| QueueError::Unavailable("timed out connecting to the broker".into()))?
         .map_err(unavailable)?;
-        let publisher = connection.create_channel().await.map_err(unavailable)?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(unavailable)?;
+        let publisher = open_publisher(&connection).await?;
         debug!(name = %options.connection_name, "connected to the broker");
         let live = Arc::new(Live {
-            connection,
+            connection: Arc::new(connection),
             publisher,
         });
         *slot = Some(live.clone());
@@ -489,6 +507,14 @@ impl Broker for AmqpBroker {
             match self.publish_on(&live, topology, envelopes).await {
                 Ok(()) => return Ok(()),
                 Err(PublishFailure::Refused(err)) => return Err(err),
+                Err(PublishFailure::Connection(err)) if err.is_amqp_soft_error() => {
+                    // A channel-level refusal (a missing exchange, say): retrying cannot help.
+                    // The next publish opens a new channel on the same connection.
+                    return Err(QueueError::Topology(format!(
+                        "the broker refused the publish to {}: {err}",
+                        topology.exchange
+                    )));
+                }
                 Err(PublishFailure::Connection(err)) => {
                     // The batch is published again from the start: consumers deduplicate by
                     // message id, so a message confirmed before the failure may arrive twice.

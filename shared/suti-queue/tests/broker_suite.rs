@@ -248,6 +248,32 @@ async fn amqp_declare_conflict_is_a_clear_topology_error() {
 }
 
 #[tokio::test]
+async fn amqp_publishing_to_an_undeclared_topology_is_a_clear_error_and_the_handle_recovers() {
+    let broker = AmqpBroker::connect(AmqpOptions::new(amqp_url()))
+        .await
+        .unwrap();
+    let undeclared = Topology::pipeline(&unique("t"), 2);
+    let started = std::time::Instant::now();
+    let err = broker
+        .publish(&undeclared, &envelope("cluster.mined.v1", "m"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueueError::Topology(_)), "{err}");
+    assert!(!err.is_retryable());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refusals are not retried"
+    );
+    let declared = Topology::pipeline(&unique("t"), 2);
+    broker.declare(&declared).await.unwrap();
+    broker
+        .publish(&declared, &envelope("cluster.mined.v1", "m"))
+        .await
+        .expect("the handle works again after a channel-level refusal");
+    broker.delete(&declared).await.unwrap();
+}
+
+#[tokio::test]
 async fn amqp_bad_url_and_unreachable_broker_are_errors() {
     let err = AmqpBroker::connect(AmqpOptions::new("http://127.0.0.1"))
         .await
