@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::FutureExt;
 use suti_messages::Message;
 use suti_queue::{Broker, Delivery, Envelope, QueueError, Topology};
 use suti_state::{SharedState, StateError};
@@ -279,6 +280,14 @@ impl Settled {
     }
 }
 
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 struct Stage<H: Handler> {
     handler: H,
     settings: StageSettings,
@@ -450,20 +459,24 @@ impl<H: Handler> Stage<H> {
             storage: self.backends.storage.clone(),
             state: self.backends.state.clone(),
         };
-        let handled = tokio::time::timeout(
-            self.settings.handler_timeout,
-            self.handler.handle(input, &ctx),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(HandlerError::retryable(
+        // A panicking handler must not leave its delivery unsettled (it would sit unacked until
+        // the connection closes): it counts as a retryable failure, so a persistent bug ends in
+        // the dead-letter queue with the panic message.
+        let guarded = std::panic::AssertUnwindSafe(self.handler.handle(input, &ctx)).catch_unwind();
+        let handled = match tokio::time::timeout(self.settings.handler_timeout, guarded).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => Err(HandlerError::retryable(
+                "handler_panic",
+                format!("handler panicked: {}", panic_message(panic.as_ref())),
+            )),
+            Err(_) => Err(HandlerError::retryable(
                 "handler_timeout",
                 format!(
                     "handler took longer than {:?}",
                     self.settings.handler_timeout
                 ),
-            ))
-        });
+            )),
+        };
         let outcome = match handled {
             Ok(outcome) => outcome,
             Err(HandlerError::Permanent { kind, reason }) => {

@@ -29,6 +29,8 @@ const UNHANDLEABLE: &str = "unhandleable";
 const FLAKY: &str = "flaky";
 /// Noun that makes the test handler fail retryably every time.
 const BROKEN: &str = "broken";
+/// Noun that makes the test handler panic.
+const PANICS: &str = "panics";
 
 struct EffectHandler {
     /// Per-message work time, to keep deliveries in flight.
@@ -56,6 +58,7 @@ impl Handler for EffectHandler {
                 return Err(HandlerError::retryable("gpu_busy", "the device is busy"));
             }
             BROKEN => return Err(HandlerError::retryable("gpu_busy", "the device is busy")),
+            PANICS => panic!("index out of bounds in the test handler"),
             _ => {}
         }
         if !self.work.is_zero() {
@@ -443,28 +446,45 @@ async fn poison_and_permanent_failures(env: Env) {
 /// A retryable failure is requeued and succeeds later; one that never succeeds is dead-lettered
 /// on its last allowed attempt with the last error as the reason.
 async fn retryable_failures(env: Env) {
-    env.publish(&[cluster(1, FLAKY), cluster(2, BROKEN), cluster(3, "teapot")])
-        .await;
+    let messages = [
+        cluster(1, FLAKY),
+        cluster(2, BROKEN),
+        cluster(3, "teapot"),
+        cluster(4, PANICS),
+    ];
+    env.publish(&messages).await;
     let worker = env.start_worker(2, Duration::ZERO).await;
     let dead_queue = format!("{}.dead", env.queue());
     wait_until(
         Duration::from_secs(60),
-        "flaky handled and broken dead-lettered",
+        "flaky handled, broken and panics dead-lettered",
         || async {
-            env.handled().await == 2 && worker.broker.ready_count(&dead_queue).await.unwrap() == 1
+            env.handled().await == 2 && worker.broker.ready_count(&dead_queue).await.unwrap() == 2
         },
     )
     .await
     .unwrap();
     let metrics = worker.stop().await;
-    // flaky: 2 retries then done; broken: 3 retries (delivery limit 3) then dead-lettered.
-    assert_eq!(metrics.processed("retried"), 5);
+    // flaky: 2 retries then done; broken and panics: 3 retries each (delivery limit 3), then
+    // dead-lettered on the fourth attempt.
+    assert_eq!(metrics.processed("retried"), 8);
     assert_eq!(metrics.processed("done"), 2);
-    assert_eq!(metrics.processed("dead_lettered"), 1);
+    assert_eq!(metrics.processed("dead_lettered"), 2);
+    assert_eq!(metrics.errors("handler_panic"), 4);
     let dead = env.drain(&dead_queue).await;
-    let reason = dead[0].dead_reason().unwrap();
-    assert!(reason.starts_with("gave up after 4 attempts"), "{reason}");
-    assert!(reason.contains("the device is busy"), "{reason}");
+    let mut reasons: Vec<String> = dead
+        .iter()
+        .map(|e| e.dead_reason().unwrap().to_string())
+        .collect();
+    reasons.sort();
+    for reason in &reasons {
+        assert!(reason.starts_with("gave up after 4 attempts"), "{reason}");
+    }
+    assert!(
+        reasons[0].contains("handler panicked: index out of bounds"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("the device is busy"), "{reasons:?}");
     env.cleanup().await;
 }
 
