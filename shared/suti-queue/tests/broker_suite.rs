@@ -36,9 +36,10 @@ async fn no_delivery_within(consumer: &mut Box<dyn suti_queue::Consumer>, wait: 
     tokio::time::timeout(wait, consumer.next()).await.is_err()
 }
 
-async fn run_suite(connect: Connect) {
+async fn run_suite(connect: Connect, amqp: bool) {
     let broker = connect().await;
     let topology = Topology::pipeline(&unique("t"), 2);
+    let _cleanup = amqp.then(|| suti_testkit::TopologyGuard::new(&topology));
     broker.declare(&topology).await.unwrap();
     broker
         .declare(&topology)
@@ -211,7 +212,7 @@ async fn in_process_backend_passes_the_suite() {
         let b = root.connect();
         Box::pin(async move { Arc::new(b) as Arc<dyn Broker> })
     });
-    run_suite(connect).await;
+    run_suite(connect, false).await;
 }
 
 #[tokio::test]
@@ -228,7 +229,7 @@ async fn amqp_backend_passes_the_suite() {
             ) as Arc<dyn Broker>
         })
     });
-    run_suite(connect).await;
+    run_suite(connect, true).await;
 }
 
 #[tokio::test]
@@ -238,6 +239,7 @@ async fn amqp_declare_conflict_is_a_clear_topology_error() {
         .unwrap();
     let namespace = unique("t");
     let topology = Topology::pipeline(&namespace, 2);
+    let _cleanup = suti_testkit::TopologyGuard::new(&topology);
     broker.declare(&topology).await.unwrap();
     let err = broker
         .declare(&Topology::pipeline(&namespace, 7))
@@ -265,6 +267,7 @@ async fn amqp_publishing_to_an_undeclared_topology_is_a_clear_error_and_the_hand
         "refusals are not retried"
     );
     let declared = Topology::pipeline(&unique("t"), 2);
+    let _cleanup = suti_testkit::TopologyGuard::new(&declared);
     broker.declare(&declared).await.unwrap();
     broker
         .publish(&declared, &envelope("cluster.mined.v1", "m"))

@@ -204,6 +204,7 @@ async fn amqp_backends_connect_from_configuration_and_report_ready() {
     let backends = suti_runtime::Backends::connect(&config, "runtime-test", &registry, &health)
         .await
         .unwrap();
+    let _cleanup = suti_testkit::TopologyGuard::new(&backends.topology);
     let report = health.report().await;
     assert!(report.ready, "{report:?}");
     assert_eq!(report.checks.len(), 3);

@@ -55,6 +55,7 @@ async fn amqp_a_service_host_runs_its_stage_and_reports_through_the_admin_port()
     let broker = host.backends.broker.clone();
     let state = host.backends.state.clone();
     let topology = host.backends.topology.clone();
+    let _cleanup = suti_testkit::TopologyGuard::new(&topology);
     let running = tokio::spawn(host.run_stage(CountingTrainer));
 
     let (status, body) = http_get(admin, "/health/readyz").await.unwrap();
@@ -103,11 +104,5 @@ async fn amqp_a_service_host_runs_its_stage_and_reports_through_the_admin_port()
         "the admin port closes at shutdown"
     );
 
-    let cleanup = suti_queue::AmqpBroker::connect(suti_queue::AmqpOptions::new(amqp_url()))
-        .await
-        .unwrap();
-    suti_queue::Broker::delete(&cleanup, &topology)
-        .await
-        .unwrap();
     state.clear_namespace().await.unwrap();
 }

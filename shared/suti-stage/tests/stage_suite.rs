@@ -103,6 +103,7 @@ impl Env {
     async fn real() -> Self {
         suti_testkit::init_tracing();
         let namespace = unique("t");
+        let guard = suti_testkit::TopologyGuard::new(&Topology::pipeline(&namespace, 3));
         let server = S3Server::start().await.unwrap();
         let storage: SharedStore = Arc::new(server.store().await.unwrap());
         let state: SharedState = Arc::new(
@@ -117,7 +118,14 @@ impl Env {
                 Arc::new(AmqpBroker::connect(options).await.unwrap()) as Arc<dyn Broker>
             })
         });
-        Self::finish(connect, storage, state, &namespace, vec![Box::new(server)]).await
+        Self::finish(
+            connect,
+            storage,
+            state,
+            &namespace,
+            vec![Box::new(server), Box::new(guard)],
+        )
+        .await
     }
 
     async fn in_process() -> Self {

@@ -191,3 +191,44 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// Deletes a test's broker topology when dropped — also when the test panics — so failed runs
+/// leave no queues behind on the shared broker.
+pub struct TopologyGuard {
+    topology: Option<suti_queue::Topology>,
+}
+
+impl TopologyGuard {
+    /// Guards `topology` (declared on the broker at [`amqp_url`]).
+    pub fn new(topology: &suti_queue::Topology) -> Self {
+        Self {
+            topology: Some(topology.clone()),
+        }
+    }
+}
+
+impl Drop for TopologyGuard {
+    fn drop(&mut self) {
+        let Some(topology) = self.topology.take() else {
+            return;
+        };
+        // Drop may run inside an async test: do the async clean-up on a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                use suti_queue::Broker;
+                let broker =
+                    suti_queue::AmqpBroker::connect(suti_queue::AmqpOptions::new(amqp_url()))
+                        .await
+                        .ok()?;
+                let _ = broker.delete(&topology).await;
+                broker.close().await;
+                Some(())
+            })
+        });
+        let _ = cleanup.join();
+    }
+}
