@@ -1,0 +1,16 @@
+//! suti's data layer (DESIGN §8): the image codec, and EmojiWorld — real emoji artwork as
+//! subjects, the DreamBench prompt set rendered procedurally, the true image of any (subject,
+//! prompt) pair, and a synthetic web for the crawler to mine.
+
+pub mod canvas;
+pub mod emoji;
+pub mod image;
+pub mod prompts;
+pub mod render;
+pub mod rng;
+pub mod scenes;
+
+pub use emoji::{Assets, Catalog, Category, Split, Subject, SubjectClass, SubjectKind, Vendor};
+pub use image::{DecodeLimits, ImageError, RgbaImage};
+pub use prompts::{Prompt, PromptKind, Scene, all_prompts, prompts_for};
+pub use render::render;
