@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod config_cmd;
+mod synthweb_cmd;
 
 /// Subject-driven text-to-image generation by apprenticeship learning.
 #[derive(Debug, Parser)]
@@ -29,6 +30,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// EmojiWorld: subjects, contexts, the synthetic web and the benchmark set.
+    Synthweb {
+        #[command(subcommand)]
+        command: synthweb_cmd::SynthwebCommand,
     },
     /// Measure parts of the system on this machine.
     Bench {
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         },
+        Command::Synthweb { command } => run_async(synthweb_cmd::run(command)),
         Command::Bench { command } => match command {
             BenchCommand::Queue(args) => run_async(bench::queue(args)),
         },

@@ -3,6 +3,7 @@
 //! prompt) pair, and a synthetic web for the crawler to mine.
 
 pub mod canvas;
+pub mod contact;
 pub mod emoji;
 pub mod image;
 pub mod prompts;
