@@ -155,3 +155,58 @@ async fn measure(
     );
     Ok(())
 }
+
+/// Options of the render benchmark.
+#[derive(Debug, Args)]
+pub struct RenderBenchArgs {
+    /// Image sides to measure.
+    #[arg(long, value_delimiter = ',', default_value = "32,64")]
+    sizes: Vec<u32>,
+    /// Images rendered per size.
+    #[arg(long, default_value_t = 2000)]
+    images: usize,
+}
+
+/// Renders random (subject, prompt) pairs on one thread and prints images per second, with and
+/// without PNG encoding.
+pub fn render(args: RenderBenchArgs) -> anyhow::Result<()> {
+    let assets = suti_data::Assets::open_default()?;
+    let subjects = assets.catalog().subjects(suti_data::Split::Train);
+    anyhow::ensure!(!subjects.is_empty(), "no subjects in the catalog");
+    let sprites = subjects
+        .iter()
+        .take(64)
+        .map(|s| Ok((assets.sprite(s)?, suti_data::prompts_for(s.class.kind))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    println!(
+        "suti bench render: {} images per size, one thread, {} subjects × their 25 prompts",
+        args.images,
+        sprites.len()
+    );
+    for size in args.sizes {
+        let started = Instant::now();
+        let mut checksum = 0u64;
+        for i in 0..args.images {
+            let (sprite, prompts) = &sprites[i % sprites.len()];
+            let img = suti_data::render(sprite, &prompts[i % prompts.len()], i as u64, size);
+            checksum = checksum.wrapping_add(u64::from(img.pixels[img.pixels.len() / 2]));
+        }
+        let render_s = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let mut png_bytes = 0usize;
+        for i in 0..args.images {
+            let (sprite, prompts) = &sprites[i % sprites.len()];
+            png_bytes += suti_data::render(sprite, &prompts[i % prompts.len()], i as u64, size)
+                .to_png()
+                .len();
+        }
+        let png_s = started.elapsed().as_secs_f64();
+        println!(
+            "  {size:>3}×{size:<3}: render {:>8.0} images/s   render + PNG {:>8.0} images/s   ({} B/PNG, checksum {checksum})",
+            rate(args.images, render_s),
+            rate(args.images, png_s),
+            png_bytes / args.images.max(1)
+        );
+    }
+    Ok(())
+}

@@ -67,6 +67,8 @@ enum BenchCommand {
     /// Publish (with confirms) and consume (with acks) messages through the configured broker and
     /// print messages per second.
     Queue(bench::QueueBenchArgs),
+    /// Render EmojiWorld images and print images per second at each size.
+    Render(bench::RenderBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +103,13 @@ fn main() -> ExitCode {
         Command::Synthweb { command } => run_async(synthweb_cmd::run(command)),
         Command::Bench { command } => match command {
             BenchCommand::Queue(args) => run_async(bench::queue(args)),
+            BenchCommand::Render(args) => match bench::render(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
         },
     }
 }

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use suti_data::contact::contact_sheet;
+use suti_data::benchmark::write_benchmark;
+use suti_data::synthweb::{Site, SiteParams, serve};
+use suti_data::warc::write_site_warc;
 use suti_data::{Assets, Split, prompts_for, render};
 
 /// EmojiWorld subcommands.
@@ -15,6 +18,77 @@ pub enum SynthwebCommand {
     Subjects(SubjectsArgs),
     /// Draw every prompt's true image for a few subjects into one PNG.
     ContactSheet(ContactSheetArgs),
+    /// Serve the synthetic web over HTTP until interrupted.
+    Serve(ServeArgs),
+    /// Write the synthetic web as a WARC file.
+    Warc(WarcArgs),
+    /// Write the held-out evaluation set (demonstrations, prompts, true images, manifest.json).
+    Benchmark(BenchmarkArgs),
+}
+
+/// The shape of the generated site.
+#[derive(Debug, Args)]
+pub struct SiteArgs {
+    /// Subject pages (0: every training subject).
+    #[arg(long, default_value_t = 0)]
+    subjects: usize,
+    /// Seed of the site's layout, wording and photos.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Side of the subject photos in pixels.
+    #[arg(long, default_value_t = 96)]
+    image_size: u32,
+}
+
+impl SiteArgs {
+    fn params(&self) -> SiteParams {
+        SiteParams {
+            subjects: self.subjects,
+            seed: self.seed,
+            image_size: self.image_size,
+            ..SiteParams::default()
+        }
+    }
+}
+
+/// Options of `suti synthweb serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default: the site holds hostile resources).
+    #[arg(long, default_value = "127.0.0.1:8088")]
+    listen: String,
+    #[command(flatten)]
+    site: SiteArgs,
+}
+
+/// Options of `suti synthweb warc`.
+#[derive(Debug, Args)]
+pub struct WarcArgs {
+    /// Output file (`.warc.gz`).
+    #[arg(long, default_value = "synthweb.warc.gz")]
+    out: PathBuf,
+    /// Origin the archived URLs carry.
+    #[arg(long, default_value = "http://synthweb.emojiworld.test")]
+    base: String,
+    #[command(flatten)]
+    site: SiteArgs,
+}
+
+/// Options of `suti synthweb benchmark`.
+#[derive(Debug, Args)]
+pub struct BenchmarkArgs {
+    /// Output folder.
+    #[arg(long, default_value = "out/benchmark")]
+    out: PathBuf,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 64)]
+    size: u32,
+    /// Held-out subjects to include (0: all).
+    #[arg(long, default_value_t = 0)]
+    subjects: usize,
+    /// Render seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 /// Which split.
@@ -108,6 +182,52 @@ pub async fn run(command: SynthwebCommand) -> anyhow::Result<()> {
                 sheet.width,
                 sheet.height,
                 rows.len()
+            );
+            Ok(())
+        }
+        SynthwebCommand::Serve(args) => {
+            let site = Site::new(assets, args.site.params());
+            let pages = site.pages().len();
+            let served = serve(site, &args.listen).await?;
+            println!(
+                "serving the synthetic web ({pages} subject pages) at {} — Ctrl-C to stop",
+                served.base_url()
+            );
+            tokio::signal::ctrl_c().await?;
+            Ok(())
+        }
+        SynthwebCommand::Warc(args) => {
+            let site = Site::new(assets, args.site.params());
+            let out = args.out.clone();
+            let base = args.base.clone();
+            let stats = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let file = std::fs::File::create(&out)
+                    .with_context(|| format!("creating {}", out.display()))?;
+                Ok(write_site_warc(&site, &base, std::io::BufWriter::new(file))?)
+            })
+            .await??;
+            println!(
+                "wrote {}: {} records ({} ok, {} redirects, {} not found), {:.1} MiB",
+                args.out.display(),
+                stats.records,
+                stats.statuses.0,
+                stats.statuses.1,
+                stats.statuses.2,
+                stats.bytes as f64 / (1024.0 * 1024.0)
+            );
+            Ok(())
+        }
+        SynthwebCommand::Benchmark(args) => {
+            let out = args.out.clone();
+            let manifest = tokio::task::spawn_blocking(move || {
+                write_benchmark(&assets, &out, args.size, args.seed, args.subjects)
+            })
+            .await??;
+            println!(
+                "wrote {}/manifest.json: {} held-out subjects × ({} demonstrations + 25 prompts)",
+                args.out.display(),
+                manifest.subjects.len(),
+                suti_data::benchmark::DEMOS_PER_SUBJECT
             );
             Ok(())
         }

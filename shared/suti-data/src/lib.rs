@@ -2,6 +2,7 @@
 //! subjects, the DreamBench prompt set rendered procedurally, the true image of any (subject,
 //! prompt) pair, and a synthetic web for the crawler to mine.
 
+pub mod benchmark;
 pub mod canvas;
 pub mod contact;
 pub mod emoji;
@@ -10,6 +11,8 @@ pub mod prompts;
 pub mod render;
 pub mod rng;
 pub mod scenes;
+pub mod synthweb;
+pub mod warc;
 
 pub use emoji::{Assets, Catalog, Category, Split, Subject, SubjectClass, SubjectKind, Vendor};
 pub use image::{DecodeLimits, ImageError, RgbaImage};
