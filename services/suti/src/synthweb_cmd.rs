@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use suti_data::contact::contact_sheet;
 use suti_data::benchmark::write_benchmark;
+use suti_data::contact::contact_sheet;
 use suti_data::synthweb::{Site, SiteParams, serve};
 use suti_data::warc::write_site_warc;
 use suti_data::{Assets, Split, prompts_for, render};
@@ -130,7 +130,11 @@ pub struct ContactSheetArgs {
     #[arg(long, default_value_t = 64)]
     size: u32,
     /// Subject ids, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "dog-noto,cat2-twemoji,teapot-twemoji,car-noto,guitar-twemoji,apple-noto")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "dog-noto,cat2-twemoji,teapot-twemoji,car-noto,guitar-twemoji,apple-noto"
+    )]
     subjects: Vec<String>,
     /// Render seed.
     #[arg(long, default_value_t = 1)]
@@ -203,7 +207,11 @@ pub async fn run(command: SynthwebCommand) -> anyhow::Result<()> {
             let stats = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let file = std::fs::File::create(&out)
                     .with_context(|| format!("creating {}", out.display()))?;
-                Ok(write_site_warc(&site, &base, std::io::BufWriter::new(file))?)
+                Ok(write_site_warc(
+                    &site,
+                    &base,
+                    std::io::BufWriter::new(file),
+                )?)
             })
             .await??;
             println!(

@@ -115,3 +115,56 @@ fn amqp_bench_queue_measures_the_real_broker() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("backend amqp"));
 }
+
+#[test]
+fn bench_render_prints_images_per_second() {
+    let out = suti(
+        &["bench", "render", "--images", "50", "--sizes", "32,64"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("32×32") && stdout.contains("64×64"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("images/s"));
+}
+
+#[test]
+fn synthweb_writes_the_benchmark_set_and_lists_held_out_subjects() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = suti(
+        &[
+            "synthweb",
+            "benchmark",
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--subjects",
+            "2",
+            "--size",
+            "32",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let subjects = manifest["subjects"].as_array().unwrap();
+    assert_eq!(subjects.len(), 2);
+    for subject in subjects {
+        assert_eq!(subject["demos"].as_array().unwrap().len(), 4);
+        assert_eq!(subject["prompts"].as_array().unwrap().len(), 25);
+        let first = subject["prompts"][0]["true_image"].as_str().unwrap();
+        assert!(dir.path().join(first).exists());
+    }
+    let out = suti(&["synthweb", "subjects", "--split", "held-out"], &[]);
+    assert!(out.status.success());
+    let listed = text(&out.stdout);
+    for subject in subjects {
+        assert!(
+            listed.contains(subject["id"].as_str().unwrap()),
+            "benchmark subjects are held out"
+        );
+    }
+}

@@ -106,12 +106,18 @@ impl Canvas {
 
     /// Draws an ellipse outline of normalised thickness `width`.
     pub fn ring(&mut self, cx: f32, cy: f32, r: f32, width: f32, color: Rgb) {
-        self.for_each_in(cx - r - width, cy - r - width, cx + r + width, cy + r + width, |x, y, p| {
-            let d = ((x - cx).powi(2) + (y - cy).powi(2)).sqrt();
-            if (d - r).abs() <= width / 2.0 {
-                *p = color;
-            }
-        });
+        self.for_each_in(
+            cx - r - width,
+            cy - r - width,
+            cx + r + width,
+            cy + r + width,
+            |x, y, p| {
+                let d = ((x - cx).powi(2) + (y - cy).powi(2)).sqrt();
+                if (d - r).abs() <= width / 2.0 {
+                    *p = color;
+                }
+            },
+        );
     }
 
     /// Fills a polygon (even-odd rule).

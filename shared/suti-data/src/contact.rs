@@ -16,7 +16,10 @@ pub fn contact_sheet(rows: &[Vec<RgbaImage>], pad: u32) -> RgbaImage {
     }
     for (r, row) in rows.iter().enumerate() {
         for (c, img) in row.iter().enumerate() {
-            let (ox, oy) = (pad + c as u32 * (cell_w + pad), pad + r as u32 * (cell_h + pad));
+            let (ox, oy) = (
+                pad + c as u32 * (cell_w + pad),
+                pad + r as u32 * (cell_h + pad),
+            );
             for y in 0..img.height {
                 for x in 0..img.width {
                     sheet.put(ox + x, oy + y, img.get(x, y));

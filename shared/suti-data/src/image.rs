@@ -139,7 +139,9 @@ impl RgbaImage {
             .output_buffer_size()
             .ok_or_else(|| ImageError::TooLarge("decoded size overflows".into()))?;
         if buffer_size > limits.max_bytes {
-            return Err(ImageError::TooLarge("decoded size exceeds the memory limit".into()));
+            return Err(ImageError::TooLarge(
+                "decoded size exceeds the memory limit".into(),
+            ));
         }
         let mut buffer = vec![0; buffer_size];
         let info = reader
@@ -152,7 +154,9 @@ impl RgbaImage {
             png::ColorType::Rgb => 3,
             png::ColorType::Rgba => 4,
             png::ColorType::Indexed => {
-                return Err(ImageError::Unsupported("indexed colour after expansion".into()));
+                return Err(ImageError::Unsupported(
+                    "indexed colour after expansion".into(),
+                ));
             }
         };
         if info.bit_depth != png::BitDepth::Eight {
@@ -198,10 +202,19 @@ mod tests {
 
     #[test]
     fn hostile_inputs_are_refused() {
-        assert!(matches!(RgbaImage::from_png(b"not a png"), Err(ImageError::Malformed(_))));
+        assert!(matches!(
+            RgbaImage::from_png(b"not a png"),
+            Err(ImageError::Malformed(_))
+        ));
         let png = RgbaImage::new(64, 64).to_png();
-        assert!(RgbaImage::from_png(&png[..png.len() / 2]).is_err(), "truncated");
-        let limits = DecodeLimits { max_side: 32, ..DecodeLimits::default() };
+        assert!(
+            RgbaImage::from_png(&png[..png.len() / 2]).is_err(),
+            "truncated"
+        );
+        let limits = DecodeLimits {
+            max_side: 32,
+            ..DecodeLimits::default()
+        };
         assert!(matches!(
             RgbaImage::from_png_with_limits(&png, limits),
             Err(ImageError::TooLarge(_))

@@ -223,26 +223,62 @@ const RECONTEXT: [Prompt; 20] = [
     recontext("jungle", "a {} in the jungle", Scene::Jungle),
     recontext("snow", "a {} in the snow", Scene::Snow),
     recontext("beach", "a {} on the beach", Scene::Beach),
-    recontext("cobblestone_street", "a {} on a cobblestone street", Scene::CobblestoneStreet),
-    recontext("pink_fabric", "a {} on top of pink fabric", Scene::PinkFabric),
-    recontext("wooden_floor", "a {} on top of a wooden floor", Scene::WoodenFloor),
+    recontext(
+        "cobblestone_street",
+        "a {} on a cobblestone street",
+        Scene::CobblestoneStreet,
+    ),
+    recontext(
+        "pink_fabric",
+        "a {} on top of pink fabric",
+        Scene::PinkFabric,
+    ),
+    recontext(
+        "wooden_floor",
+        "a {} on top of a wooden floor",
+        Scene::WoodenFloor,
+    ),
     recontext("city", "a {} with a city in the background", Scene::City),
-    recontext("mountain", "a {} with a mountain in the background", Scene::Mountain),
-    recontext("blue_house", "a {} with a blue house in the background", Scene::BlueHouse),
+    recontext(
+        "mountain",
+        "a {} with a mountain in the background",
+        Scene::Mountain,
+    ),
+    recontext(
+        "blue_house",
+        "a {} with a blue house in the background",
+        Scene::BlueHouse,
+    ),
     recontext(
         "purple_rug_forest",
         "a {} on top of a purple rug in a forest",
         Scene::PurpleRugInForest,
     ),
-    recontext("wheat_field", "a {} with a wheat field in the background", Scene::WheatField),
+    recontext(
+        "wheat_field",
+        "a {} with a wheat field in the background",
+        Scene::WheatField,
+    ),
     recontext(
         "autumn_tree",
         "a {} with a tree and autumn leaves in the background",
         Scene::AutumnTree,
     ),
-    recontext("eiffel_tower", "a {} with the Eiffel Tower in the background", Scene::EiffelTower),
-    recontext("floating_water", "a {} floating on top of water", Scene::FloatingOnWater),
-    recontext("ocean_of_milk", "a {} floating in an ocean of milk", Scene::OceanOfMilk),
+    recontext(
+        "eiffel_tower",
+        "a {} with the Eiffel Tower in the background",
+        Scene::EiffelTower,
+    ),
+    recontext(
+        "floating_water",
+        "a {} floating on top of water",
+        Scene::FloatingOnWater,
+    ),
+    recontext(
+        "ocean_of_milk",
+        "a {} floating in an ocean of milk",
+        Scene::OceanOfMilk,
+    ),
     recontext(
         "sunflowers",
         "a {} on top of green grass with sunflowers around it",
@@ -261,18 +297,46 @@ const RECONTEXT: [Prompt; 20] = [
 const ACCESSORIES: [Prompt; 10] = [
     accessory("red_hat", "a {} wearing a red hat", Accessory::RedHat),
     accessory("santa_hat", "a {} wearing a santa hat", Accessory::SantaHat),
-    accessory("rainbow_scarf", "a {} wearing a rainbow scarf", Accessory::RainbowScarf),
+    accessory(
+        "rainbow_scarf",
+        "a {} wearing a rainbow scarf",
+        Accessory::RainbowScarf,
+    ),
     accessory(
         "top_hat_monocle",
         "a {} wearing a black top hat and a monocle",
         Accessory::TopHatAndMonocle,
     ),
-    accessory("chef_outfit", "a {} in a chef outfit", Accessory::ChefOutfit),
-    accessory("firefighter_outfit", "a {} in a firefighter outfit", Accessory::FirefighterOutfit),
-    accessory("police_outfit", "a {} in a police outfit", Accessory::PoliceOutfit),
-    accessory("pink_glasses", "a {} wearing pink glasses", Accessory::PinkGlasses),
-    accessory("yellow_shirt", "a {} wearing a yellow shirt", Accessory::YellowShirt),
-    accessory("purple_wizard", "a {} in a purple wizard outfit", Accessory::PurpleWizardOutfit),
+    accessory(
+        "chef_outfit",
+        "a {} in a chef outfit",
+        Accessory::ChefOutfit,
+    ),
+    accessory(
+        "firefighter_outfit",
+        "a {} in a firefighter outfit",
+        Accessory::FirefighterOutfit,
+    ),
+    accessory(
+        "police_outfit",
+        "a {} in a police outfit",
+        Accessory::PoliceOutfit,
+    ),
+    accessory(
+        "pink_glasses",
+        "a {} wearing pink glasses",
+        Accessory::PinkGlasses,
+    ),
+    accessory(
+        "yellow_shirt",
+        "a {} wearing a yellow shirt",
+        Accessory::YellowShirt,
+    ),
+    accessory(
+        "purple_wizard",
+        "a {} in a purple wizard outfit",
+        Accessory::PurpleWizardOutfit,
+    ),
 ];
 
 const PROPERTIES: [Prompt; 5] = [
@@ -322,7 +386,13 @@ mod tests {
         assert_eq!(all_prompts().len(), 35);
         let ids: std::collections::HashSet<_> = all_prompts().iter().map(|p| p.id).collect();
         assert_eq!(ids.len(), 35, "ids are unique");
-        assert_eq!(prompt("jungle").unwrap().text("sks teapot"), "a sks teapot in the jungle");
-        assert_eq!(prompt("cube_shaped").unwrap().text("dog"), "a cube shaped dog");
+        assert_eq!(
+            prompt("jungle").unwrap().text("sks teapot"),
+            "a sks teapot in the jungle"
+        );
+        assert_eq!(
+            prompt("cube_shaped").unwrap().text("dog"),
+            "a cube shaped dog"
+        );
     }
 }

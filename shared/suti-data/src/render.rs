@@ -78,7 +78,11 @@ fn recolour(property: Option<Property>, c: Rgb) -> Rgb {
         }
         Some(Property::Wet) => {
             let darker = shade(c, 0.72);
-            [darker[0] * 0.92, darker[1] * 0.97, (darker[2] + 0.08).min(1.0)]
+            [
+                darker[0] * 0.92,
+                darker[1] * 0.97,
+                (darker[2] + 0.08).min(1.0),
+            ]
         }
         _ => c,
     }
@@ -159,7 +163,14 @@ fn visible_rows(sprite: &RgbaImage) -> (f32, f32) {
 }
 
 /// Draws clothing: `colour` over the subject's own pixels in the rows [from, to] of its box.
-fn clothe(canvas: &mut Canvas, sprite: &RgbaImage, bx: SubjectBox, from: f32, to: f32, colour: Rgb) {
+fn clothe(
+    canvas: &mut Canvas,
+    sprite: &RgbaImage,
+    bx: SubjectBox,
+    from: f32,
+    to: f32,
+    colour: Rgb,
+) {
     let (y0, y1) = (bx.y0 + bx.h * from, bx.y0 + bx.h * to);
     canvas.for_each_in(bx.x0, y0, bx.x0 + bx.w, y1, |x, y, p| {
         let a = coverage(sprite, bx, x, y);
@@ -175,18 +186,50 @@ fn draw_accessory(canvas: &mut Canvas, sprite: &RgbaImage, bx: SubjectBox, acces
     let (cx, w, h) = (bx.x0 + bx.w / 2.0, bx.w, bx.h);
     match accessory {
         Accessory::RedHat => {
-            canvas.ellipse(cx, top + 0.02 * h, 0.42 * w, 0.06 * h, rgb(170, 20, 25), 1.0);
-            canvas.ellipse(cx, top - 0.05 * h, 0.26 * w, 0.13 * h, rgb(215, 30, 35), 1.0);
+            canvas.ellipse(
+                cx,
+                top + 0.02 * h,
+                0.42 * w,
+                0.06 * h,
+                rgb(170, 20, 25),
+                1.0,
+            );
+            canvas.ellipse(
+                cx,
+                top - 0.05 * h,
+                0.26 * w,
+                0.13 * h,
+                rgb(215, 30, 35),
+                1.0,
+            );
         }
         Accessory::SantaHat => {
             let red = rgb(210, 25, 30);
             canvas.polygon(
-                &[(cx - 0.3 * w, top + 0.04 * h), (cx + 0.3 * w, top + 0.04 * h), (cx + 0.38 * w, top - 0.3 * h)],
+                &[
+                    (cx - 0.3 * w, top + 0.04 * h),
+                    (cx + 0.3 * w, top + 0.04 * h),
+                    (cx + 0.38 * w, top - 0.3 * h),
+                ],
                 red,
                 1.0,
             );
-            canvas.rect(cx - 0.34 * w, top - 0.02 * h, cx + 0.34 * w, top + 0.08 * h, rgb(250, 250, 250), 1.0);
-            canvas.ellipse(cx + 0.38 * w, top - 0.3 * h, 0.07 * w, 0.07 * h, rgb(250, 250, 250), 1.0);
+            canvas.rect(
+                cx - 0.34 * w,
+                top - 0.02 * h,
+                cx + 0.34 * w,
+                top + 0.08 * h,
+                rgb(250, 250, 250),
+                1.0,
+            );
+            canvas.ellipse(
+                cx + 0.38 * w,
+                top - 0.3 * h,
+                0.07 * w,
+                0.07 * h,
+                rgb(250, 250, 250),
+                1.0,
+            );
         }
         Accessory::RainbowScarf => {
             let bands = [
@@ -201,43 +244,132 @@ fn draw_accessory(canvas: &mut Canvas, sprite: &RgbaImage, bx: SubjectBox, acces
             for (i, c) in bands.iter().enumerate() {
                 let y = y0 + i as f32 * band;
                 canvas.rect(cx - 0.36 * w, y, cx + 0.36 * w, y + band, *c, 1.0);
-                canvas.rect(cx + 0.12 * w, y + 0.2 * h, cx + 0.22 * w, y + 0.2 * h + band, *c, 1.0);
+                canvas.rect(
+                    cx + 0.12 * w,
+                    y + 0.2 * h,
+                    cx + 0.22 * w,
+                    y + 0.2 * h + band,
+                    *c,
+                    1.0,
+                );
             }
-            canvas.rect(cx + 0.12 * w, y0, cx + 0.22 * w, y0 + 0.2 * h, rgb(230, 40, 40), 1.0);
+            canvas.rect(
+                cx + 0.12 * w,
+                y0,
+                cx + 0.22 * w,
+                y0 + 0.2 * h,
+                rgb(230, 40, 40),
+                1.0,
+            );
         }
         Accessory::TopHatAndMonocle => {
             let black = rgb(20, 20, 24);
-            canvas.rect(cx - 0.2 * w, top - 0.32 * h, cx + 0.2 * w, top + 0.02 * h, black, 1.0);
-            canvas.rect(cx - 0.2 * w, top - 0.08 * h, cx + 0.2 * w, top - 0.03 * h, rgb(150, 20, 30), 1.0);
+            canvas.rect(
+                cx - 0.2 * w,
+                top - 0.32 * h,
+                cx + 0.2 * w,
+                top + 0.02 * h,
+                black,
+                1.0,
+            );
+            canvas.rect(
+                cx - 0.2 * w,
+                top - 0.08 * h,
+                cx + 0.2 * w,
+                top - 0.03 * h,
+                rgb(150, 20, 30),
+                1.0,
+            );
             canvas.ellipse(cx, top + 0.03 * h, 0.36 * w, 0.05 * h, black, 1.0);
             let (mx, my) = (cx + 0.16 * w, bx.y0 + 0.42 * h);
             canvas.ring(mx, my, 0.1 * w, 0.025 * w, rgb(200, 170, 60));
-            canvas.line((mx + 0.1 * w, my), (mx + 0.14 * w, my + 0.3 * h), 0.012 * w, rgb(200, 170, 60));
+            canvas.line(
+                (mx + 0.1 * w, my),
+                (mx + 0.14 * w, my + 0.3 * h),
+                0.012 * w,
+                rgb(200, 170, 60),
+            );
         }
         Accessory::ChefOutfit => {
             let white = rgb(250, 250, 250);
-            canvas.rect(cx - 0.22 * w, top - 0.14 * h, cx + 0.22 * w, top + 0.04 * h, white, 1.0);
+            canvas.rect(
+                cx - 0.22 * w,
+                top - 0.14 * h,
+                cx + 0.22 * w,
+                top + 0.04 * h,
+                white,
+                1.0,
+            );
             for dx in [-0.17, 0.0, 0.17] {
                 canvas.ellipse(cx + dx * w, top - 0.2 * h, 0.14 * w, 0.11 * h, white, 1.0);
             }
             clothe(canvas, sprite, bx, 0.66, 1.0, white);
-            canvas.ellipse(cx, bx.y0 + 0.74 * h, 0.03 * w, 0.03 * h, rgb(40, 40, 40), 1.0);
+            canvas.ellipse(
+                cx,
+                bx.y0 + 0.74 * h,
+                0.03 * w,
+                0.03 * h,
+                rgb(40, 40, 40),
+                1.0,
+            );
         }
         Accessory::FirefighterOutfit => {
             let yellow = rgb(240, 190, 20);
             canvas.ellipse(cx, top - 0.03 * h, 0.3 * w, 0.15 * h, yellow, 1.0);
-            canvas.ellipse(cx, top + 0.05 * h, 0.42 * w, 0.05 * h, shade(yellow, 0.85), 1.0);
-            canvas.rect(cx - 0.05 * w, top - 0.15 * h, cx + 0.05 * w, top - 0.02 * h, rgb(200, 40, 30), 1.0);
+            canvas.ellipse(
+                cx,
+                top + 0.05 * h,
+                0.42 * w,
+                0.05 * h,
+                shade(yellow, 0.85),
+                1.0,
+            );
+            canvas.rect(
+                cx - 0.05 * w,
+                top - 0.15 * h,
+                cx + 0.05 * w,
+                top - 0.02 * h,
+                rgb(200, 40, 30),
+                1.0,
+            );
             clothe(canvas, sprite, bx, 0.64, 1.0, rgb(150, 120, 70));
-            canvas.rect(bx.x0, bx.y0 + 0.8 * h, bx.x0 + w, bx.y0 + 0.84 * h, rgb(230, 230, 120), 0.9);
+            canvas.rect(
+                bx.x0,
+                bx.y0 + 0.8 * h,
+                bx.x0 + w,
+                bx.y0 + 0.84 * h,
+                rgb(230, 230, 120),
+                0.9,
+            );
         }
         Accessory::PoliceOutfit => {
             let navy = rgb(25, 35, 80);
-            canvas.rect(cx - 0.26 * w, top - 0.13 * h, cx + 0.26 * w, top + 0.02 * h, navy, 1.0);
+            canvas.rect(
+                cx - 0.26 * w,
+                top - 0.13 * h,
+                cx + 0.26 * w,
+                top + 0.02 * h,
+                navy,
+                1.0,
+            );
             canvas.ellipse(cx, top + 0.03 * h, 0.3 * w, 0.04 * h, rgb(15, 15, 20), 1.0);
-            canvas.ellipse(cx, top - 0.06 * h, 0.05 * w, 0.05 * h, rgb(230, 190, 60), 1.0);
+            canvas.ellipse(
+                cx,
+                top - 0.06 * h,
+                0.05 * w,
+                0.05 * h,
+                rgb(230, 190, 60),
+                1.0,
+            );
             clothe(canvas, sprite, bx, 0.64, 1.0, navy);
-            canvas.ellipse(cx - 0.12 * w, bx.y0 + 0.74 * h, 0.04 * w, 0.04 * h, rgb(230, 190, 60), 1.0);
+            canvas.ellipse(
+                cx - 0.12 * w,
+                bx.y0 + 0.74 * h,
+                0.04 * w,
+                0.04 * h,
+                rgb(230, 190, 60),
+                1.0,
+            );
         }
         Accessory::PinkGlasses => {
             let pink = rgb(245, 100, 180);
@@ -249,7 +381,11 @@ fn draw_accessory(canvas: &mut Canvas, sprite: &RgbaImage, bx: SubjectBox, acces
         Accessory::YellowShirt => {
             clothe(canvas, sprite, bx, 0.6, 1.0, rgb(250, 215, 40));
             canvas.polygon(
-                &[(cx - 0.08 * w, bx.y0 + 0.6 * h), (cx + 0.08 * w, bx.y0 + 0.6 * h), (cx, bx.y0 + 0.68 * h)],
+                &[
+                    (cx - 0.08 * w, bx.y0 + 0.6 * h),
+                    (cx + 0.08 * w, bx.y0 + 0.6 * h),
+                    (cx, bx.y0 + 0.68 * h),
+                ],
                 rgb(250, 250, 250),
                 1.0,
             );
@@ -257,15 +393,47 @@ fn draw_accessory(canvas: &mut Canvas, sprite: &RgbaImage, bx: SubjectBox, acces
         Accessory::PurpleWizardOutfit => {
             let purple = rgb(110, 40, 160);
             canvas.polygon(
-                &[(cx - 0.3 * w, top + 0.05 * h), (cx + 0.3 * w, top + 0.05 * h), (cx + 0.05 * w, top - 0.42 * h)],
+                &[
+                    (cx - 0.3 * w, top + 0.05 * h),
+                    (cx + 0.3 * w, top + 0.05 * h),
+                    (cx + 0.05 * w, top - 0.42 * h),
+                ],
                 purple,
                 1.0,
             );
-            canvas.ellipse(cx, top + 0.05 * h, 0.4 * w, 0.045 * h, shade(purple, 0.8), 1.0);
-            canvas.ellipse(cx - 0.05 * w, top - 0.12 * h, 0.035 * w, 0.035 * h, rgb(250, 225, 60), 1.0);
-            canvas.ellipse(cx + 0.08 * w, top - 0.24 * h, 0.025 * w, 0.025 * h, rgb(250, 225, 60), 1.0);
+            canvas.ellipse(
+                cx,
+                top + 0.05 * h,
+                0.4 * w,
+                0.045 * h,
+                shade(purple, 0.8),
+                1.0,
+            );
+            canvas.ellipse(
+                cx - 0.05 * w,
+                top - 0.12 * h,
+                0.035 * w,
+                0.035 * h,
+                rgb(250, 225, 60),
+                1.0,
+            );
+            canvas.ellipse(
+                cx + 0.08 * w,
+                top - 0.24 * h,
+                0.025 * w,
+                0.025 * h,
+                rgb(250, 225, 60),
+                1.0,
+            );
             clothe(canvas, sprite, bx, 0.62, 1.0, purple);
-            canvas.ellipse(cx + 0.1 * w, bx.y0 + 0.8 * h, 0.03 * w, 0.03 * h, rgb(250, 225, 60), 1.0);
+            canvas.ellipse(
+                cx + 0.1 * w,
+                bx.y0 + 0.8 * h,
+                0.03 * w,
+                0.03 * h,
+                rgb(250, 225, 60),
+                1.0,
+            );
         }
     }
 }
@@ -297,11 +465,21 @@ fn draw_wet(canvas: &mut Canvas, sprite: &RgbaImage, bx: SubjectBox, rng: &mut S
         0.55,
     );
     for _ in 0..10 {
-        let (x, y) = (bx.x0 + rng.range(0.15, 0.85) * bx.w, bx.y0 + rng.range(0.15, 0.85) * bx.h);
+        let (x, y) = (
+            bx.x0 + rng.range(0.15, 0.85) * bx.w,
+            bx.y0 + rng.range(0.15, 0.85) * bx.h,
+        );
         if coverage(sprite, bx, x, y) > 0.5 {
             let r = bx.w * rng.range(0.025, 0.045);
             canvas.ellipse(x, y, r, r * 1.3, rgb(200, 225, 250), 0.85);
-            canvas.ellipse(x - r * 0.3, y - r * 0.4, r * 0.35, r * 0.35, rgb(255, 255, 255), 1.0);
+            canvas.ellipse(
+                x - r * 0.3,
+                y - r * 0.4,
+                r * 0.35,
+                r * 0.35,
+                rgb(255, 255, 255),
+                1.0,
+            );
         }
     }
 }
@@ -315,12 +493,22 @@ fn draw_cube(canvas: &mut Canvas, sprite: &RgbaImage, bx: SubjectBox) -> Subject
     let y0 = y1 - side;
     let base = mean_colour(sprite);
     canvas.polygon(
-        &[(x0, y0), (x0 + depth, y0 - depth), (x0 + side + depth, y0 - depth), (x0 + side, y0)],
+        &[
+            (x0, y0),
+            (x0 + depth, y0 - depth),
+            (x0 + side + depth, y0 - depth),
+            (x0 + side, y0),
+        ],
         shade(base, 1.25),
         1.0,
     );
     canvas.polygon(
-        &[(x0 + side, y0), (x0 + side + depth, y0 - depth), (x0 + side + depth, y1 - depth), (x0 + side, y1)],
+        &[
+            (x0 + side, y0),
+            (x0 + side + depth, y0 - depth),
+            (x0 + side + depth, y1 - depth),
+            (x0 + side, y1),
+        ],
         shade(base, 0.6),
         1.0,
     );
@@ -339,7 +527,15 @@ fn draw_cube(canvas: &mut Canvas, sprite: &RgbaImage, bx: SubjectBox) -> Subject
 /// Renders `sprite` for `prompt` at `size`×`size` pixels. Deterministic: the same inputs give the
 /// same bytes.
 pub fn render(sprite: &RgbaImage, prompt: &Prompt, seed: u64, size: u32) -> RgbaImage {
-    render_with_box(sprite, prompt.scene, prompt.accessory, prompt.property, seed, size).0
+    render_with_box(
+        sprite,
+        prompt.scene,
+        prompt.accessory,
+        prompt.property,
+        seed,
+        size,
+    )
+    .0
 }
 
 /// Renders a subject in a scene with an optional accessory and property; also returns where the
@@ -398,8 +594,22 @@ pub fn render_with_box(
     if let Some(liquid) = placement.liquid {
         // Submerge the lower part of the subject, with a ripple line at the surface.
         let surface = bottom - extent * 0.18;
-        canvas.rect(bx.x0 - 0.05, surface, bx.x0 + bx.w + 0.05, bottom + 0.02, liquid, 0.7);
-        canvas.ellipse(cx, surface, extent * 0.62, extent * 0.05, shade(liquid, 1.15), 0.8);
+        canvas.rect(
+            bx.x0 - 0.05,
+            surface,
+            bx.x0 + bx.w + 0.05,
+            bottom + 0.02,
+            liquid,
+            0.7,
+        );
+        canvas.ellipse(
+            cx,
+            surface,
+            extent * 0.62,
+            extent * 0.05,
+            shade(liquid, 1.15),
+            0.8,
+        );
     }
     if let Some(foreground) = foreground {
         foreground(&mut canvas);
@@ -436,7 +646,10 @@ mod tests {
             assert_eq!((a.width, a.height), (32, 32));
         }
         let prompt = crate::prompts::prompt("beach").unwrap();
-        assert_ne!(render(&sprite, &prompt, 7, 64), render(&sprite, &prompt, 8, 64));
+        assert_ne!(
+            render(&sprite, &prompt, 7, 64),
+            render(&sprite, &prompt, 8, 64)
+        );
     }
 
     #[test]
@@ -447,8 +660,7 @@ mod tests {
             if prompt.property.is_some() {
                 continue; // recoloured or reshaped on purpose
             }
-            let (img, bx) =
-                render_with_box(&sprite, prompt.scene, prompt.accessory, None, 3, 64);
+            let (img, bx) = render_with_box(&sprite, prompt.scene, prompt.accessory, None, 3, 64);
             let (mut orange, mut total) = (0, 0);
             for y in 0..64u32 {
                 for x in 0..64u32 {
@@ -463,7 +675,11 @@ mod tests {
                     }
                 }
             }
-            assert!(orange * 3 > total, "{}: {orange}/{total} subject pixels", prompt.id);
+            assert!(
+                orange * 3 > total,
+                "{}: {orange}/{total} subject pixels",
+                prompt.id
+            );
         }
     }
 }

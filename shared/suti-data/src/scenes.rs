@@ -72,17 +72,43 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
     match scene {
         Scene::Jungle => {
             canvas.vertical_gradient(0.0, 1.0, rgb(20, 70, 35), rgb(45, 110, 45));
-            let greens = [rgb(30, 120, 40), rgb(60, 150, 50), rgb(20, 95, 45), rgb(90, 170, 60)];
+            let greens = [
+                rgb(30, 120, 40),
+                rgb(60, 150, 50),
+                rgb(20, 95, 45),
+                rgb(90, 170, 60),
+            ];
             for _ in 0..28 {
                 let leaf = *rng.pick(&greens);
                 let c = mix(jitter(&mut rng, leaf, 0.15), *rng.pick(&greens), 0.5);
-                canvas.ellipse(rng.unit(), rng.range(0.0, 0.8), rng.range(0.05, 0.14), rng.range(0.02, 0.06), c, 1.0);
+                canvas.ellipse(
+                    rng.unit(),
+                    rng.range(0.0, 0.8),
+                    rng.range(0.05, 0.14),
+                    rng.range(0.02, 0.06),
+                    c,
+                    1.0,
+                );
             }
             for _ in 0..4 {
                 let x = rng.unit();
-                canvas.line((x, 0.0), (x + rng.range(-0.08, 0.08), rng.range(0.3, 0.6)), 0.012, rgb(50, 90, 30));
+                canvas.line(
+                    (x, 0.0),
+                    (x + rng.range(-0.08, 0.08), rng.range(0.3, 0.6)),
+                    0.012,
+                    rgb(50, 90, 30),
+                );
             }
-            canvas.noise(0.0, 0.8, 1.0, 1.0, rgb(60, 45, 25), rgb(95, 75, 40), (12.0, 12.0), noise_seed);
+            canvas.noise(
+                0.0,
+                0.8,
+                1.0,
+                1.0,
+                rgb(60, 45, 25),
+                rgb(95, 75, 40),
+                (12.0, 12.0),
+                noise_seed,
+            );
             let fern = rgb(40, 140, 50);
             let foreground: Foreground = Box::new(move |c: &mut Canvas| {
                 c.ellipse(0.04, 0.95, 0.12, 0.05, fern, 1.0);
@@ -94,9 +120,19 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
             canvas.vertical_gradient(0.0, 0.55, rgb(170, 190, 210), rgb(225, 232, 240));
             canvas.ellipse(0.25, 0.6, 0.45, 0.12, rgb(235, 240, 248), 1.0);
             canvas.ellipse(0.8, 0.62, 0.4, 0.1, rgb(228, 235, 245), 1.0);
-            canvas.noise(0.0, 0.58, 1.0, 1.0, rgb(225, 232, 245), rgb(250, 252, 255), (8.0, 14.0), noise_seed);
-            let flakes: Vec<(f32, f32, f32)> =
-                (0..40).map(|_| (rng.unit(), rng.unit(), rng.range(0.006, 0.014))).collect();
+            canvas.noise(
+                0.0,
+                0.58,
+                1.0,
+                1.0,
+                rgb(225, 232, 245),
+                rgb(250, 252, 255),
+                (8.0, 14.0),
+                noise_seed,
+            );
+            let flakes: Vec<(f32, f32, f32)> = (0..40)
+                .map(|_| (rng.unit(), rng.unit(), rng.range(0.006, 0.014)))
+                .collect();
             let foreground: Foreground = Box::new(move |c: &mut Canvas| {
                 for &(x, y, r) in &flakes {
                     c.ellipse(x, y, r, r, rgb(255, 255, 255), 0.9);
@@ -106,18 +142,43 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
         }
         Scene::Beach => {
             sky(canvas, &mut rng, 0.45);
-            canvas.ellipse(rng.range(0.1, 0.9), 0.12, 0.06, 0.06, rgb(255, 235, 140), 1.0);
+            canvas.ellipse(
+                rng.range(0.1, 0.9),
+                0.12,
+                0.06,
+                0.06,
+                rgb(255, 235, 140),
+                1.0,
+            );
             canvas.vertical_gradient(0.45, 0.6, rgb(40, 120, 190), rgb(70, 160, 200));
             for i in 0..4 {
                 let y = 0.48 + i as f32 * 0.03;
                 canvas.line((0.0, y), (1.0, y + 0.005), 0.004, rgb(150, 200, 230));
             }
             canvas.rect(0.0, 0.6, 1.0, 0.625, rgb(240, 245, 240), 0.8);
-            canvas.noise(0.0, 0.62, 1.0, 1.0, rgb(225, 195, 140), rgb(245, 220, 170), (20.0, 20.0), noise_seed);
+            canvas.noise(
+                0.0,
+                0.62,
+                1.0,
+                1.0,
+                rgb(225, 195, 140),
+                rgb(245, 220, 170),
+                (20.0, 20.0),
+                noise_seed,
+            );
             (Placement::ground(0.9), None)
         }
         Scene::CobblestoneStreet => {
-            canvas.noise(0.0, 0.0, 1.0, 0.38, rgb(190, 170, 140), rgb(215, 195, 165), (6.0, 6.0), noise_seed);
+            canvas.noise(
+                0.0,
+                0.0,
+                1.0,
+                0.38,
+                rgb(190, 170, 140),
+                rgb(215, 195, 165),
+                (6.0, 6.0),
+                noise_seed,
+            );
             canvas.rect(0.0, 0.36, 1.0, 0.4, rgb(120, 110, 100), 1.0);
             canvas.rect(0.0, 0.4, 1.0, 1.0, rgb(70, 65, 60), 1.0);
             let rows = 8;
@@ -129,14 +190,21 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
                 for col in 0..=cols {
                     let x0 = col as f32 / cols as f32 - offset;
                     let stone = jitter(&mut rng, rgb(140, 135, 128), 0.18);
-                    canvas.ellipse(x0 + 0.5 / cols as f32, y0 + h / 2.0, 0.42 / cols as f32, h * 0.42, stone, 1.0);
+                    canvas.ellipse(
+                        x0 + 0.5 / cols as f32,
+                        y0 + h / 2.0,
+                        0.42 / cols as f32,
+                        h * 0.42,
+                        stone,
+                        1.0,
+                    );
                 }
             }
             (Placement::ground(0.92), None)
         }
         Scene::PinkFabric => {
             let base = jitter(&mut rng, rgb(240, 160, 190), 0.06);
-            let phase = rng.range(0.0, 6.28);
+            let phase = rng.range(0.0, std::f32::consts::TAU);
             let freq = rng.range(9.0, 14.0);
             canvas.for_each_in(0.0, 0.0, 1.0, 1.0, |x, y, p| {
                 let fold = ((x * 0.6 + y) * freq + phase).sin() * 0.5 + 0.5;
@@ -152,7 +220,16 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
                 let y0 = 0.46 + i as f32 * 0.54 / planks as f32;
                 let y1 = y0 + 0.54 / planks as f32;
                 let wood = jitter(&mut rng, rgb(165, 110, 65), 0.12);
-                canvas.noise(0.0, y0, 1.0, y1, shade(wood, 0.85), wood, (3.0, 40.0), noise_seed ^ i as u64);
+                canvas.noise(
+                    0.0,
+                    y0,
+                    1.0,
+                    y1,
+                    shade(wood, 0.85),
+                    wood,
+                    (3.0, 40.0),
+                    noise_seed ^ i as u64,
+                );
                 canvas.rect(0.0, y1 - 0.006, 1.0, y1, rgb(90, 60, 35), 1.0);
             }
             (Placement::ground(0.9), None)
@@ -169,7 +246,11 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
                 while wy < 0.78 {
                     let mut wx = x + 0.015;
                     while wx < x + w - 0.02 {
-                        let lit = if rng.chance(0.4) { rgb(250, 225, 140) } else { rgb(60, 70, 90) };
+                        let lit = if rng.chance(0.4) {
+                            rgb(250, 225, 140)
+                        } else {
+                            rgb(60, 70, 90)
+                        };
                         canvas.rect(wx, wy, wx + 0.018, wy + 0.025, lit, 1.0);
                         wx += 0.035;
                     }
@@ -187,22 +268,64 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
                 let peak_y = rng.range(0.12, 0.35);
                 let half = rng.range(0.3, 0.5);
                 let rock = jitter(&mut rng, rgb(110, 120, 140), 0.12);
-                canvas.polygon(&[(peak_x - half, 0.68), (peak_x, peak_y), (peak_x + half, 0.68)], rock, 1.0);
+                canvas.polygon(
+                    &[
+                        (peak_x - half, 0.68),
+                        (peak_x, peak_y),
+                        (peak_x + half, 0.68),
+                    ],
+                    rock,
+                    1.0,
+                );
                 let cap = (0.68 - peak_y) * 0.3;
                 let k = cap / (0.68 - peak_y) * half;
-                canvas.polygon(&[(peak_x - k, peak_y + cap), (peak_x, peak_y), (peak_x + k, peak_y + cap)], rgb(245, 248, 252), 1.0);
+                canvas.polygon(
+                    &[
+                        (peak_x - k, peak_y + cap),
+                        (peak_x, peak_y),
+                        (peak_x + k, peak_y + cap),
+                    ],
+                    rgb(245, 248, 252),
+                    1.0,
+                );
             }
-            canvas.noise(0.0, 0.66, 1.0, 1.0, rgb(80, 150, 60), rgb(120, 185, 80), (10.0, 10.0), noise_seed);
+            canvas.noise(
+                0.0,
+                0.66,
+                1.0,
+                1.0,
+                rgb(80, 150, 60),
+                rgb(120, 185, 80),
+                (10.0, 10.0),
+                noise_seed,
+            );
             (Placement::ground(0.92), None)
         }
         Scene::BlueHouse => {
             sky(canvas, &mut rng, 0.72);
-            canvas.noise(0.0, 0.7, 1.0, 1.0, rgb(70, 150, 60), rgb(110, 180, 80), (10.0, 10.0), noise_seed);
+            canvas.noise(
+                0.0,
+                0.7,
+                1.0,
+                1.0,
+                rgb(70, 150, 60),
+                rgb(110, 180, 80),
+                (10.0, 10.0),
+                noise_seed,
+            );
             let left = rng.chance(0.5);
             let (x0, x1) = if left { (0.03, 0.4) } else { (0.6, 0.97) };
             let blue = jitter(&mut rng, rgb(60, 110, 200), 0.1);
             canvas.rect(x0, 0.4, x1, 0.75, blue, 1.0);
-            canvas.polygon(&[(x0 - 0.03, 0.41), ((x0 + x1) / 2.0, 0.22), (x1 + 0.03, 0.41)], rgb(110, 50, 45), 1.0);
+            canvas.polygon(
+                &[
+                    (x0 - 0.03, 0.41),
+                    ((x0 + x1) / 2.0, 0.22),
+                    (x1 + 0.03, 0.41),
+                ],
+                rgb(110, 50, 45),
+                1.0,
+            );
             let mid = (x0 + x1) / 2.0;
             canvas.rect(mid - 0.035, 0.6, mid + 0.035, 0.75, rgb(250, 250, 250), 1.0);
             canvas.rect(x0 + 0.04, 0.48, x0 + 0.1, 0.55, rgb(235, 240, 250), 1.0);
@@ -216,9 +339,25 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
             for _ in 0..7 {
                 let x = rng.unit();
                 let height = rng.range(0.45, 0.7);
-                tree(canvas, &mut rng, x, 0.75, height, &[rgb(40, 100, 45), rgb(55, 125, 55)]);
+                tree(
+                    canvas,
+                    &mut rng,
+                    x,
+                    0.75,
+                    height,
+                    &[rgb(40, 100, 45), rgb(55, 125, 55)],
+                );
             }
-            canvas.noise(0.0, 0.72, 1.0, 1.0, rgb(70, 95, 45), rgb(100, 125, 60), (14.0, 14.0), noise_seed);
+            canvas.noise(
+                0.0,
+                0.72,
+                1.0,
+                1.0,
+                rgb(70, 95, 45),
+                rgb(100, 125, 60),
+                (14.0, 14.0),
+                noise_seed,
+            );
             let rug = jitter(&mut rng, rgb(130, 70, 170), 0.08);
             canvas.ellipse(0.5, 0.88, 0.42, 0.1, rug, 1.0);
             canvas.ellipse(0.5, 0.88, 0.36, 0.075, shade(rug, 1.2), 1.0);
@@ -228,18 +367,52 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
         }
         Scene::WheatField => {
             sky(canvas, &mut rng, 0.45);
-            canvas.noise(0.0, 0.43, 1.0, 1.0, rgb(200, 160, 60), rgb(240, 205, 100), (60.0, 4.0), noise_seed);
+            canvas.noise(
+                0.0,
+                0.43,
+                1.0,
+                1.0,
+                rgb(200, 160, 60),
+                rgb(240, 205, 100),
+                (60.0, 4.0),
+                noise_seed,
+            );
             (Placement::ground(0.93), None)
         }
         Scene::AutumnTree => {
             sky(canvas, &mut rng, 0.7);
-            canvas.noise(0.0, 0.68, 1.0, 1.0, rgb(120, 140, 60), rgb(150, 160, 80), (10.0, 10.0), noise_seed);
-            let autumn = [rgb(220, 100, 30), rgb(200, 60, 35), rgb(235, 170, 40), rgb(190, 120, 40)];
-            let x = if rng.chance(0.5) { rng.range(0.15, 0.3) } else { rng.range(0.7, 0.85) };
+            canvas.noise(
+                0.0,
+                0.68,
+                1.0,
+                1.0,
+                rgb(120, 140, 60),
+                rgb(150, 160, 80),
+                (10.0, 10.0),
+                noise_seed,
+            );
+            let autumn = [
+                rgb(220, 100, 30),
+                rgb(200, 60, 35),
+                rgb(235, 170, 40),
+                rgb(190, 120, 40),
+            ];
+            let x = if rng.chance(0.5) {
+                rng.range(0.15, 0.3)
+            } else {
+                rng.range(0.7, 0.85)
+            };
             canvas.rect(x - 0.03, 0.3, x + 0.03, 0.72, rgb(100, 65, 40), 1.0);
             for _ in 0..14 {
                 let c = *rng.pick(&autumn);
-                canvas.ellipse(x + rng.range(-0.22, 0.22), rng.range(0.08, 0.4), rng.range(0.06, 0.12), rng.range(0.05, 0.09), c, 1.0);
+                canvas.ellipse(
+                    x + rng.range(-0.22, 0.22),
+                    rng.range(0.08, 0.4),
+                    rng.range(0.06, 0.12),
+                    rng.range(0.05, 0.09),
+                    c,
+                    1.0,
+                );
             }
             for _ in 0..25 {
                 let c = *rng.pick(&autumn);
@@ -248,15 +421,38 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
             (Placement::ground(0.92), None)
         }
         Scene::EiffelTower => {
-            canvas.vertical_gradient(0.0, 0.85, jitter(&mut rng, rgb(250, 200, 150), 0.05), rgb(250, 230, 200));
+            canvas.vertical_gradient(
+                0.0,
+                0.85,
+                jitter(&mut rng, rgb(250, 200, 150), 0.05),
+                rgb(250, 230, 200),
+            );
             let cx = if rng.chance(0.5) { 0.25 } else { 0.75 };
             let iron = rgb(90, 70, 55);
-            canvas.polygon(&[(cx - 0.16, 0.86), (cx - 0.015, 0.05), (cx + 0.015, 0.05), (cx + 0.16, 0.86)], iron, 1.0);
+            canvas.polygon(
+                &[
+                    (cx - 0.16, 0.86),
+                    (cx - 0.015, 0.05),
+                    (cx + 0.015, 0.05),
+                    (cx + 0.16, 0.86),
+                ],
+                iron,
+                1.0,
+            );
             canvas.ellipse(cx, 0.86, 0.08, 0.12, rgb(250, 228, 195), 1.0);
             canvas.rect(cx - 0.1, 0.55, cx + 0.1, 0.575, iron, 1.0);
             canvas.rect(cx - 0.06, 0.32, cx + 0.06, 0.34, iron, 1.0);
             canvas.rect(cx - 0.004, 0.0, cx + 0.004, 0.06, iron, 1.0);
-            canvas.noise(0.0, 0.85, 1.0, 1.0, rgb(200, 185, 150), rgb(225, 210, 175), (16.0, 16.0), noise_seed);
+            canvas.noise(
+                0.0,
+                0.85,
+                1.0,
+                1.0,
+                rgb(200, 185, 150),
+                rgb(225, 210, 175),
+                (16.0, 16.0),
+                noise_seed,
+            );
             let mut placement = Placement::ground(0.95);
             placement.x_range = if cx < 0.5 { (0.6, 0.72) } else { (0.28, 0.4) };
             (placement, None)
@@ -270,7 +466,11 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
             };
             sky(canvas, &mut rng, 0.3);
             canvas.vertical_gradient(0.3, 1.0, light, deep);
-            let wave = if milk { rgb(215, 208, 190) } else { rgb(160, 205, 235) };
+            let wave = if milk {
+                rgb(215, 208, 190)
+            } else {
+                rgb(160, 205, 235)
+            };
             for i in 0..9 {
                 let y = 0.33 + i as f32 * 0.075;
                 let x = rng.range(-0.2, 0.3);
@@ -288,10 +488,23 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
         }
         Scene::GrassWithSunflowers => {
             sky(canvas, &mut rng, 0.4);
-            canvas.noise(0.0, 0.38, 1.0, 1.0, rgb(60, 140, 50), rgb(100, 180, 70), (14.0, 14.0), noise_seed);
+            canvas.noise(
+                0.0,
+                0.38,
+                1.0,
+                1.0,
+                rgb(60, 140, 50),
+                rgb(100, 180, 70),
+                (14.0, 14.0),
+                noise_seed,
+            );
             let mut flowers: Vec<(f32, f32, f32)> = Vec::new();
             for _ in 0..7 {
-                let x = if rng.chance(0.5) { rng.range(0.0, 0.28) } else { rng.range(0.72, 1.0) };
+                let x = if rng.chance(0.5) {
+                    rng.range(0.0, 0.28)
+                } else {
+                    rng.range(0.72, 1.0)
+                };
                 flowers.push((x, rng.range(0.45, 0.95), rng.range(0.04, 0.07)));
             }
             let sunflower = |c: &mut Canvas, x: f32, y: f32, r: f32| {
@@ -333,7 +546,13 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
             for _ in 0..14 {
                 let x = rng.unit();
                 let y = rng.range(0.32, 0.5);
-                let coats = [rgb(60, 60, 90), rgb(150, 50, 50), rgb(70, 110, 70), rgb(40, 40, 40), rgb(200, 160, 70)];
+                let coats = [
+                    rgb(60, 60, 90),
+                    rgb(150, 50, 50),
+                    rgb(70, 110, 70),
+                    rgb(40, 40, 40),
+                    rgb(200, 160, 70),
+                ];
                 let coat = *rng.pick(&coats);
                 let coat = jitter(&mut rng, coat, 0.2);
                 canvas.rect(x - 0.035, y, x + 0.035, y + 0.3, coat, 1.0);
@@ -349,9 +568,22 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
         }
         Scene::DirtRoad => {
             sky(canvas, &mut rng, 0.45);
-            canvas.noise(0.0, 0.43, 1.0, 1.0, rgb(80, 150, 60), rgb(120, 180, 80), (12.0, 12.0), noise_seed);
+            canvas.noise(
+                0.0,
+                0.43,
+                1.0,
+                1.0,
+                rgb(80, 150, 60),
+                rgb(120, 180, 80),
+                (12.0, 12.0),
+                noise_seed,
+            );
             let road = jitter(&mut rng, rgb(150, 110, 70), 0.08);
-            canvas.polygon(&[(0.46, 0.44), (0.54, 0.44), (0.95, 1.0), (0.05, 1.0)], road, 1.0);
+            canvas.polygon(
+                &[(0.46, 0.44), (0.54, 0.44), (0.95, 1.0), (0.05, 1.0)],
+                road,
+                1.0,
+            );
             canvas.for_each_in(0.05, 0.44, 0.95, 1.0, |x, y, p| {
                 let t = (y - 0.44) / 0.56;
                 let half = 0.04 + 0.41 * t;
@@ -364,7 +596,16 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
         }
         Scene::WhiteRug => {
             canvas.vertical_gradient(0.0, 0.5, rgb(210, 205, 195), rgb(190, 185, 175));
-            canvas.noise(0.0, 0.5, 1.0, 1.0, rgb(150, 110, 75), rgb(175, 130, 90), (3.0, 30.0), noise_seed);
+            canvas.noise(
+                0.0,
+                0.5,
+                1.0,
+                1.0,
+                rgb(150, 110, 75),
+                rgb(175, 130, 90),
+                (3.0, 30.0),
+                noise_seed,
+            );
             canvas.ellipse(0.5, 0.82, 0.48, 0.17, rgb(235, 235, 232), 1.0);
             canvas.for_each_in(0.02, 0.65, 0.98, 0.99, |x, y, p| {
                 let (dx, dy) = ((x - 0.5) / 0.48, (y - 0.82) / 0.17);
@@ -378,7 +619,12 @@ pub fn draw(scene: Scene, canvas: &mut Canvas, seed: u64) -> (Placement, Option<
             (placement, None)
         }
         Scene::Studio => {
-            let pastels = [rgb(230, 225, 240), rgb(220, 235, 230), rgb(240, 230, 220), rgb(225, 230, 240)];
+            let pastels = [
+                rgb(230, 225, 240),
+                rgb(220, 235, 230),
+                rgb(240, 230, 220),
+                rgb(225, 230, 240),
+            ];
             let c = *rng.pick(&pastels);
             canvas.vertical_gradient(0.0, 1.0, shade(c, 1.05), shade(c, 0.85));
             let mut placement = Placement::ground(0.88);

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::canvas::{Canvas, rgb};
-use crate::emoji::{Assets, AssetError, Split, Subject};
+use crate::emoji::{AssetError, Assets, Split, Subject};
 use crate::image::RgbaImage;
 use crate::prompts::Scene;
 use crate::render::render_with_box;
@@ -139,7 +139,9 @@ impl SiteResponse {
             status: 404,
             content_type: "text/html; charset=utf-8",
             headers: Vec::new(),
-            body: SiteBody::Bytes(b"<!doctype html><title>Not found</title><p>Nothing here.</p>".to_vec()),
+            body: SiteBody::Bytes(
+                b"<!doctype html><title>Not found</title><p>Nothing here.</p>".to_vec(),
+            ),
         }
     }
 
@@ -295,7 +297,10 @@ impl Site {
     }
 
     fn index_pages(&self) -> usize {
-        self.pages.len().div_ceil(self.params.index_page_size.max(1)).max(1)
+        self.pages
+            .len()
+            .div_ceil(self.params.index_page_size.max(1))
+            .max(1)
     }
 
     /// Every path a crawler following links (and the sitemap) can reach, except the disallowed
@@ -363,11 +368,16 @@ impl Site {
         }
         if let Some(rest) = path.strip_prefix("/s/") {
             let page = self.page(rest.strip_suffix(".html")?)?;
-            return Some(SiteResponse::ok("text/html; charset=utf-8", self.subject_html(page).into_bytes()));
+            return Some(SiteResponse::ok(
+                "text/html; charset=utf-8",
+                self.subject_html(page).into_bytes(),
+            ));
         }
         if let Some(rest) = path.strip_prefix("/img/banner-") {
             let n: u64 = rest.strip_suffix(".png")?.parse().ok()?;
-            return (n < 3).then(|| SiteResponse::ok("image/png", banner(n, self.params.image_size).to_png()));
+            return (n < 3).then(|| {
+                SiteResponse::ok("image/png", banner(n, self.params.image_size).to_png())
+            });
         }
         if let Some(rest) = path.strip_prefix("/img/") {
             let (id, file) = rest.split_once('/')?;
@@ -375,8 +385,14 @@ impl Site {
             let page = self.page(id)?;
             let photo = page.photos.get(k)?;
             let sprite = self.assets.sprite(&page.subject).ok()?;
-            let (img, _) =
-                render_with_box(&sprite, photo.scene, None, None, photo.seed, self.params.image_size);
+            let (img, _) = render_with_box(
+                &sprite,
+                photo.scene,
+                None,
+                None,
+                photo.seed,
+                self.params.image_size,
+            );
             return Some(SiteResponse::ok("image/png", img.to_png()));
         }
         if let Some(rest) = path.strip_prefix("/thumb/") {
@@ -389,7 +405,11 @@ impl Site {
         }
         if let Some(rest) = path.strip_prefix(DISALLOWED_PREFIX) {
             // The disallowed area exists (a crawler that ignores robots.txt would find it).
-            let n: usize = rest.strip_prefix("draft-")?.strip_suffix(".html")?.parse().ok()?;
+            let n: usize = rest
+                .strip_prefix("draft-")?
+                .strip_suffix(".html")?
+                .parse()
+                .ok()?;
             return (n < 3).then(|| {
                 SiteResponse::ok(
                     "text/html; charset=utf-8",
@@ -502,7 +522,11 @@ fn banner(n: u64, size: u32) -> RgbaImage {
     let mut canvas = Canvas::new(size * 3, size / 2, a);
     for i in 0..12 {
         let x = i as f32 / 12.0;
-        canvas.polygon(&[(x, 0.0), (x + 0.04, 0.0), (x - 0.04, 1.0), (x - 0.08, 1.0)], b, 1.0);
+        canvas.polygon(
+            &[(x, 0.0), (x + 0.04, 0.0), (x - 0.04, 1.0), (x - 0.08, 1.0)],
+            b,
+            1.0,
+        );
     }
     canvas.to_image()
 }

@@ -70,7 +70,10 @@ fn write_record<W: Write>(
     block: &[u8],
 ) -> io::Result<()> {
     let mut head = format!("WARC/1.0\r\nWARC-Type: {kind}\r\n");
-    head.push_str(&format!("WARC-Record-ID: {}\r\n", record_id(uri.unwrap_or(kind))));
+    head.push_str(&format!(
+        "WARC-Record-ID: {}\r\n",
+        record_id(uri.unwrap_or(kind))
+    ));
     head.push_str(&format!("WARC-Date: {date}\r\n"));
     if let Some(uri) = uri {
         head.push_str(&format!("WARC-Target-URI: {uri}\r\n"));
@@ -98,7 +101,14 @@ pub fn write_site_warc<W: Write>(site: &Site, base: &str, out: W) -> io::Result<
         env!("CARGO_PKG_VERSION"),
         site.params().seed
     );
-    write_record(&mut out, "warcinfo", None, "application/warc-fields", date, info.as_bytes())?;
+    write_record(
+        &mut out,
+        "warcinfo",
+        None,
+        "application/warc-fields",
+        date,
+        info.as_bytes(),
+    )?;
     let mut stats = WarcStats {
         records: 1,
         ..WarcStats::default()

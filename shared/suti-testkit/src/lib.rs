@@ -170,25 +170,54 @@ impl Drop for S3Server {
     }
 }
 
-/// A plain HTTP/1.1 GET on loopback, returning the status code and the body (enough for probing
-/// admin endpoints without an HTTP client dependency).
+/// A plain HTTP/1.1 GET on loopback, returning the status code and the body as text (enough for
+/// probing admin endpoints without an HTTP client dependency).
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let (status, body) = http_get_bytes(addr, path).await?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A plain HTTP/1.1 GET on loopback, returning the status code and the raw body. Bodies sent with
+/// chunked transfer encoding are de-chunked.
+pub async fn http_get_bytes(addr: SocketAddr, path: &str) -> Result<(u16, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status: u16 = text
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of HTTP headers")?;
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .context("malformed HTTP status line")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let mut body = response[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let line_end = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .context("bad chunk")?;
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end])?.trim(), 16)?;
+            if size == 0 {
+                break;
+            }
+            let start = line_end + 2;
+            out.extend_from_slice(&rest[start..start + size]);
+            rest = &rest[start + size + 2..];
+        }
+        body = out;
+    }
     Ok((status, body))
 }
 
