@@ -189,7 +189,8 @@ const EXCLUDED_NAME_WORDS: [&str; 22] = [
 ];
 
 /// Class nouns that the generic rule (last word of the name) gets wrong.
-const NOUN_OVERRIDES: [(&str, &str); 36] = [
+const NOUN_OVERRIDES: [(&str, &str); 37] = [
+    ("CLAPPER BOARD", "clapperboard"),
     ("HOT DOG", "hot dog"),
     ("HOT PEPPER", "pepper"),
     ("FIRE ENGINE", "fire engine"),
@@ -313,10 +314,7 @@ impl Catalog {
             .filter(|e| e.has_img_google && e.has_img_twitter)
             .filter_map(|e| {
                 let name = e.name.clone()?;
-                if name
-                    .split(' ')
-                    .any(|w| EXCLUDED_NAME_WORDS.contains(&w))
-                {
+                if name.split(' ').any(|w| EXCLUDED_NAME_WORDS.contains(&w)) {
                     return None;
                 }
                 let (category, kind) = classify(&e)?;

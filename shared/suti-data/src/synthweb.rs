@@ -203,6 +203,14 @@ fn fill(template: &str, noun: &str, scene: Scene) -> String {
         .replace("{scene}", scene.phrase())
 }
 
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -258,7 +266,7 @@ impl Site {
                     .map(|_| all[rng.below(all.len())].clone())
                     .filter(|s| s.id() != subject.id())
                     .collect();
-                let title = TITLES[rng.below(TITLES.len())].replace("{noun}", &noun);
+                let title = capitalise(&TITLES[rng.below(TITLES.len())].replace("{noun}", &noun));
                 let links_hostile = i % 7 == 3;
                 let broken_links = if i % 5 == 1 {
                     vec![format!("/s/{}-old.html", subject.id())]
