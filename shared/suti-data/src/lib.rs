@@ -9,10 +9,12 @@ pub mod emoji;
 pub mod image;
 pub mod prompts;
 pub mod render;
-pub mod rng;
 pub mod scenes;
 pub mod synthweb;
 pub mod warc;
+
+/// Deterministic randomness (re-exported from `suti-rng`).
+pub use suti_rng as rng;
 
 pub use emoji::{Assets, Catalog, Category, Split, Subject, SubjectClass, SubjectKind, Vendor};
 pub use image::{DecodeLimits, ImageError, RgbaImage};

@@ -1,6 +1,7 @@
-//! Deterministic randomness for rendering: a SplitMix64 generator and hash-based value noise. Own
-//! code rather than a crate so that the same seed gives the same bytes on every platform and
-//! every future dependency version.
+//! Deterministic randomness for rendering, sampling and training: a SplitMix64 generator, FNV-1a,
+//! hash-based value noise and Gaussian samples. Own code rather than a crate so that the same seed
+//! gives the same bytes on every platform and every future dependency version — which is what
+//! makes renders reproducible and training resume bit for bit.
 
 /// SplitMix64: small, fast, and fully specified.
 #[derive(Debug, Clone)]
@@ -48,6 +49,24 @@ impl SplitMix64 {
     /// True with probability `p`.
     pub fn chance(&mut self, p: f32) -> bool {
         self.unit() < p
+    }
+
+    /// A standard normal sample (Box–Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u1 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let r = (-2.0 * (1.0 - u1).ln()).sqrt();
+        (r * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+
+    /// `n` standard normal samples.
+    pub fn normals(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.normal()).collect()
+    }
+
+    /// The generator's state, to save in a checkpoint.
+    pub fn state(&self) -> u64 {
+        self.0
     }
 
     /// One element of a non-empty slice.
@@ -108,6 +127,17 @@ mod tests {
         // Reference values of 64-bit FNV-1a.
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn normal_samples_have_unit_variance() {
+        let xs = SplitMix64::new(3).normals(20_000);
+        let mean = xs.iter().sum::<f32>() / xs.len() as f32;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / xs.len() as f32;
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
     }
 
     #[test]

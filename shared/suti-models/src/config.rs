@@ -1,0 +1,131 @@
+//! Denoiser configuration and presets (DESIGN §7): `test` for unit tests, `tiny` for the CPU (CI,
+//! the demo), `small`, and `base` (64×64, the Imagen base resolution) for a GPU.
+
+use serde::{Deserialize, Serialize};
+
+/// Shape of the DiT denoiser (and of the apprentice, which is the same network with demonstrations).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DitConfig {
+    /// Image side in pixels.
+    pub image_size: usize,
+    /// Image channels.
+    pub channels: usize,
+    /// Patch side in pixels.
+    pub patch: usize,
+    /// Token width.
+    pub width: usize,
+    /// Transformer blocks.
+    pub depth: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// MLP hidden width as a multiple of `width`.
+    pub mlp_ratio: usize,
+    /// Width of the text encoder's token states (384 for MiniLM).
+    pub text_dim: usize,
+    /// Demonstrations the apprentice accepts at most (0: a plain text-to-image denoiser).
+    pub max_demos: usize,
+}
+
+impl DitConfig {
+    /// Unit tests: seconds on a CPU (16×16, patch 2, width 128, depth 4).
+    pub fn test() -> Self {
+        Self {
+            image_size: 16,
+            channels: 3,
+            patch: 2,
+            width: 128,
+            depth: 4,
+            heads: 4,
+            mlp_ratio: 4,
+            text_dim: 384,
+            max_demos: 8,
+        }
+    }
+
+    /// CPU, CI and the demo: 32×32, patch 4, width 256, depth 6.
+    pub fn tiny() -> Self {
+        Self {
+            image_size: 32,
+            patch: 4,
+            width: 256,
+            depth: 6,
+            ..Self::test()
+        }
+    }
+
+    /// A larger CPU/GPU model: 32×32, patch 2, width 384, depth 8.
+    pub fn small() -> Self {
+        Self {
+            image_size: 32,
+            patch: 2,
+            width: 384,
+            depth: 8,
+            heads: 6,
+            ..Self::test()
+        }
+    }
+
+    /// GPU: 64×64, patch 4, width 512, depth 12.
+    pub fn base() -> Self {
+        Self {
+            image_size: 64,
+            patch: 4,
+            width: 512,
+            depth: 12,
+            heads: 8,
+            ..Self::test()
+        }
+    }
+
+    /// A preset by name.
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "test" => Some(Self::test()),
+            "tiny" => Some(Self::tiny()),
+            "small" => Some(Self::small()),
+            "base" => Some(Self::base()),
+            _ => None,
+        }
+    }
+
+    /// Patches per side.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch
+    }
+
+    /// Image tokens.
+    pub fn tokens(&self) -> usize {
+        self.grid() * self.grid()
+    }
+
+    /// Values per patch.
+    pub fn patch_dim(&self) -> usize {
+        self.patch * self.patch * self.channels
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.width / self.heads
+    }
+
+    /// Checks that the shape is consistent.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.patch == 0 || self.image_size % self.patch != 0 {
+            return Err(format!(
+                "image_size {} is not a multiple of patch {}",
+                self.image_size, self.patch
+            ));
+        }
+        if self.heads == 0 || self.width % self.heads != 0 {
+            return Err(format!(
+                "width {} is not a multiple of heads {}",
+                self.width, self.heads
+            ));
+        }
+        if self.width % 4 != 0 {
+            return Err("width must be a multiple of 4 (2-D sin-cos positions)".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,400 @@
+//! The denoiser (DESIGN §7.2) and the apprentice (§7.7): a DiT on pixel patches with adaLN-Zero
+//! conditioning on the timestep and the pooled text, attention to the text tokens and, for the
+//! apprentice, to demonstration tokens.
+//!
+//! Demonstrations (clean images with their captions) are encoded by the same blocks at t = 0, as
+//! Re-Imagen and SuTI share the encoder, with a segment embedding and an index embedding per
+//! demonstration. Demonstration tokens attend only among themselves, so each block's keys and
+//! values for them ([`DemoCache`]) are computed once per request and reused at every denoising
+//! step: the target's tokens attend to [own tokens | text tokens | cached demo tokens].
+
+use candle_core::{D, DType, Device, Result, Tensor};
+
+use crate::config::DitConfig;
+use crate::layers::{
+    Attention, Builders, KeyValues, Linear, Mlp, Modulation, modulate, sincos_2d,
+    timestep_embedding,
+};
+use crate::params::{Init, xavier};
+
+/// Frequency features of the timestep before its MLP.
+const TIME_FEATURES: usize = 256;
+/// Additive mask value for keys that must not be attended to.
+const MASKED: f32 = -1e9;
+
+/// Text conditioning for a batch: token states, their mask, and the pooled sentence vector.
+#[derive(Debug, Clone)]
+pub struct TextCond {
+    /// Token states `(b, l, text_dim)`.
+    pub tokens: Tensor,
+    /// 1 for real tokens, 0 for padding or dropped text: `(b, l)`.
+    pub mask: Tensor,
+    /// Mean-pooled, normalised sentence vector `(b, text_dim)` (zeros when the text is dropped).
+    pub pooled: Tensor,
+}
+
+impl TextCond {
+    /// "No text" for a batch of `b`: one masked token and a zero pooled vector (the unconditional
+    /// branch of classifier-free guidance).
+    pub fn null(b: usize, text_dim: usize, device: &Device) -> Result<Self> {
+        Ok(Self {
+            tokens: Tensor::zeros((b, 1, text_dim), DType::F32, device)?,
+            mask: Tensor::zeros((b, 1), DType::F32, device)?,
+            pooled: Tensor::zeros((b, text_dim), DType::F32, device)?,
+        })
+    }
+}
+
+/// Demonstrations for a batch: up to `max_demos` per example, padded, with a mask.
+#[derive(Debug, Clone)]
+pub struct Demos {
+    /// Clean images `(b, d, c, h, w)` in [-1, 1].
+    pub images: Tensor,
+    /// Pooled caption vectors `(b, d, text_dim)`.
+    pub pooled: Tensor,
+    /// 1 for a real demonstration, 0 for padding or a dropped one: `(b, d)`.
+    pub mask: Tensor,
+}
+
+/// Each block's keys and values for the demonstration tokens, and their key mask.
+#[derive(Debug, Clone)]
+pub struct DemoCache {
+    per_block: Vec<KeyValues>,
+    /// Additive mask over the demonstration keys `(b, 1, 1, d·tokens)`.
+    key_mask: Tensor,
+}
+
+impl DemoCache {
+    /// Repeats every example's cache `n` times along the batch (for several images per request).
+    pub fn repeat(&self, n: usize) -> Result<Self> {
+        let rep = |t: &Tensor| -> Result<Tensor> {
+            let dims = t.dims().to_vec();
+            let b = dims[0];
+            let mut expanded = dims.clone();
+            expanded.insert(1, n);
+            let mut flat = dims;
+            flat[0] = b * n;
+            t.unsqueeze(1)?
+                .broadcast_as(expanded)?
+                .contiguous()?
+                .reshape(flat)
+        };
+        Ok(Self {
+            per_block: self
+                .per_block
+                .iter()
+                .map(|kv| {
+                    Ok(KeyValues {
+                        k: rep(&kv.k)?,
+                        v: rep(&kv.v)?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            key_mask: rep(&self.key_mask)?,
+        })
+    }
+}
+
+struct Block {
+    attn: Attention,
+    mlp: Mlp,
+    ada: Linear,
+}
+
+impl Block {
+    fn new(b: &Builders, cfg: &DitConfig) -> Result<Self> {
+        Ok(Self {
+            attn: Attention::new(&b.pp("attn"), cfg.width, cfg.heads)?,
+            mlp: Mlp::new(&b.pp("mlp"), cfg.width, cfg.mlp_ratio)?,
+            // adaLN-Zero: the modulation starts at zero, so every block starts as the identity.
+            ada: Linear::new(
+                &b.pp("ada"),
+                cfg.width,
+                6 * cfg.width,
+                Init::Zeros,
+                true,
+                false,
+            )?,
+        })
+    }
+
+    /// The two modulations (attention, MLP) for conditioning vectors `c` (`(b, g, w)`).
+    fn modulations(&self, c: &Tensor) -> Result<(Modulation, Modulation)> {
+        let m = self.ada.forward(&c.silu()?)?.chunk(6, D::Minus1)?;
+        Ok((
+            Modulation {
+                shift: m[0].clone(),
+                scale: m[1].clone(),
+                gate: m[2].clone(),
+            },
+            Modulation {
+                shift: m[3].clone(),
+                scale: m[4].clone(),
+                gate: m[5].clone(),
+            },
+        ))
+    }
+
+    fn merged(&self) -> Result<Self> {
+        Ok(Self {
+            attn: self.attn.merged()?,
+            mlp: self.mlp.merged()?,
+            ada: self.ada.clone(),
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        mods: &(Modulation, Modulation),
+        extra: &[&KeyValues],
+        mask: Option<&Tensor>,
+    ) -> Result<(Tensor, KeyValues)> {
+        let (a, m) = mods;
+        let h = modulate(x, &a.shift, &a.scale)?;
+        let (attn, own) = self.attn.forward(&h, extra, mask)?;
+        let x = (x + attn.broadcast_mul(&a.gate)?)?;
+        let h = modulate(&x, &m.shift, &m.scale)?;
+        let x = (&x + self.mlp.forward(&h)?.broadcast_mul(&m.gate)?)?;
+        Ok((x, own))
+    }
+}
+
+/// The DiT denoiser / apprentice. Predicts v (the velocity of v-prediction) for a noisy image.
+pub struct Dit {
+    cfg: DitConfig,
+    patch_embed: Linear,
+    positions: Tensor,
+    time_in: Linear,
+    time_out: Linear,
+    text_pool: Linear,
+    text_proj: Linear,
+    blocks: Vec<Block>,
+    final_ada: Linear,
+    final_out: Linear,
+    demo_segment: Option<Tensor>,
+    demo_index: Option<Tensor>,
+}
+
+impl Dit {
+    /// Builds the network; its weights come from `b`.
+    pub fn new(cfg: &DitConfig, b: &Builders) -> Result<Self> {
+        cfg.validate().map_err(candle_core::Error::msg)?;
+        let device = b.base.device().clone();
+        let (w, pd) = (cfg.width, cfg.patch_dim());
+        let blocks = (0..cfg.depth)
+            .map(|i| Block::new(&b.pp(&format!("blocks.{i}")), cfg))
+            .collect::<Result<_>>()?;
+        let (demo_segment, demo_index) = if cfg.max_demos > 0 {
+            (
+                Some(b.base.get(&[1, 1, w], "demo_segment", Init::Normal(0.02))?),
+                Some(
+                    b.base
+                        .get(&[cfg.max_demos, w], "demo_index", Init::Normal(0.02))?,
+                ),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            patch_embed: Linear::new(&b.pp("patch_embed"), pd, w, xavier(pd, w), true, false)?,
+            positions: sincos_2d(cfg.grid(), w, &device)?,
+            time_in: Linear::new(
+                &b.pp("time_in"),
+                TIME_FEATURES,
+                w,
+                Init::Normal(0.02),
+                true,
+                false,
+            )?,
+            time_out: Linear::new(&b.pp("time_out"), w, w, Init::Normal(0.02), true, false)?,
+            text_pool: Linear::new(
+                &b.pp("text_pool"),
+                cfg.text_dim,
+                w,
+                xavier(cfg.text_dim, w),
+                true,
+                false,
+            )?,
+            text_proj: Linear::new(
+                &b.pp("text_proj"),
+                cfg.text_dim,
+                w,
+                xavier(cfg.text_dim, w),
+                true,
+                false,
+            )?,
+            blocks,
+            final_ada: Linear::new(&b.pp("final_ada"), w, 2 * w, Init::Zeros, true, false)?,
+            final_out: Linear::new(&b.pp("final_out"), w, pd, Init::Zeros, true, false)?,
+            demo_segment,
+            demo_index,
+        })
+    }
+
+    /// The same network with every LoRA adapter folded into its base weight (for inference).
+    pub fn merged(&self) -> Result<Self> {
+        Ok(Self {
+            cfg: self.cfg.clone(),
+            patch_embed: self.patch_embed.clone(),
+            positions: self.positions.clone(),
+            time_in: self.time_in.clone(),
+            time_out: self.time_out.clone(),
+            text_pool: self.text_pool.clone(),
+            text_proj: self.text_proj.clone(),
+            blocks: self
+                .blocks
+                .iter()
+                .map(Block::merged)
+                .collect::<Result<_>>()?,
+            final_ada: self.final_ada.clone(),
+            final_out: self.final_out.clone(),
+            demo_segment: self.demo_segment.clone(),
+            demo_index: self.demo_index.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DitConfig {
+        &self.cfg
+    }
+
+    /// `(b, c, h, w)` → `(b, tokens, patch_dim)`.
+    fn patchify(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, _, _) = x.dims4()?;
+        let (g, p) = (self.cfg.grid(), self.cfg.patch);
+        x.reshape((b, c, g, p, g, p))?
+            .permute((0, 2, 4, 3, 5, 1))?
+            .contiguous()?
+            .reshape((b, g * g, p * p * c))
+    }
+
+    /// `(b, tokens, patch_dim)` → `(b, c, h, w)`.
+    fn unpatchify(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, _, _) = x.dims3()?;
+        let (g, p, c) = (self.cfg.grid(), self.cfg.patch, self.cfg.channels);
+        x.reshape((b, g, g, p, p, c))?
+            .permute((0, 5, 1, 3, 2, 4))?
+            .contiguous()?
+            .reshape((b, c, g * p, g * p))
+    }
+
+    /// The conditioning vector: timestep embedding plus projected pooled text.
+    fn conditioning(&self, t: &Tensor, pooled: &Tensor) -> Result<Tensor> {
+        let time = self.time_out.forward(
+            &self
+                .time_in
+                .forward(&timestep_embedding(t, TIME_FEATURES)?)?
+                .silu()?,
+        )?;
+        time + self.text_pool.forward(pooled)?
+    }
+
+    /// Encodes demonstrations once per request: every block's keys and values for them.
+    pub fn encode_demos(&self, demos: &Demos) -> Result<DemoCache> {
+        let (Some(segment), Some(index)) = (&self.demo_segment, &self.demo_index) else {
+            candle_core::bail!("this model takes no demonstrations (max_demos = 0)");
+        };
+        let (b, d, c, h, w) = demos.images.dims5()?;
+        if d > self.cfg.max_demos {
+            candle_core::bail!(
+                "{d} demonstrations given, the model takes at most {}",
+                self.cfg.max_demos
+            );
+        }
+        let n = self.cfg.tokens();
+        let width = self.cfg.width;
+        let images = demos.images.reshape((b * d, c, h, w))?;
+        let tokens = self
+            .patch_embed
+            .forward(&self.patchify(&images)?)?
+            .broadcast_add(&self.positions)?
+            .broadcast_add(segment)?
+            .reshape((b, d, n, width))?
+            .broadcast_add(&index.narrow(0, 0, d)?.reshape((1, d, 1, width))?)?
+            .reshape((b, d * n, width))?;
+        // Demonstrations are clean images: the conditioning of t = 0 and their own captions.
+        let t0 = Tensor::zeros(b * d, DType::F32, images.device())?;
+        let pooled = demos.pooled.reshape((b * d, self.cfg.text_dim))?;
+        let cond = self.conditioning(&t0, &pooled)?.reshape((b, d, 1, width))?;
+        let cond = cond
+            .broadcast_as((b, d, n, width))?
+            .contiguous()?
+            .reshape((b, d * n, width))?;
+        let key_mask = ((demos.mask.ones_like()? - &demos.mask)? * f64::from(MASKED))?
+            .reshape((b, d, 1))?
+            .broadcast_as((b, d, n))?
+            .contiguous()?
+            .reshape((b, 1, 1, d * n))?;
+        let mut x = tokens;
+        let mut per_block = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let mods = block.modulations(&cond)?;
+            let (next, own) = block.forward(&x, &mods, &[], Some(&key_mask))?;
+            per_block.push(own);
+            x = next;
+        }
+        Ok(DemoCache {
+            per_block,
+            key_mask,
+        })
+    }
+
+    /// Predicts v for noisy images `x_t` (`(b, c, h, w)`) at times `t` (`(b,)`, in [0, 1]).
+    pub fn forward(
+        &self,
+        x_t: &Tensor,
+        t: &Tensor,
+        text: &TextCond,
+        demos: Option<&DemoCache>,
+    ) -> Result<Tensor> {
+        let (b, _, _, _) = x_t.dims4()?;
+        let n = self.cfg.tokens();
+        let x = self
+            .patch_embed
+            .forward(&self.patchify(x_t)?)?
+            .broadcast_add(&self.positions)?;
+        let cond = self.conditioning(t, &text.pooled)?.unsqueeze(1)?;
+        let text_tokens = self.text_proj.forward(&text.tokens)?;
+        let device = x.device();
+        let own_mask = Tensor::zeros((b, 1, 1, n), DType::F32, device)?;
+        let text_mask = ((text.mask.ones_like()? - &text.mask)? * f64::from(MASKED))?.reshape((
+            b,
+            1,
+            1,
+            text.mask.dim(1)?,
+        ))?;
+        let mut masks = vec![own_mask, text_mask];
+        if let Some(cache) = demos {
+            masks.push(cache.key_mask.clone());
+        }
+        let mask = Tensor::cat(&masks, 3)?;
+        let mut x = x;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mods = block.modulations(&cond)?;
+            let text_kv = block.attn.key_values(&text_tokens)?;
+            let mut extra = vec![&text_kv];
+            if let Some(cache) = demos {
+                extra.push(&cache.per_block[i]);
+            }
+            x = block.forward(&x, &mods, &extra, Some(&mask))?.0;
+        }
+        let m = self.final_ada.forward(&cond.silu()?)?.chunk(2, D::Minus1)?;
+        let x = modulate(&x, &m[0], &m[1])?;
+        self.unpatchify(&self.final_out.forward(&x)?)
+    }
+
+    /// Predicts v with demonstrations encoded on the fly (no cache); the reference that cached
+    /// sampling must match.
+    pub fn forward_uncached(
+        &self,
+        x_t: &Tensor,
+        t: &Tensor,
+        text: &TextCond,
+        demos: &Demos,
+    ) -> Result<Tensor> {
+        let cache = self.encode_demos(demos)?;
+        self.forward(x_t, t, text, Some(&cache))
+    }
+}

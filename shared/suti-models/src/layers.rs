@@ -1,0 +1,334 @@
+//! Building blocks of the DiT (Peebles & Xie, "Scalable Diffusion Models with Transformers", 2023):
+//! linear layers with optional LoRA adapters, parameter-free layer norm with adaLN modulation,
+//! multi-head attention over image, text and demonstration tokens, the MLP, and the timestep and
+//! position embeddings.
+
+use candle_core::{D, DType, Device, Result, Tensor};
+
+use crate::ops;
+use crate::params::{Init, Params, xavier};
+
+/// LoRA (Hu et al., 2021): `W x + (alpha / rank) · B A x`, with `A` random and `B` zero at start so
+/// the adapted model begins exactly as the base.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    /// Rank of the update.
+    pub rank: usize,
+    /// Scale numerator.
+    pub alpha: f32,
+}
+
+/// Weight sources for a layer: the (possibly frozen) base, and LoRA adapters if any.
+#[derive(Clone)]
+pub struct Builders {
+    /// The base weights.
+    pub base: Params,
+    /// Adapter weights and their shape, when the model is being adapted.
+    pub lora: Option<(Params, LoraConfig)>,
+}
+
+impl Builders {
+    /// Base weights only.
+    pub fn base(base: Params) -> Self {
+        Self { base, lora: None }
+    }
+
+    /// Both sources under `prefix.name`.
+    pub fn pp(&self, name: &str) -> Self {
+        Self {
+            base: self.base.pp(name),
+            lora: self.lora.as_ref().map(|(p, c)| (p.pp(name), c.clone())),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct LoraPair {
+    a: Tensor,
+    b: Tensor,
+    scale: f64,
+}
+
+/// A linear layer `y = x Wᵀ + b`, optionally with a LoRA adapter.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    lora: Option<LoraPair>,
+}
+
+impl Linear {
+    /// A layer `in_dim → out_dim` under `b`; `adapt` says whether it takes a LoRA adapter.
+    pub fn new(
+        b: &Builders,
+        in_dim: usize,
+        out_dim: usize,
+        init: Init,
+        bias: bool,
+        adapt: bool,
+    ) -> Result<Self> {
+        let weight = b.base.get(&[out_dim, in_dim], "weight", init)?;
+        let bias = if bias {
+            Some(b.base.get(&[out_dim], "bias", Init::Zeros)?)
+        } else {
+            None
+        };
+        let lora = match (&b.lora, adapt) {
+            (Some((params, cfg)), true) => Some(LoraPair {
+                a: params.get(
+                    &[cfg.rank, in_dim],
+                    "lora_a",
+                    Init::Normal(1.0 / cfg.rank as f32),
+                )?,
+                b: params.get(&[out_dim, cfg.rank], "lora_b", Init::Zeros)?,
+                scale: f64::from(cfg.alpha) / cfg.rank as f64,
+            }),
+            _ => None,
+        };
+        Ok(Self { weight, bias, lora })
+    }
+
+    /// A layer from explicit tensors (merged weights).
+    pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            weight,
+            bias,
+            lora: None,
+        }
+    }
+
+    /// Applies the layer to `x` of shape `(…, in_dim)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = dims[dims.len() - 1];
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = x.reshape((rows, in_dim))?;
+        let mut y = match &self.bias {
+            // The bias gradient goes through a matmul (see ops::add_bias): candle's own is a
+            // single-threaded column sum as slow as the whole input-gradient matmul.
+            Some(bias) => ops::add_bias(&x2.matmul(&self.weight.t()?)?, bias)?,
+            None => x2.matmul(&self.weight.t()?)?,
+        };
+        if let Some(lora) = &self.lora {
+            let update = x2.matmul(&lora.a.t()?)?.matmul(&lora.b.t()?)?;
+            y = (y + (update * lora.scale)?)?;
+        }
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("rank ≥ 1") = self.weight.dim(0)?;
+        y.reshape(out_dims)
+    }
+
+    /// The layer with its adapter folded into the weight: `W + scale · B A`.
+    pub fn merged(&self) -> Result<Self> {
+        let weight = match &self.lora {
+            Some(l) => (&self.weight + (l.b.matmul(&l.a)? * l.scale)?)?,
+            None => self.weight.clone(),
+        };
+        Ok(Self::from_weights(weight, self.bias.clone()))
+    }
+
+    /// The weight matrix.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+}
+
+/// Shift, scale and gate of one adaLN-Zero application.
+pub struct Modulation {
+    /// Added after normalisation.
+    pub shift: Tensor,
+    /// Multiplies the normalised input (as `1 + scale`).
+    pub scale: Tensor,
+    /// Multiplies the branch output before the residual add.
+    pub gate: Tensor,
+}
+
+/// `LN(x) · (1 + scale) + shift`, layer norm without affine parameters.
+pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    ops::layer_norm_modulate(x, shift, scale)
+}
+
+/// The transformer MLP: Linear → GELU → Linear.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Mlp {
+    /// `width → ratio·width → width`.
+    pub fn new(b: &Builders, width: usize, ratio: usize) -> Result<Self> {
+        let hidden = width * ratio;
+        Ok(Self {
+            fc1: Linear::new(
+                &b.pp("fc1"),
+                width,
+                hidden,
+                xavier(width, hidden),
+                true,
+                true,
+            )?,
+            fc2: Linear::new(
+                &b.pp("fc2"),
+                hidden,
+                width,
+                xavier(hidden, width),
+                true,
+                true,
+            )?,
+        })
+    }
+
+    /// Applies the MLP.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&ops::gelu(&self.fc1.forward(x)?)?)
+    }
+
+    /// The MLP with adapters merged.
+    pub fn merged(&self) -> Result<Self> {
+        Ok(Self {
+            fc1: self.fc1.merged()?,
+            fc2: self.fc2.merged()?,
+        })
+    }
+}
+
+/// Keys and values of one attention layer, heads first: `(batch, heads, tokens, head_dim)`.
+#[derive(Debug, Clone)]
+pub struct KeyValues {
+    /// Keys.
+    pub k: Tensor,
+    /// Values.
+    pub v: Tensor,
+}
+
+/// Multi-head attention whose queries come from one token set and whose keys and values come
+/// from it plus extra token sets (text, cached demonstrations).
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    /// Attention of `width` with `heads` heads.
+    pub fn new(b: &Builders, width: usize, heads: usize) -> Result<Self> {
+        let lin =
+            |name: &str| Linear::new(&b.pp(name), width, width, xavier(width, width), true, true);
+        Ok(Self {
+            q: lin("q")?,
+            k: lin("k")?,
+            v: lin("v")?,
+            o: lin("o")?,
+            heads,
+        })
+    }
+
+    /// `(b, t, w)` → `(b, heads, t, w / heads)`.
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, w) = x.dims3()?;
+        x.reshape((b, t, self.heads, w / self.heads))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    /// Keys and values of `tokens` (`(b, t, w)`).
+    pub fn key_values(&self, tokens: &Tensor) -> Result<KeyValues> {
+        Ok(KeyValues {
+            k: self.split_heads(&self.k.forward(tokens)?)?,
+            v: self.split_heads(&self.v.forward(tokens)?)?,
+        })
+    }
+
+    /// Attends from `x` (`(b, n, w)`) to `x` itself and every extra key/value set, in order, with
+    /// an additive mask over all keys (`(b, 1, 1, keys)`), and returns the output and `x`'s own keys
+    /// and values.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        extra: &[&KeyValues],
+        mask: Option<&Tensor>,
+    ) -> Result<(Tensor, KeyValues)> {
+        let (b, n, w) = x.dims3()?;
+        let q = self.split_heads(&self.q.forward(x)?)?;
+        let own = self.key_values(x)?;
+        let (k, v) = if extra.is_empty() {
+            (own.k.clone(), own.v.clone())
+        } else {
+            let ks: Vec<&Tensor> = std::iter::once(&own.k)
+                .chain(extra.iter().map(|e| &e.k))
+                .collect();
+            let vs: Vec<&Tensor> = std::iter::once(&own.v)
+                .chain(extra.iter().map(|e| &e.v))
+                .collect();
+            (Tensor::cat(&ks, 2)?, Tensor::cat(&vs, 2)?)
+        };
+        let scale = 1.0 / ((w / self.heads) as f64).sqrt();
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let attn = ops::softmax_last_dim(&scores)?;
+        let out = attn
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, n, w))?;
+        Ok((self.o.forward(&out)?, own))
+    }
+
+    /// The attention with adapters merged.
+    pub fn merged(&self) -> Result<Self> {
+        Ok(Self {
+            q: self.q.merged()?,
+            k: self.k.merged()?,
+            v: self.v.merged()?,
+            o: self.o.merged()?,
+            heads: self.heads,
+        })
+    }
+}
+
+/// Sinusoidal embedding of timesteps `t` (shape `(b,)`, in [0, 1]) into `dim` features, with
+/// periods from 1 to 10,000 on the scale t·1000.
+pub fn timestep_embedding(t: &Tensor, dim: usize) -> Result<Tensor> {
+    let half = dim / 2;
+    let device = t.device();
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| (-(10_000f32.ln()) * i as f32 / half as f32).exp())
+        .collect();
+    let freqs = Tensor::from_vec(freqs, (1, half), device)?;
+    let args = (t.to_dtype(DType::F32)?.unsqueeze(1)? * 1000.0)?.broadcast_mul(&freqs)?;
+    Tensor::cat(&[args.cos()?, args.sin()?], 1)
+}
+
+/// Fixed 2-D sin-cos position embeddings for a `grid`×`grid` patch layout: `(1, grid², width)`.
+pub fn sincos_2d(grid: usize, width: usize, device: &Device) -> Result<Tensor> {
+    let quarter = width / 4;
+    let omega: Vec<f32> = (0..quarter)
+        .map(|i| 1.0 / 10_000f32.powf(i as f32 / quarter as f32))
+        .collect();
+    let mut data = Vec::with_capacity(grid * grid * width);
+    for row in 0..grid {
+        for col in 0..grid {
+            for pos in [row as f32, col as f32] {
+                data.extend(omega.iter().map(|w| (pos * w).sin()));
+                data.extend(omega.iter().map(|w| (pos * w).cos()));
+            }
+        }
+    }
+    Tensor::from_vec(data, (1, grid * grid, width), device)
+}
+
+/// Mean over the last dimension, keeping it.
+pub fn mean_last(x: &Tensor) -> Result<Tensor> {
+    x.mean_keepdim(D::Minus1)
+}
