@@ -57,35 +57,49 @@ fn the_tiny_denoiser_loss_falls_on_emojiworld_renders() {
         min_ratio: 0.2,
     };
     let mut rng = SplitMix64::new(2);
-    let batch = 8;
-    let mut losses = Vec::new();
-    for step in 0..30u64 {
-        let picks: Vec<usize> = (0..batch).map(|_| rng.below(pairs.len())).collect();
+    let batch_of = |picks: &[usize]| {
         let x0: Vec<f32> = picks.iter().flat_map(|&i| pairs[i].0.clone()).collect();
-        let x0 = Tensor::from_vec(x0, (batch, 3, 32, 32), &dev).unwrap();
+        let x0 = Tensor::from_vec(x0, (picks.len(), 3, 32, 32), &dev).unwrap();
         let mut tokens = Vec::new();
         let mut pooled = Vec::new();
-        for &i in &picks {
+        for &i in picks {
             let mut caption_rng = SplitMix64::new(pairs[i].1);
             tokens.extend(caption_rng.normals(4 * cfg.text_dim));
             pooled.extend(caption_rng.normals(cfg.text_dim).iter().map(|v| v / 20.0));
         }
         let text = TextCond {
-            tokens: Tensor::from_vec(tokens, (batch, 4, cfg.text_dim), &dev).unwrap(),
-            mask: Tensor::ones((batch, 4), DType::F32, &dev).unwrap(),
-            pooled: Tensor::from_vec(pooled, (batch, cfg.text_dim), &dev).unwrap(),
+            tokens: Tensor::from_vec(tokens, (picks.len(), 4, cfg.text_dim), &dev).unwrap(),
+            mask: Tensor::ones((picks.len(), 4), DType::F32, &dev).unwrap(),
+            pooled: Tensor::from_vec(pooled, (picks.len(), cfg.text_dim), &dev).unwrap(),
         };
+        (x0, text)
+    };
+    // A fixed evaluation: the same 24 pairs, times and noise before and after training.
+    let eval_picks: Vec<usize> = (0..24).map(|i| i * 2).collect();
+    let eval = |model: &Dit| {
+        let (x0, text) = batch_of(&eval_picks);
+        v_loss(model, &x0, &text, None, &mut SplitMix64::new(999))
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let before = eval(&model);
+    let batch = 8;
+    let mut losses = Vec::new();
+    for step in 0..30u64 {
+        let picks: Vec<usize> = (0..batch).map(|_| rng.below(pairs.len())).collect();
+        let (x0, text) = batch_of(&picks);
         let loss = v_loss(&model, &x0, &text, None, &mut rng).unwrap();
         losses.push(loss.to_scalar::<f32>().unwrap());
         let mut grads = loss.backward().unwrap();
         clip_grad_norm(&mut grads, opt.vars(), 1.0).unwrap();
         opt.step(&grads, schedule.at(step)).unwrap();
     }
-    let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
-    let last: f32 = losses[losses.len() - 5..].iter().sum::<f32>() / 5.0;
-    println!("loss: first 5 steps {first:.4}, last 5 steps {last:.4}; all {losses:?}");
+    let after = eval(&model);
+    println!("evaluation loss {before:.4} → {after:.4}; training losses {losses:?}");
+    // Deterministic evaluation (fixed pairs, times and noise): 30 steps take it from ≈0.67 to ≈0.48.
     assert!(
-        last < 0.7 * first,
-        "the loss did not fall: {first:.4} → {last:.4}"
+        after < 0.8 * before,
+        "the loss did not fall: {before:.4} → {after:.4}"
     );
 }
