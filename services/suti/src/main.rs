@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_models;
 mod config_cmd;
 mod synthweb_cmd;
 
@@ -69,6 +70,10 @@ enum BenchCommand {
     Queue(bench::QueueBenchArgs),
     /// Render EmojiWorld images and print images per second at each size.
     Render(bench::RenderBenchArgs),
+    /// Train the denoiser on random data and print images per second for each preset.
+    Train(bench_models::TrainBenchArgs),
+    /// Sample from the denoiser and the apprentice (cached and uncached demonstrations).
+    Sample(bench_models::SampleBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,14 +108,27 @@ fn main() -> ExitCode {
         Command::Synthweb { command } => run_async(synthweb_cmd::run(command)),
         Command::Bench { command } => match command {
             BenchCommand::Queue(args) => run_async(bench::queue(args)),
-            BenchCommand::Render(args) => match bench::render(args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            },
+            BenchCommand::Render(args) => report(bench::render(args)),
+            BenchCommand::Train(args) => {
+                suti_models::tune_allocator();
+                report(bench_models::train(args))
+            }
+            BenchCommand::Sample(args) => {
+                suti_models::tune_allocator();
+                report(bench_models::sample_bench(args))
+            }
         },
+    }
+}
+
+/// Turns a command's result into an exit code, printing the error.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

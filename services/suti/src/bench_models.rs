@@ -1,0 +1,244 @@
+//! `suti bench train` and `suti bench sample`: denoiser training throughput and sampling latency
+//! for each preset on this machine, with random data (speed does not depend on the pixels).
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use clap::Args;
+use suti_models::diffusion::{Conditioning, SamplerConfig, SamplerKind, sample, v_loss};
+use suti_models::train::{AdamW, AdamWConfig};
+use suti_models::{Builders, Demos, Dit, DitConfig, Params, TextCond};
+use suti_rng::SplitMix64;
+
+/// Options of `suti bench train`.
+#[derive(Debug, Args)]
+pub struct TrainBenchArgs {
+    /// Presets to measure.
+    #[arg(long, value_delimiter = ',', default_value = "test,tiny")]
+    presets: Vec<String>,
+    /// Batch size (default: 32 for tiny and test, 16 otherwise).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// In-context demonstrations per example (0: the text-to-image denoiser).
+    #[arg(long, default_value_t = 0)]
+    demos: usize,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+}
+
+/// Options of `suti bench sample`.
+#[derive(Debug, Args)]
+pub struct SampleBenchArgs {
+    /// Presets to measure.
+    #[arg(long, value_delimiter = ',', default_value = "test,tiny")]
+    presets: Vec<String>,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 25)]
+    steps: usize,
+    /// Images per request.
+    #[arg(long, default_value_t = 4)]
+    images: usize,
+    /// Demonstrations for the apprentice rows.
+    #[arg(long, default_value_t = 3)]
+    demos: usize,
+}
+
+const TEXT_TOKENS: usize = 12;
+
+fn preset(name: &str) -> anyhow::Result<DitConfig> {
+    DitConfig::preset(name)
+        .ok_or_else(|| anyhow::anyhow!("unknown preset {name:?} (test, tiny, small, base)"))
+}
+
+fn random(shape: &[usize], rng: &mut SplitMix64, dev: &Device) -> candle_core::Result<Tensor> {
+    Tensor::from_vec(rng.normals(shape.iter().product()), shape, dev)
+}
+
+fn text(
+    b: usize,
+    cfg: &DitConfig,
+    rng: &mut SplitMix64,
+    dev: &Device,
+) -> candle_core::Result<TextCond> {
+    Ok(TextCond {
+        tokens: random(&[b, TEXT_TOKENS, cfg.text_dim], rng, dev)?,
+        mask: Tensor::ones((b, TEXT_TOKENS), DType::F32, dev)?,
+        pooled: (random(&[b, cfg.text_dim], rng, dev)? * 0.05)?,
+    })
+}
+
+fn demos(
+    b: usize,
+    d: usize,
+    cfg: &DitConfig,
+    rng: &mut SplitMix64,
+    dev: &Device,
+) -> candle_core::Result<Demos> {
+    let s = cfg.image_size;
+    Ok(Demos {
+        images: random(&[b, d, cfg.channels, s, s], rng, dev)?.tanh()?,
+        pooled: (random(&[b, d, cfg.text_dim], rng, dev)? * 0.05)?,
+        mask: Tensor::ones((b, d), DType::F32, dev)?,
+    })
+}
+
+/// Measures training steps per preset and prints images per second.
+pub fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    println!(
+        "suti bench train: f32 on the CPU, {} threads, {} demos, AdamW, random data",
+        rayon_threads(),
+        args.demos
+    );
+    for name in &args.presets {
+        let mut cfg = preset(name)?;
+        if args.demos == 0 {
+            cfg.max_demos = 0;
+        }
+        let batch = args
+            .batch
+            .unwrap_or(if matches!(name.as_str(), "test" | "tiny") {
+                32
+            } else {
+                16
+            });
+        let varmap = VarMap::new();
+        let model = Dit::new(&cfg, &Builders::base(Params::train(&varmap, 1, &dev)))?;
+        let mut opt = AdamW::new(&varmap, AdamWConfig::default())?;
+        let params: usize = opt.vars().iter().map(|(_, v)| v.elem_count()).sum();
+        let mut rng = SplitMix64::new(2);
+        let s = cfg.image_size;
+        let (mut forward_s, mut backward_s, mut optim_s) = (0.0, 0.0, 0.0);
+        for step in 0..=args.steps {
+            let x0 = random(&[batch, cfg.channels, s, s], &mut rng, &dev)?.tanh()?;
+            let cond = text(batch, &cfg, &mut rng, &dev)?;
+            let demo_batch = if args.demos > 0 {
+                Some(demos(batch, args.demos, &cfg, &mut rng, &dev)?)
+            } else {
+                None
+            };
+            let t0 = Instant::now();
+            let cache = demo_batch
+                .as_ref()
+                .map(|d| model.encode_demos(d))
+                .transpose()?;
+            let loss = v_loss(&model, &x0, &cond, cache.as_ref(), &mut rng)?;
+            let _ = loss.to_scalar::<f32>()?;
+            let t1 = Instant::now();
+            let grads = loss.backward()?;
+            let t2 = Instant::now();
+            opt.step(&grads, 1e-4)?;
+            let t3 = Instant::now();
+            if step > 0 {
+                forward_s += (t1 - t0).as_secs_f64();
+                backward_s += (t2 - t1).as_secs_f64();
+                optim_s += (t3 - t2).as_secs_f64();
+            }
+        }
+        let total = forward_s + backward_s + optim_s;
+        let steps = args.steps.max(1) as f64;
+        println!(
+            "  {name:<5} {s}×{s} patch {} width {} depth {} ({:.1}M params), batch {batch}: {:>6.2} img/s, {:>7.1} ms/step (forward {:.0}, backward {:.0}, optimiser {:.0})",
+            cfg.patch,
+            cfg.width,
+            cfg.depth,
+            params as f64 / 1e6,
+            batch as f64 * steps / total,
+            1000.0 * total / steps,
+            1000.0 * forward_s / steps,
+            1000.0 * backward_s / steps,
+            1000.0 * optim_s / steps,
+        );
+    }
+    Ok(())
+}
+
+/// Measures sampling per preset: text only, and the apprentice with cached and uncached demos.
+pub fn sample_bench(args: SampleBenchArgs) -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    println!(
+        "suti bench sample: {} images per request, {} DPM-Solver++ steps, guidance 15 (two passes per step), {} threads",
+        args.images,
+        args.steps,
+        rayon_threads()
+    );
+    for name in &args.presets {
+        let cfg = preset(name)?;
+        let varmap = VarMap::new();
+        let model = Dit::new(&cfg, &Builders::base(Params::train(&varmap, 1, &dev)))?;
+        let mut rng = SplitMix64::new(3);
+        let b = args.images;
+        let cond_text = text(b, &cfg, &mut rng, &dev)?;
+        let null = TextCond::null(b, cfg.text_dim, &dev)?;
+        let config = SamplerConfig {
+            steps: args.steps,
+            guidance: 15.0,
+            kind: SamplerKind::DpmSolver2m,
+            seed: 1,
+            ..SamplerConfig::default()
+        };
+        let t0 = Instant::now();
+        sample(
+            &model,
+            &Conditioning {
+                text: &cond_text,
+                demos: None,
+                null_text: &null,
+            },
+            &config,
+        )?;
+        let text_only = t0.elapsed().as_secs_f64();
+
+        let demo_batch = demos(1, args.demos, &cfg, &mut rng, &dev)?;
+        let t0 = Instant::now();
+        let cache = model.encode_demos(&demo_batch)?.repeat(b)?;
+        sample(
+            &model,
+            &Conditioning {
+                text: &cond_text,
+                demos: Some(&cache),
+                null_text: &null,
+            },
+            &config,
+        )?;
+        let cached = t0.elapsed().as_secs_f64();
+
+        // Without the cache every step would encode the demonstrations again.
+        let t0 = Instant::now();
+        let x = random(
+            &[b, cfg.channels, cfg.image_size, cfg.image_size],
+            &mut rng,
+            &dev,
+        )?;
+        let t = Tensor::full(0.5f32, b, &dev)?;
+        let repeated = Demos {
+            images: demo_batch.images.repeat((b, 1, 1, 1, 1))?,
+            pooled: demo_batch.pooled.repeat((b, 1, 1))?,
+            mask: demo_batch.mask.repeat((b, 1))?,
+        };
+        let reps = 3;
+        for _ in 0..reps {
+            model.forward_uncached(&x, &t, &cond_text, &repeated)?;
+            model.forward(&x, &t, &null, None)?;
+        }
+        let uncached_step = t0.elapsed().as_secs_f64() / reps as f64;
+        let uncached = uncached_step * args.steps as f64;
+        println!(
+            "  {name:<5} {0}×{0}: text only {1:>7.0} ms/request ({2:.1} ms/image); apprentice with {3} demos: cached {4:>7.0} ms/request, uncached ≈{5:>7.0} ms/request (cache saves {6:.0}%)",
+            cfg.image_size,
+            1000.0 * text_only,
+            1000.0 * text_only / b as f64,
+            args.demos,
+            1000.0 * cached,
+            1000.0 * uncached,
+            100.0 * (1.0 - cached / uncached),
+        );
+    }
+    Ok(())
+}
+
+fn rayon_threads() -> String {
+    std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into())
+}
