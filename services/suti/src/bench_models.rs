@@ -159,7 +159,7 @@ pub fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
 pub fn sample_bench(args: SampleBenchArgs) -> anyhow::Result<()> {
     let dev = Device::Cpu;
     println!(
-        "suti bench sample: {} images per request, {} DPM-Solver++ steps, guidance 15 (two passes per step), {} threads",
+        "suti bench sample: {} images per request, {} DPM-Solver++ steps, guidance 15 (both branches batched), {} threads",
         args.images,
         args.steps,
         rayon_threads()

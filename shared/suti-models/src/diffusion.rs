@@ -140,6 +140,16 @@ pub fn sample(model: &Dit, cond: &Conditioning<'_>, config: &SamplerConfig) -> R
     let times: Vec<f32> = (0..=steps)
         .map(|i| T_MAX * (1.0 - i as f32 / steps as f32))
         .collect();
+    // Both branches of guidance run as one batch of 2b: one pass per step instead of two.
+    let guided = (config.guidance - 1.0).abs() > f32::EPSILON;
+    let batched = if guided {
+        Some((
+            cond.text.with_unconditional(cond.null_text)?,
+            cond.demos.map(DemoCache::with_unconditional).transpose()?,
+        ))
+    } else {
+        None
+    };
     let mut previous_x0: Option<Tensor> = None;
     let mut previous_h: Option<f32> = None;
     for i in 0..steps {
@@ -150,7 +160,16 @@ pub fn sample(model: &Dit, cond: &Conditioning<'_>, config: &SamplerConfig) -> R
         } else {
             alpha_sigma(t_next)
         };
-        let x0 = predict_x0(model, &x, t, a, s, cond, config, &device)?;
+        let x0 = predict_x0(
+            model,
+            &x,
+            t,
+            (a, s),
+            cond,
+            batched.as_ref(),
+            config,
+            &device,
+        )?;
         x = match config.kind {
             SamplerKind::Ddim => {
                 if s_next == 0.0 {
@@ -187,27 +206,34 @@ pub fn sample(model: &Dit, cond: &Conditioning<'_>, config: &SamplerConfig) -> R
     x.clamp(-1f32, 1f32)
 }
 
-/// The guided, thresholded x̂₀ at time `t`.
+/// The guided, thresholded x̂₀ at time `t`. `batched` holds the conditional and unconditional
+/// conditioning stacked into one batch when guiding.
 #[allow(clippy::too_many_arguments)]
 fn predict_x0(
     model: &Dit,
     x: &Tensor,
     t: f32,
-    a: f32,
-    s: f32,
+    (a, s): (f32, f32),
     cond: &Conditioning<'_>,
+    batched: Option<&(TextCond, Option<DemoCache>)>,
     config: &SamplerConfig,
     device: &Device,
 ) -> Result<Tensor> {
     let b = x.dim(0)?;
-    let t_batch = Tensor::full(t, b, device)?.to_dtype(DType::F32)?;
-    let to_x0 = |v: Tensor| -> Result<Tensor> { (x * f64::from(a))? - (v * f64::from(s))? };
-    let x0_cond = to_x0(model.forward(x, &t_batch, cond.text, cond.demos)?)?;
-    let x0 = if (config.guidance - 1.0).abs() > f32::EPSILON {
-        let x0_uncond = to_x0(model.forward(x, &t_batch, cond.null_text, None)?)?;
-        (&x0_uncond + ((x0_cond - &x0_uncond)? * f64::from(config.guidance))?)?
-    } else {
-        x0_cond
+    let x0 = match batched {
+        Some((text, demos)) => {
+            let both = Tensor::cat(&[x, x], 0)?;
+            let t_batch = Tensor::full(t, 2 * b, device)?.to_dtype(DType::F32)?;
+            let v = model.forward(&both, &t_batch, text, demos.as_ref())?;
+            let x0 = ((&both * f64::from(a))? - (v * f64::from(s))?)?;
+            let (x0_cond, x0_uncond) = (x0.narrow(0, 0, b)?, x0.narrow(0, b, b)?);
+            (&x0_uncond + ((x0_cond - &x0_uncond)? * f64::from(config.guidance))?)?
+        }
+        None => {
+            let t_batch = Tensor::full(t, b, device)?.to_dtype(DType::F32)?;
+            let v = model.forward(x, &t_batch, cond.text, cond.demos)?;
+            ((x * f64::from(a))? - (v * f64::from(s))?)?
+        }
     };
     dynamic_threshold(&x0, config.threshold_quantile)
 }

@@ -45,6 +45,41 @@ impl TextCond {
     }
 }
 
+impl TextCond {
+    /// The conditional batch followed by the unconditional one, padded to one token length, so
+    /// both branches of guidance run as one batch.
+    pub fn with_unconditional(&self, null: &TextCond) -> Result<Self> {
+        let pad = |t: &TextCond, len: usize| -> Result<(Tensor, Tensor)> {
+            let (b, l, d) = t.tokens.dims3()?;
+            if l == len {
+                return Ok((t.tokens.clone(), t.mask.clone()));
+            }
+            let device = t.tokens.device();
+            Ok((
+                Tensor::cat(
+                    &[
+                        &t.tokens,
+                        &Tensor::zeros((b, len - l, d), DType::F32, device)?,
+                    ],
+                    1,
+                )?,
+                Tensor::cat(
+                    &[&t.mask, &Tensor::zeros((b, len - l), DType::F32, device)?],
+                    1,
+                )?,
+            ))
+        };
+        let len = self.tokens.dim(1)?.max(null.tokens.dim(1)?);
+        let (ct, cm) = pad(self, len)?;
+        let (nt, nm) = pad(null, len)?;
+        Ok(Self {
+            tokens: Tensor::cat(&[ct, nt], 0)?,
+            mask: Tensor::cat(&[cm, nm], 0)?,
+            pooled: Tensor::cat(&[&self.pooled, &null.pooled], 0)?,
+        })
+    }
+}
+
 /// Demonstrations for a batch: up to `max_demos` per example, padded, with a mask.
 #[derive(Debug, Clone)]
 pub struct Demos {
@@ -65,6 +100,31 @@ pub struct DemoCache {
 }
 
 impl DemoCache {
+    /// This cache followed by a fully masked copy: the unconditional half of a guidance batch
+    /// sees no demonstrations.
+    pub fn with_unconditional(&self) -> Result<Self> {
+        let double = |t: &Tensor| Tensor::cat(&[t, t], 0);
+        Ok(Self {
+            per_block: self
+                .per_block
+                .iter()
+                .map(|kv| {
+                    Ok(KeyValues {
+                        k: double(&kv.k)?,
+                        v: double(&kv.v)?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            key_mask: Tensor::cat(
+                &[
+                    &self.key_mask,
+                    &(self.key_mask.ones_like()? * f64::from(MASKED))?,
+                ],
+                0,
+            )?,
+        })
+    }
+
     /// Repeats every example's cache `n` times along the batch (for several images per request).
     pub fn repeat(&self, n: usize) -> Result<Self> {
         let rep = |t: &Tensor| -> Result<Tensor> {
