@@ -9,6 +9,7 @@ pub mod layers;
 pub mod lora;
 pub mod ops;
 pub mod params;
+pub mod text;
 pub mod train;
 
 pub use config::DitConfig;
