@@ -111,19 +111,19 @@ impl DitConfig {
 
     /// Checks that the shape is consistent.
     pub fn validate(&self) -> Result<(), String> {
-        if self.patch == 0 || self.image_size % self.patch != 0 {
+        if self.patch == 0 || !self.image_size.is_multiple_of(self.patch) {
             return Err(format!(
                 "image_size {} is not a multiple of patch {}",
                 self.image_size, self.patch
             ));
         }
-        if self.heads == 0 || self.width % self.heads != 0 {
+        if self.heads == 0 || !self.width.is_multiple_of(self.heads) {
             return Err(format!(
                 "width {} is not a multiple of heads {}",
                 self.width, self.heads
             ));
         }
-        if self.width % 4 != 0 {
+        if !self.width.is_multiple_of(4) {
             return Err("width must be a multiple of 4 (2-D sin-cos positions)".into());
         }
         Ok(())

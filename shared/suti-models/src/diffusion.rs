@@ -60,6 +60,63 @@ pub fn v_loss(
     (pred - v)?.sqr()?.mean_all()
 }
 
+/// Probabilities of condition dropout during training (SuTI trains the apprentice with text,
+/// demonstrations, or both dropped, so that guidance has an unconditional branch to push from).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ConditionDropout {
+    /// Drop only the text.
+    pub text: f32,
+    /// Drop only the demonstrations.
+    pub demos: f32,
+    /// Drop both.
+    pub both: f32,
+}
+
+impl Default for ConditionDropout {
+    fn default() -> Self {
+        Self {
+            text: 0.1,
+            demos: 0.1,
+            both: 0.1,
+        }
+    }
+}
+
+/// Applies condition dropout per example: a dropped text has its token mask and pooled vector
+/// zeroed; dropped demonstrations have their mask zeroed. Returns the new text mask/pooled and
+/// demonstration mask.
+pub fn drop_conditions(
+    text: &TextCond,
+    demo_mask: Option<&Tensor>,
+    dropout: ConditionDropout,
+    rng: &mut SplitMix64,
+) -> Result<(TextCond, Option<Tensor>)> {
+    let b = text.pooled.dim(0)?;
+    let device = text.pooled.device();
+    let (mut keep_text, mut keep_demos) = (vec![1f32; b], vec![1f32; b]);
+    for i in 0..b {
+        let u = rng.unit();
+        if u < dropout.both {
+            keep_text[i] = 0.0;
+            keep_demos[i] = 0.0;
+        } else if u < dropout.both + dropout.text {
+            keep_text[i] = 0.0;
+        } else if u < dropout.both + dropout.text + dropout.demos {
+            keep_demos[i] = 0.0;
+        }
+    }
+    let keep_text = Tensor::from_vec(keep_text, (b, 1), device)?;
+    let text = TextCond {
+        tokens: text.tokens.clone(),
+        mask: text.mask.broadcast_mul(&keep_text)?,
+        pooled: text.pooled.broadcast_mul(&keep_text)?,
+    };
+    let demo_mask = demo_mask
+        .map(|m| m.broadcast_mul(&Tensor::from_vec(keep_demos, (b, 1), device)?))
+        .transpose()?;
+    Ok((text, demo_mask))
+}
+
 /// Which sampler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

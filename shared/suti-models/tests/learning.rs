@@ -408,3 +408,80 @@ fn cached_demonstrations_give_exactly_the_uncached_predictions() {
         b.flatten_all().unwrap().to_vec1::<f32>().unwrap()
     );
 }
+
+#[test]
+fn dropped_conditions_behave_exactly_like_the_unconditional_branch() {
+    use suti_models::diffusion::{ConditionDropout, drop_conditions};
+    let dev = Device::Cpu;
+    let cfg = DitConfig::test();
+    let (varmap, model) = trainable(&cfg, 80);
+    let mut opt = AdamW::new(&varmap, AdamWConfig::default()).unwrap();
+    let mut rng = SplitMix64::new(81);
+    let demos = demos_for(2, 2, &cfg, 82, &dev);
+    for step in 0..2 {
+        let cache = model.encode_demos(&demos).unwrap();
+        let grads = v_loss(
+            &model,
+            &random_images(2, &cfg, step, &dev),
+            &text_for(&[step, 3], cfg.text_dim, &dev),
+            Some(&cache),
+            &mut rng,
+        )
+        .unwrap()
+        .backward()
+        .unwrap();
+        opt.step(&grads, 5e-3).unwrap();
+    }
+    let text = text_for(&[1, 2], cfg.text_dim, &dev);
+    let always = ConditionDropout {
+        text: 0.0,
+        demos: 0.0,
+        both: 1.0,
+    };
+    let (dropped_text, dropped_mask) =
+        drop_conditions(&text, Some(&demos.mask), always, &mut rng).unwrap();
+    let dropped_demos = Demos {
+        mask: dropped_mask.unwrap(),
+        ..demos.clone()
+    };
+    let x = random_images(2, &cfg, 90, &dev);
+    let t = Tensor::new(&[0.4f32, 0.7], &dev).unwrap();
+    let cache = model.encode_demos(&dropped_demos).unwrap();
+    let dropped = model.forward(&x, &t, &dropped_text, Some(&cache)).unwrap();
+    let null = model
+        .forward(
+            &x,
+            &t,
+            &TextCond::null(2, cfg.text_dim, &dev).unwrap(),
+            None,
+        )
+        .unwrap();
+    let diff = (dropped - null)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        diff < 1e-5,
+        "dropping text and demonstrations differs from no conditioning by {diff}"
+    );
+    let never = ConditionDropout {
+        text: 0.0,
+        demos: 0.0,
+        both: 0.0,
+    };
+    let (kept, kept_mask) = drop_conditions(&text, Some(&demos.mask), never, &mut rng).unwrap();
+    assert_eq!(
+        kept.mask.to_vec2::<f32>().unwrap(),
+        text.mask.to_vec2::<f32>().unwrap()
+    );
+    assert_eq!(
+        kept_mask.unwrap().to_vec2::<f32>().unwrap(),
+        demos.mask.to_vec2::<f32>().unwrap()
+    );
+}
