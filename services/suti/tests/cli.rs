@@ -171,14 +171,40 @@ fn synthweb_writes_the_benchmark_set_and_lists_held_out_subjects() {
 
 #[test]
 fn bench_train_and_sample_print_throughput_for_a_preset() {
-    let out = suti(&["bench", "train", "--presets", "test", "--batch", "4", "--steps", "1"], &[]);
+    let out = suti(
+        &[
+            "bench",
+            "train",
+            "--presets",
+            "test",
+            "--batch",
+            "4",
+            "--steps",
+            "1",
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("img/s"), "{}", text(&out.stdout));
     let out = suti(
-        &["bench", "sample", "--presets", "test", "--steps", "2", "--images", "1", "--demos", "1"],
+        &[
+            "bench",
+            "sample",
+            "--presets",
+            "test",
+            "--steps",
+            "2",
+            "--images",
+            "1",
+            "--demos",
+            "1",
+        ],
         &[],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("cached") && stdout.contains("cache saves"), "{stdout}");
+    assert!(
+        stdout.contains("cached") && stdout.contains("cache saves"),
+        "{stdout}"
+    );
 }
