@@ -175,7 +175,7 @@ impl ImageTower {
 
     /// Converts RGB images in [0, 1] (`(b, 3, 224, 224)`) to the network's input range.
     fn normalise(x: &Tensor) -> Result<Tensor> {
-        ((x - f64::from(MEAN))? / f64::from(STD))
+        (x - f64::from(MEAN))? / f64::from(STD)
     }
 
     /// Pooled features `(b, 1280)` of RGB images in [0, 1], `(b, 3, 224, 224)`.
