@@ -69,6 +69,21 @@ impl Params {
         Ok(Self::frozen(tensors, device))
     }
 
+    /// Frozen weights from a memory-mapped safetensors file: the file is mapped rather than read,
+    /// so a base shared by many expert fine-tunes is paged in by the OS once.
+    pub fn frozen_mmap(path: &std::path::Path, device: &Device) -> Result<Self> {
+        #[allow(unsafe_code)]
+        // SAFETY: the file must not be modified while mapped. Weights are written once to a
+        // versioned path (models/base/{version}/…) and never rewritten in place.
+        let mapped = unsafe { candle_core::safetensors::MmapedSafetensors::new(path)? };
+        let tensors = mapped
+            .tensors()
+            .into_iter()
+            .map(|(name, _)| Ok((name.clone(), mapped.load(&name, device)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        Ok(Self::frozen(tensors, device))
+    }
+
     /// Frozen weights from safetensors bytes (an object fetched from storage).
     pub fn frozen_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
         let tensors = candle_core::safetensors::load_buffer(bytes, device)?;

@@ -254,6 +254,38 @@ fn adapters_save_load_and_merge_faithfully() {
         again.flatten_all().unwrap().to_vec1::<f32>().unwrap()
     );
 
+    // The base can also be memory-mapped from a file, as an expert worker loads it.
+    let base_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        base_file.path(),
+        suti_models::train::safetensors_bytes(&base).unwrap(),
+    )
+    .unwrap();
+    let mapped = Dit::new(
+        &cfg,
+        &Builders {
+            base: Params::frozen_mmap(base_file.path(), &dev).unwrap(),
+            lora: Some((
+                Params::frozen_bytes(&adapter, &dev).unwrap(),
+                LoraConfig {
+                    rank: 4,
+                    alpha: 4.0,
+                },
+            )),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        mapped
+            .forward(&x, &t, &text, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap(),
+        adapted.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
+
     // Merged into the base weights, it predicts the same (up to float rounding).
     let merged = reloaded.merged().unwrap();
     let diff = (merged.forward(&x, &t, &text, None).unwrap() - &adapted)
@@ -502,7 +534,7 @@ fn guidance_fifteen_with_dynamic_thresholding_gives_sane_images() {
     let smooth = |phase: f32| {
         let s = cfg.image_size;
         let v: Vec<f32> = (0..3 * s * s)
-            .map(|i| (((i % s) as f32 / s as f32 * 6.0 + phase).sin() * 0.8))
+            .map(|i| ((i % s) as f32 / s as f32 * 6.0 + phase).sin() * 0.8)
             .collect();
         Tensor::from_vec(v, (1, 3, s, s), &dev).unwrap()
     };
