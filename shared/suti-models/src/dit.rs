@@ -213,9 +213,9 @@ impl Block {
         let (a, m) = mods;
         let h = modulate(x, &a.shift, &a.scale)?;
         let (attn, own) = self.attn.forward(&h, extra, mask)?;
-        let x = (x + attn.broadcast_mul(&a.gate)?)?;
+        let x = crate::ops::gated_residual(x, &attn, &a.gate)?;
         let h = modulate(&x, &m.shift, &m.scale)?;
-        let x = (&x + self.mlp.forward(&h)?.broadcast_mul(&m.gate)?)?;
+        let x = crate::ops::gated_residual(&x, &self.mlp.forward(&h)?, &m.gate)?;
         Ok((x, own))
     }
 }

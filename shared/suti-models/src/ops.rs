@@ -11,7 +11,7 @@
 //!
 //! Off the CPU, each falls back to the composed candle expression.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Adds `bias` (`(n,)`) to every row of `x` (`(m, n)`).
@@ -69,11 +69,191 @@ impl CustomOp2 for AddBias {
     }
 }
 
-/// Layer norm over the last dimension (no affine parameters), then `· (1 + scale) + shift` with
-/// `shift` and `scale` broadcast over tokens.
+/// Layer norm over the last dimension (no affine parameters), then `· (1 + scale) + shift`, with
+/// `shift` and `scale` either per example (`(b, 1, w)`, broadcast over tokens) or per token
+/// (`(b, t, w)`).
 pub fn layer_norm_modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
-    let normed = layer_norm(x)?;
-    normed.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
+    if !x.device().is_cpu() || x.rank() != 3 {
+        return layer_norm_modulate_composed(x, shift, scale);
+    }
+    x.contiguous()?.apply_op3(
+        &shift.contiguous()?,
+        &scale.contiguous()?,
+        Modulated::LayerNorm,
+    )
+}
+
+/// The composed reference of [`layer_norm_modulate`].
+pub fn layer_norm_modulate_composed(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    layer_norm(x)?
+        .broadcast_mul(&(scale + 1.0)?)?
+        .broadcast_add(shift)
+}
+
+/// `x + branch · gate`: the gated residual of adaLN-Zero, `gate` per example (`(b, 1, w)`) or per
+/// token (`(b, t, w)`).
+pub fn gated_residual(x: &Tensor, branch: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() || x.rank() != 3 {
+        return gated_residual_composed(x, branch, gate);
+    }
+    x.contiguous()?.apply_op3(
+        &branch.contiguous()?,
+        &gate.contiguous()?,
+        Modulated::GatedResidual,
+    )
+}
+
+/// The composed reference of [`gated_residual`].
+pub fn gated_residual_composed(x: &Tensor, branch: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    x + branch.broadcast_mul(gate)?
+}
+
+/// Per-example or per-token conditioning `(b, 1 or t, w)` for row `r` of a `(b, t, w)` input.
+fn cond_row(cond: &[f32], per_token: bool, t: usize, w: usize, r: usize) -> &[f32] {
+    let row = if per_token { r } else { r / t };
+    &cond[row * w..(row + 1) * w]
+}
+
+/// Ops of one `(b, t, w)` input with per-example or per-token conditioning.
+#[derive(Debug, Clone, Copy)]
+enum Modulated {
+    /// `LN(x) · (1 + scale) + shift` on (x, shift, scale).
+    LayerNorm,
+    /// `x + branch · gate` on (x, branch, gate).
+    GatedResidual,
+}
+
+/// Whether a conditioning operand is per token (`(b, t, w)` with t > 1) rather than per example.
+fn per_token(layout: &Layout, t: usize) -> Result<bool> {
+    Ok(layout.shape().dims3()?.1 == t && t > 1)
+}
+
+type RowGrads = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+impl CustomOp3 for Modulated {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::LayerNorm => "suti-layer-norm-modulate",
+            Self::GatedResidual => "suti-gated-residual",
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, a, c) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
+        let (_, t, w) = l1.shape().dims3()?;
+        let (a_per_token, c_per_token) = (per_token(l2, t)?, per_token(l3, t)?);
+        let mut out = vec![0f32; x.len()];
+        let rows_per_chunk = (MIN_PARALLEL_CHUNK / w.max(1)).max(1);
+        out.par_chunks_mut(rows_per_chunk * w)
+            .enumerate()
+            .for_each(|(chunk, o)| {
+                for (k, orow) in o.chunks_exact_mut(w).enumerate() {
+                    let r = chunk * rows_per_chunk + k;
+                    let xrow = &x[r * w..(r + 1) * w];
+                    let arow = cond_row(a, a_per_token, t, w, r);
+                    let crow = cond_row(c, c_per_token, t, w, r);
+                    match self {
+                        Self::LayerNorm => {
+                            let mean = xrow.iter().sum::<f32>() / w as f32;
+                            let var = xrow.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>()
+                                / w as f32;
+                            let rstd = 1.0 / (var + LN_EPS).sqrt();
+                            for i in 0..w {
+                                orow[i] = (xrow[i] - mean) * rstd * (1.0 + crow[i]) + arow[i];
+                            }
+                        }
+                        Self::GatedResidual => {
+                            for i in 0..w {
+                                orow[i] = xrow[i] + arow[i] * crow[i];
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        c: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, t, w) = x.dims3()?;
+        let a_per_token = a.dim(1)? == t && t > 1;
+        let c_per_token = c.dim(1)? == t && t > 1;
+        let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let as_ = a.flatten_all()?.to_vec1::<f32>()?;
+        let cs = c.flatten_all()?.to_vec1::<f32>()?;
+        // Per row: the input gradient, and the row's contributions to the two conditioning
+        // gradients (summed over tokens afterwards where the conditioning is per example).
+        let per_row: Vec<RowGrads> = (0..b * t)
+            .into_par_iter()
+            .map(|r| {
+                let (xrow, grow) = (&xs[r * w..(r + 1) * w], &g[r * w..(r + 1) * w]);
+                let arow = cond_row(&as_, a_per_token, t, w, r);
+                let crow = cond_row(&cs, c_per_token, t, w, r);
+                match self {
+                    Self::LayerNorm => {
+                        let mean = xrow.iter().sum::<f32>() / w as f32;
+                        let var =
+                            xrow.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / w as f32;
+                        let rstd = 1.0 / (var + LN_EPS).sqrt();
+                        let y: Vec<f32> = xrow.iter().map(|v| (v - mean) * rstd).collect();
+                        let dy: Vec<f32> =
+                            grow.iter().zip(crow).map(|(g, c)| g * (1.0 + c)).collect();
+                        let mean_dy = dy.iter().sum::<f32>() / w as f32;
+                        let mean_dyy =
+                            dy.iter().zip(&y).map(|(d, y)| d * y).sum::<f32>() / w as f32;
+                        let dx = (0..w)
+                            .map(|i| rstd * (dy[i] - mean_dy - y[i] * mean_dyy))
+                            .collect();
+                        let dscale = grow.iter().zip(&y).map(|(g, y)| g * y).collect();
+                        (dx, grow.to_vec(), dscale)
+                    }
+                    Self::GatedResidual => {
+                        let dbranch = grow.iter().zip(crow).map(|(g, c)| g * c).collect();
+                        let dgate = grow.iter().zip(arow).map(|(g, b)| g * b).collect();
+                        (grow.to_vec(), dbranch, dgate)
+                    }
+                }
+            })
+            .collect();
+        let device = x.device();
+        let gather = |pick: fn(&RowGrads) -> &Vec<f32>, per_token: bool| -> Result<Tensor> {
+            if per_token {
+                let all: Vec<f32> = per_row
+                    .iter()
+                    .flat_map(|r| pick(r).iter().copied())
+                    .collect();
+                Tensor::from_vec(all, (b, t, w), device)
+            } else {
+                let mut sums = vec![0f32; b * w];
+                for (r, row) in per_row.iter().enumerate() {
+                    let dst = &mut sums[(r / t) * w..(r / t + 1) * w];
+                    for (d, v) in dst.iter_mut().zip(pick(row)) {
+                        *d += v;
+                    }
+                }
+                Tensor::from_vec(sums, (b, 1, w), device)
+            }
+        };
+        let dx = gather(|r| &r.0, true)?;
+        let da = gather(|r| &r.1, a_per_token)?;
+        let dc = gather(|r| &r.2, c_per_token)?;
+        Ok((Some(dx), Some(da), Some(dc)))
+    }
 }
 
 /// Layer-norm epsilon.
@@ -335,6 +515,58 @@ mod tests {
         let ga = (a * &w).unwrap().sum_all().unwrap().backward().unwrap();
         let gb = (b * &w).unwrap().sum_all().unwrap().backward().unwrap();
         close(ga.get(&x).unwrap(), gb.get(&x).unwrap(), tol * 10.0);
+    }
+
+    /// Values and all three gradients of a fused (x, a, c) op against its composed reference.
+    fn check3(
+        fused: fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
+        reference: fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
+        a_shape: (usize, usize, usize),
+        c_shape: (usize, usize, usize),
+    ) {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 5, 24), &dev).unwrap()).unwrap();
+        let a = Var::from_tensor(&Tensor::randn(0f32, 1.0, a_shape, &dev).unwrap()).unwrap();
+        let c = Var::from_tensor(&Tensor::randn(0f32, 1.0, c_shape, &dev).unwrap()).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (2, 5, 24), &dev).unwrap();
+        let f = fused(x.as_tensor(), a.as_tensor(), c.as_tensor()).unwrap();
+        let r = reference(x.as_tensor(), a.as_tensor(), c.as_tensor()).unwrap();
+        close(&f, &r, 1e-5);
+        let gf = (f * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let gr = (r * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, &a, &c] {
+            close(gf.get(v).unwrap(), gr.get(v).unwrap(), 1e-4);
+        }
+    }
+
+    #[test]
+    fn fused_modulated_layer_norm_and_gated_residual_match_the_composed_ops() {
+        let per_example = (2, 1, 24);
+        let per_token = (2, 5, 24);
+        check3(
+            layer_norm_modulate,
+            layer_norm_modulate_composed,
+            per_example,
+            per_example,
+        );
+        check3(
+            layer_norm_modulate,
+            layer_norm_modulate_composed,
+            per_token,
+            per_token,
+        );
+        check3(
+            gated_residual,
+            gated_residual_composed,
+            per_token,
+            per_example,
+        );
+        check3(
+            gated_residual,
+            gated_residual_composed,
+            per_token,
+            per_token,
+        );
     }
 
     #[test]
