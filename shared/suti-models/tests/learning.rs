@@ -88,6 +88,18 @@ fn grad_is_nonzero(grads: &candle_core::backprop::GradStore, t: &Tensor) -> bool
         .unwrap_or(false)
 }
 
+/// Names of the optimiser's variables whose gradient is absent or zero.
+fn missing_gradients<'a>(
+    opt: &'a AdamW,
+    grads: &candle_core::backprop::GradStore,
+) -> Vec<&'a String> {
+    opt.vars()
+        .iter()
+        .filter(|(_, v)| !grad_is_nonzero(grads, v.as_tensor()))
+        .map(|(n, _)| n)
+        .collect()
+}
+
 #[test]
 fn every_trainable_parameter_of_the_apprentice_receives_a_gradient() {
     let dev = Device::Cpu;
@@ -111,12 +123,7 @@ fn every_trainable_parameter_of_the_apprentice_receives_a_gradient() {
         .unwrap()
         .backward()
         .unwrap();
-    let missing: Vec<&String> = opt
-        .vars()
-        .iter()
-        .filter(|(_, v)| !grad_is_nonzero(&grads, v.as_tensor()))
-        .map(|(n, _)| n)
-        .collect();
+    let missing = missing_gradients(&opt, &grads);
     assert!(missing.is_empty(), "no gradient reaches {missing:?}");
     assert!(opt.vars().len() > 40);
 }
@@ -188,12 +195,7 @@ fn every_lora_parameter_receives_a_gradient_and_the_base_stays_frozen() {
         .unwrap()
         .backward()
         .unwrap();
-    let missing: Vec<&String> = opt
-        .vars()
-        .iter()
-        .filter(|(_, v)| !grad_is_nonzero(&grads, v.as_tensor()))
-        .map(|(n, _)| n)
-        .collect();
+    let missing = missing_gradients(&opt, &grads);
     assert!(missing.is_empty(), "no gradient reaches {missing:?}");
     // The base weights are plain tensors: nothing can train them.
     assert!(
