@@ -155,3 +155,139 @@ pub fn write_site_warc<W: Write>(site: &Site, base: &str, out: W) -> io::Result<
     stats.bytes = out.bytes;
     Ok(stats)
 }
+
+/// One record read back from a WARC file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarcRecord {
+    /// `WARC-Type` (`warcinfo`, `response`, `request`, …).
+    pub kind: String,
+    /// `WARC-Target-URI`, if any.
+    pub target_uri: Option<String>,
+    /// For `response` records: the HTTP status, content type, headers and body.
+    pub http: Option<HttpResponse>,
+}
+
+/// An archived HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header fields in order, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The payload.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a WARC file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WarcError {
+    /// Decompression or reading failed.
+    #[error("reading the WARC file: {0}")]
+    Io(#[from] io::Error),
+    /// A record is malformed.
+    #[error("malformed WARC record at byte {offset}: {message}")]
+    Malformed {
+        /// Offset of the record in the decompressed stream.
+        offset: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn split_head(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some((&data[..end], &data[end + 4..]))
+}
+
+fn parse_fields(head: &[u8]) -> (String, Vec<(String, String)>) {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let first = lines.next().unwrap_or("").to_string();
+    let fields = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (first, fields)
+}
+
+/// Reads every record of a WARC file — gzip-compressed per record (`.warc.gz`) or plain.
+/// Records larger than `max_record` bytes are refused rather than held in memory.
+pub fn read_warc(bytes: &[u8], max_record: usize) -> Result<Vec<WarcRecord>, WarcError> {
+    use std::io::Read;
+    let data = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out)?;
+        out
+    } else {
+        bytes.to_vec()
+    };
+    let mut records = Vec::new();
+    let mut offset = 0;
+    while offset < data.len() {
+        // Skip the blank lines between records.
+        while offset < data.len() && (data[offset] == b'\r' || data[offset] == b'\n') {
+            offset += 1;
+        }
+        if offset >= data.len() {
+            break;
+        }
+        let malformed = |message: &str| WarcError::Malformed {
+            offset,
+            message: message.to_string(),
+        };
+        let (head, rest) =
+            split_head(&data[offset..]).ok_or_else(|| malformed("no end of header"))?;
+        let (version, fields) = parse_fields(head);
+        if !version.starts_with("WARC/") {
+            return Err(malformed("not a WARC record"));
+        }
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let length: usize = field("content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| malformed("no Content-Length"))?;
+        if length > max_record || length > rest.len() {
+            return Err(malformed("record larger than the limit or the file"));
+        }
+        let block = &rest[..length];
+        let kind = field("warc-type").unwrap_or_default();
+        let http = if kind == "response" {
+            split_head(block).map(|(h, body)| {
+                let (status_line, headers) = parse_fields(h);
+                let status = status_line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                HttpResponse {
+                    status,
+                    headers,
+                    body: body.to_vec(),
+                }
+            })
+        } else {
+            None
+        };
+        records.push(WarcRecord {
+            kind,
+            target_uri: field("warc-target-uri"),
+            http,
+        });
+        offset += head.len() + 4 + length;
+    }
+    Ok(records)
+}

@@ -296,3 +296,48 @@ print(types.get('warcinfo', 0), types.get('response', 0), statuses.get('200', 0)
         counts[5]
     );
 }
+
+#[test]
+fn our_warc_reader_reads_back_what_the_writer_wrote() {
+    let site = Site::new(
+        assets(),
+        SiteParams {
+            subjects: 5,
+            ..SiteParams::default()
+        },
+    );
+    let mut bytes = Vec::new();
+    let stats =
+        suti_data::warc::write_site_warc(&site, "http://synthweb.test", &mut bytes).unwrap();
+    let records = suti_data::warc::read_warc(&bytes, 64 << 20).unwrap();
+    assert_eq!(records.len(), stats.records);
+    assert_eq!(records[0].kind, "warcinfo");
+    let page = &site.pages()[0];
+    let uri = format!("http://synthweb.test{}", page.path());
+    let record = records
+        .iter()
+        .find(|r| r.target_uri.as_deref() == Some(uri.as_str()))
+        .unwrap();
+    let http = record.http.as_ref().unwrap();
+    assert_eq!(http.status, 200);
+    assert_eq!(
+        http.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(String::from_utf8_lossy(&http.body).contains(&page.subject.class.noun));
+    let redirect = records
+        .iter()
+        .find(|r| r.target_uri.as_deref() == Some("http://synthweb.test/hostile/loop-a"))
+        .unwrap();
+    assert_eq!(
+        redirect.http.as_ref().unwrap().header("location"),
+        Some("/hostile/loop-b")
+    );
+    // Truncated and garbage input are errors, not panics.
+    assert!(suti_data::warc::read_warc(&bytes[..bytes.len() / 2], 64 << 20).is_err());
+    assert!(
+        suti_data::warc::read_warc(b"WARC/1.0\r\nContent-Length: 99999\r\n\r\nshort", 64 << 20)
+            .is_err()
+    );
+    assert!(suti_data::warc::read_warc(b"GET / HTTP/1.1\r\n\r\n", 64 << 20).is_err());
+}
