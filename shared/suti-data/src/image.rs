@@ -77,6 +77,53 @@ impl RgbaImage {
         self.pixels[i..i + 4].copy_from_slice(&rgba);
     }
 
+    /// The centre square of the image resampled to `size`×`size` by area averaging (each output
+    /// pixel averages the source pixels it covers, alpha-weighted) — the normalisation every
+    /// crawled image goes through before it reaches a model.
+    pub fn centre_square(&self, size: u32) -> Self {
+        let side = self.width.min(self.height) as f32;
+        let (x0, y0) = (
+            (self.width as f32 - side) / 2.0,
+            (self.height as f32 - side) / 2.0,
+        );
+        let step = side / size as f32;
+        let mut out = Self::new(size, size);
+        for oy in 0..size {
+            for ox in 0..size {
+                let (fx0, fy0) = (x0 + ox as f32 * step, y0 + oy as f32 * step);
+                let (sx0, sy0) = (fx0.floor() as u32, fy0.floor() as u32);
+                let sx1 = ((fx0 + step).ceil() as u32).clamp(sx0 + 1, self.width);
+                let sy1 = ((fy0 + step).ceil() as u32).clamp(sy0 + 1, self.height);
+                let mut acc = [0f32; 4];
+                let mut n = 0f32;
+                for y in sy0..sy1 {
+                    for x in sx0..sx1 {
+                        let p = self.get(x, y);
+                        let a = f32::from(p[3]) / 255.0;
+                        for c in 0..3 {
+                            acc[c] += f32::from(p[c]) * a;
+                        }
+                        acc[3] += a;
+                        n += 1.0;
+                    }
+                }
+                let alpha = acc[3] / n.max(1.0);
+                let colour = |c: usize| if acc[3] > 0.0 { acc[c] / acc[3] } else { 0.0 };
+                out.put(
+                    ox,
+                    oy,
+                    [
+                        colour(0).round() as u8,
+                        colour(1).round() as u8,
+                        colour(2).round() as u8,
+                        (alpha * 255.0).round() as u8,
+                    ],
+                );
+            }
+        }
+        out
+    }
+
     /// Encodes as PNG (RGBA, 8-bit).
     pub fn to_png(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -198,6 +245,31 @@ mod tests {
         img.put(4, 0, [255, 0, 128, 255]);
         let back = RgbaImage::from_png(&img.to_png()).unwrap();
         assert_eq!(back, img);
+    }
+
+    #[test]
+    fn centre_square_crops_and_averages() {
+        let mut img = RgbaImage::new(6, 4);
+        for y in 0..4 {
+            for x in 0..6 {
+                let v = if x < 3 { 0 } else { 200 };
+                img.put(x, y, [v, v, v, 255]);
+            }
+        }
+        let sq = img.centre_square(2);
+        assert_eq!((sq.width, sq.height), (2, 2));
+        assert_eq!(
+            sq.get(0, 0),
+            [0, 0, 0, 255],
+            "left half of the centre square is dark"
+        );
+        assert_eq!(sq.get(1, 1), [200, 200, 200, 255]);
+        let same = img.centre_square(4);
+        assert_eq!(
+            same.get(0, 0),
+            img.get(1, 0),
+            "a 4×4 centre square starts at column 1"
+        );
     }
 
     #[test]
