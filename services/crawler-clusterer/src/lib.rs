@@ -2,12 +2,14 @@
 //! WARC files into subject clusters — groups of 3–10 images of one subject with their captions.
 //!
 //! Built so far: the address policy that keeps the crawler off private networks
-//! ([`url_policy`]), the defensive fetcher ([`fetch`]), page extraction ([`extract`]), image ingestion under decode limits
-//! ([`ingest`]) and perceptual hashing for near-duplicate images ([`phash`]). robots.txt, the shared
-//! frontier and rate limit, WARC ingestion, clustering and the stage handler follow.
+//! ([`url_policy`]), the defensive fetcher ([`fetch`]), robots.txt with the frontier and per-host
+//! rate shared across replicas ([`politeness`]), page extraction ([`extract`]), image ingestion
+//! under decode limits ([`ingest`]) and perceptual hashing for near-duplicate images ([`phash`]).
+//! WARC ingestion, clustering and the stage handler follow.
 
 pub mod extract;
 pub mod fetch;
 pub mod ingest;
 pub mod phash;
+pub mod politeness;
 pub mod url_policy;

@@ -114,3 +114,60 @@ async fn private_addresses_are_refused_before_any_connection() {
     }
     assert!(served.requested().is_empty());
 }
+
+#[tokio::test]
+async fn robots_frontier_and_rate_are_shared_by_replicas() {
+    use crawler_clusterer::politeness::Politeness;
+    use std::sync::Arc;
+    use suti_state::{InProcessState, SharedState, TokenBucket};
+
+    let (served, site) = site().await;
+    let base = Url::parse(&served.base_url()).unwrap();
+    let state: SharedState = Arc::new(InProcessState::new());
+    let rate = TokenBucket {
+        capacity: 1.0,
+        refill_per_second: 20.0,
+    };
+    let a = Politeness::new(
+        state.clone(),
+        loopback_fetcher(FetchLimits::default()),
+        rate,
+    );
+    let b = Politeness::new(state, loopback_fetcher(FetchLimits::default()), rate);
+
+    // robots.txt: the disallowed area is refused, subject pages allowed; fetched once per origin.
+    let private = base.join("/private/draft-0.html").unwrap();
+    let page = base.join(&site.pages()[0].path()).unwrap();
+    assert!(!a.allowed(&private).await);
+    assert!(a.allowed(&page).await);
+    assert!(a.allowed(&base.join("/s/other.html").unwrap()).await);
+    let robots_fetches = served
+        .requested()
+        .iter()
+        .filter(|p| *p == "/robots.txt")
+        .count();
+    assert_eq!(robots_fetches, 1, "robots.txt is cached per origin");
+
+    // The frontier: each URL is claimed by exactly one replica.
+    let mut wins = 0;
+    for p in &[&a, &b, &a, &b] {
+        wins += usize::from(p.claim("run-1", &page).await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    assert!(
+        a.claim("run-2", &page).await.unwrap(),
+        "frontiers are per run"
+    );
+
+    // The host's rate holds across replicas: 1 token at 20/s means 6 turns take at least 5/20 s.
+    let started = std::time::Instant::now();
+    for i in 0..6 {
+        let p = if i % 2 == 0 { &a } else { &b };
+        p.wait_turn(&page).await.unwrap();
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(240),
+        "{:?}",
+        started.elapsed()
+    );
+}
