@@ -4,9 +4,11 @@
 //! Built so far: the address policy that keeps the crawler off private networks
 //! ([`url_policy`]), the defensive fetcher ([`fetch`]), robots.txt with the frontier and per-host
 //! rate shared across replicas ([`politeness`]), page extraction ([`extract`]), image ingestion
-//! under decode limits ([`ingest`]) and perceptual hashing for near-duplicate images ([`phash`]).
-//! WARC ingestion, clustering and the stage handler follow.
+//! under decode limits ([`ingest`]), perceptual hashing for near-duplicate images ([`phash`]) and
+//! clustering with medoid filtering and caption nouns ([`cluster`]). The crawl engine (web and
+//! WARC sources), the stage handler and its integration test follow.
 
+pub mod cluster;
 pub mod extract;
 pub mod fetch;
 pub mod ingest;
