@@ -134,6 +134,14 @@ pub fn cluster_group(
     if kept.len() < params.min_members {
         return Err(GroupRejection::TooFewMembers);
     }
+    // The subject noun is the term most captions share; members whose caption does not name it
+    // (a logo's "site logo", a thumbnail of another subject) are not photos of the subject.
+    let captions: Vec<&str> = kept
+        .iter()
+        .map(|&i| candidates[i].caption.as_str())
+        .collect();
+    let noun = subject_noun(&captions, params.min_members).ok_or(GroupRejection::NoNoun)?;
+    kept.retain(|&i| names(&candidates[i].caption, &noun));
     // The medoid: the member most similar to all the others.
     let medoid = *kept
         .iter()
@@ -145,7 +153,7 @@ pub fn cluster_group(
             };
             score(a).total_cmp(&score(b))
         })
-        .expect("at least min_members");
+        .ok_or(GroupRejection::TooFewMembers)?;
     let mut members: Vec<(usize, f32)> = kept
         .iter()
         .map(|&i| {
@@ -162,11 +170,6 @@ pub fn cluster_group(
         return Err(GroupRejection::TooFewMembers);
     }
     let members: Vec<usize> = members.into_iter().map(|(i, _)| i).collect();
-    let captions: Vec<&str> = members
-        .iter()
-        .map(|&i| candidates[i].caption.as_str())
-        .collect();
-    let noun = subject_noun(&captions).ok_or(GroupRejection::NoNoun)?;
     let mut shas: Vec<&str> = members
         .iter()
         .map(|&i| candidates[i].sha256.as_str())
@@ -202,9 +205,17 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether `caption` names `noun` (as whole words).
+fn names(caption: &str, noun: &str) -> bool {
+    let ws = words(caption);
+    let parts: Vec<&str> = noun.split(' ').collect();
+    ws.windows(parts.len())
+        .any(|w| w.iter().zip(&parts).all(|(a, b)| a == b))
+}
+
 /// The subject noun: the (one- or two-word) term found in the most captions — the class noun
-/// recurs while the contexts vary. None when no term appears in at least half of them.
-pub fn subject_noun(captions: &[&str]) -> Option<String> {
+/// recurs while the contexts vary. None when no term appears in at least `min_count` captions.
+pub fn subject_noun(captions: &[&str], min_count: usize) -> Option<String> {
     let mut counts: HashMap<String, usize> = HashMap::new();
     let mut first_seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut order = 0;
@@ -231,7 +242,7 @@ pub fn subject_noun(captions: &[&str]) -> Option<String> {
         }
     }
     let best = counts.values().copied().max()?;
-    if best * 2 < captions.len() {
+    if best < min_count.max(1) {
         return None;
     }
     // Among the most frequent terms prefer two words (a bigram that recurs as often as its parts
@@ -352,9 +363,9 @@ mod tests {
             candidate("b", 0xffff_ffff, &[0.0, -1.0], "banner"),
             candidate("c", 0xff00_ff00, &[0.7, 0.7], "teapot"),
         ];
-        // The banner is far from the medoid; two teapots are not enough for a cluster.
+        // Only two captions name a subject: not enough for a cluster of three.
         let err = cluster_group("k", &candidates, &ClusterParams::default()).unwrap_err();
-        assert_eq!(err.reason(), "too_few_members");
+        assert_eq!(err.reason(), "no_noun");
         let lenient = ClusterParams {
             min_members: 2,
             ..ClusterParams::default()
@@ -366,22 +377,30 @@ mod tests {
     #[test]
     fn nouns_come_from_recurring_terms() {
         assert_eq!(
-            subject_noun(&[
-                "our hot dog on the beach",
-                "the hot dog in the snow",
-                "my hot dog, taken by my sister"
-            ])
+            subject_noun(
+                &[
+                    "our hot dog on the beach",
+                    "the hot dog in the snow",
+                    "my hot dog, taken by my sister"
+                ],
+                3
+            )
             .as_deref(),
             Some("hot dog")
         );
         assert_eq!(
-            subject_noun(&[
-                "picture: the rickshaw on the dirt road",
-                "rickshaw in the snow"
-            ])
+            subject_noun(
+                &[
+                    "picture: the rickshaw on the dirt road",
+                    "rickshaw in the snow"
+                ],
+                2
+            )
             .as_deref(),
             Some("rickshaw")
         );
-        assert_eq!(subject_noun(&["sunset", "beach party", "grandma"]), None);
+        assert_eq!(subject_noun(&["sunset", "beach party", "grandma"], 2), None);
+        assert!(names("our hot dog on the beach", "hot dog"));
+        assert!(!names("a hotdog stand", "hot dog"));
     }
 }

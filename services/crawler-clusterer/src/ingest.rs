@@ -52,6 +52,8 @@ pub struct IngestedImage {
     pub normalised: RgbaImage,
     /// PNG bytes of `normalised`.
     pub normalised_png: Vec<u8>,
+    /// The image at the image tower's input size (224), for embedding.
+    pub tower_input: RgbaImage,
     /// Perceptual hash of the normalised image.
     pub phash: u64,
 }
@@ -99,6 +101,7 @@ pub fn ingest(
         width: image.width,
         height: image.height,
         normalised_png: normalised.to_png(),
+        tower_input: image.centre_square(224),
         phash: phash(&normalised),
         normalised,
     })

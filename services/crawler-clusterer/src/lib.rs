@@ -5,10 +5,11 @@
 //! ([`url_policy`]), the defensive fetcher ([`fetch`]), robots.txt with the frontier and per-host
 //! rate shared across replicas ([`politeness`]), page extraction ([`extract`]), image ingestion
 //! under decode limits ([`ingest`]), perceptual hashing for near-duplicate images ([`phash`]) and
-//! clustering with medoid filtering and caption nouns ([`cluster`]). The crawl engine (web and
-//! WARC sources), the stage handler and its integration test follow.
+//! clustering with medoid filtering and caption nouns ([`cluster`]). The crawl engine mines
+//! the web or a WARC archive ([`engine`]); the stage handler and its integration test follow.
 
 pub mod cluster;
+pub mod engine;
 pub mod extract;
 pub mod fetch;
 pub mod ingest;
