@@ -6,12 +6,14 @@
 //! rate shared across replicas ([`politeness`]), page extraction ([`extract`]), image ingestion
 //! under decode limits ([`ingest`]), perceptual hashing for near-duplicate images ([`phash`]) and
 //! clustering with medoid filtering and caption nouns ([`cluster`]). The crawl engine mines
-//! the web or a WARC archive ([`engine`]); the stage handler and its integration test follow.
+//! the web or a WARC archive ([`engine`]) and the stage handler writes and publishes what they
+//! find ([`handler`]). The service wiring, metrics and the real-backend tests follow.
 
 pub mod cluster;
 pub mod engine;
 pub mod extract;
 pub mod fetch;
+pub mod handler;
 pub mod ingest;
 pub mod phash;
 pub mod politeness;

@@ -207,3 +207,34 @@ pub struct ApprenticePublishedV1 {
 impl Message for ApprenticePublishedV1 {
     const TYPE: &'static str = "apprentice.published.v1";
 }
+
+/// One member of a cluster manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterMember {
+    /// Key of the normalised image (`images/{sha256}.png`).
+    pub image_key: String,
+    /// Key of the bytes as crawled (`raw/{sha256}`).
+    pub raw_key: String,
+    /// Where the image was found.
+    pub source_url: String,
+    /// Its caption (figure caption, else alt text).
+    pub caption: String,
+}
+
+/// The artifact `clusters/{cluster_id}.msgpack`: everything downstream stages need to know about
+/// a cluster (written with `rmp_serde::to_vec_named`, like the messages).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterManifest {
+    /// Pipeline run.
+    pub run_id: String,
+    /// Deterministic cluster id.
+    pub cluster_id: String,
+    /// Class noun of the subject.
+    pub subject_noun: String,
+    /// What the members were grouped by (a page URL by default).
+    pub group_key: String,
+    /// Title of the page the cluster came from.
+    pub title: String,
+    /// The members, closest to the cluster's medoid first.
+    pub members: Vec<ClusterMember>,
+}

@@ -1,0 +1,164 @@
+//! The crawler-clusterer stage on the embedded mode's in-process backends: a crawl request in,
+//! one `cluster.mined.v1` per planted subject out, with every artifact it names in storage; a
+//! redelivered request changes nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use candle_core::Device;
+use crawler_clusterer::engine::MineSettings;
+use crawler_clusterer::fetch::{FetchLimits, Fetcher};
+use crawler_clusterer::handler::CrawlHandler;
+use crawler_clusterer::politeness::Politeness;
+use crawler_clusterer::url_policy::UrlPolicy;
+use prometheus::Registry;
+use suti_data::synthweb::{Site, SiteParams, serve};
+use suti_messages::{ClusterManifest, ClusterMinedV1, CrawlLimits, CrawlRequestV1};
+use suti_queue::{Broker, Envelope, InProcessBroker, Topology};
+use suti_stage::{StageBackends, StageMetrics, StageSettings, run_stage};
+use suti_state::{InProcessState, SharedState, TokenBucket};
+use suti_storage::{LocalStore, ObjectKey, SharedStore};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_request_becomes_one_cluster_message_per_planted_subject() {
+    let assets = suti_data::Assets::open_default().expect("scripts/fetch-assets");
+    let site = Site::new(
+        assets,
+        SiteParams {
+            subjects: 5,
+            slow_duration: Duration::from_secs(30),
+            huge_bytes: 16 << 20,
+            ..SiteParams::default()
+        },
+    );
+    let served = serve(site.clone(), "127.0.0.1:0").await.unwrap();
+
+    let broker = InProcessBroker::new();
+    let topology = Topology::pipeline("t", 3);
+    broker.declare(&topology).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let storage: SharedStore = Arc::new(LocalStore::open(dir.path()).await.unwrap());
+    let state: SharedState = Arc::new(InProcessState::new());
+    let limits = FetchLimits {
+        max_bytes: 4 << 20,
+        timeout: Duration::from_secs(3),
+        ..FetchLimits::default()
+    };
+    let fetcher =
+        Fetcher::new(UrlPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]), limits).unwrap();
+    let tower_bytes =
+        std::fs::read(suti_data::Assets::default_dir().join("efficientnet/efficientnet-lite0.pth"))
+            .unwrap();
+    let handler = CrawlHandler {
+        politeness: Arc::new(Politeness::new(
+            state.clone(),
+            fetcher.clone(),
+            TokenBucket {
+                capacity: 50.0,
+                refill_per_second: 500.0,
+            },
+        )),
+        fetcher,
+        tower: Arc::new(
+            suti_models::image_tower::ImageTower::from_pth_bytes(&tower_bytes, &Device::Cpu)
+                .unwrap(),
+        ),
+        settings: MineSettings::default(),
+        max_warc_record: 64 << 20,
+    };
+    let metrics = StageMetrics::register(&Registry::new(), "crawler_clusterer").unwrap();
+    let shutdown = CancellationToken::new();
+    let settings = StageSettings {
+        service: "crawler_clusterer".into(),
+        queue: topology.queue_name("crawl.requests"),
+        prefetch: 1,
+        concurrency: 1,
+        handler_timeout: Duration::from_secs(600),
+        idempotency_ttl: Duration::from_secs(3600),
+        shutdown_grace: Duration::from_secs(10),
+    };
+    let backends = StageBackends {
+        broker: Arc::new(broker.clone()),
+        storage: storage.clone(),
+        state,
+        topology: topology.clone(),
+    };
+    let stage = tokio::spawn(run_stage(
+        handler,
+        settings,
+        backends,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    let request = CrawlRequestV1 {
+        run_id: "run-1".into(),
+        seed_urls: vec![format!("{}/", served.base_url())],
+        warc_keys: vec![],
+        limits: CrawlLimits::default(),
+    };
+    let envelope = Envelope::encode(&request, "crawl-run-1", Some("run-1".into())).unwrap();
+    broker.publish(&topology, &envelope).await.unwrap();
+    let clusters_queue = topology.queue_name("clusters");
+    suti_testkit::wait_until(Duration::from_secs(240), "the crawl to finish", || async {
+        metrics.processed("done") == 1
+    })
+    .await
+    .unwrap();
+    // Redelivered (the same message id): skipped, nothing new published.
+    broker.publish(&topology, &envelope).await.unwrap();
+    suti_testkit::wait_until(Duration::from_secs(30), "the duplicate", || async {
+        metrics.processed("duplicate") == 1
+    })
+    .await
+    .unwrap();
+    assert_eq!(broker.ready_count(&clusters_queue).await.unwrap(), 5);
+
+    let mut consumer = broker.consume(&clusters_queue, 10).await.unwrap();
+    let mut nouns = Vec::new();
+    for _ in 0..5 {
+        let delivery = consumer.next().await.unwrap();
+        let mined: ClusterMinedV1 = delivery.envelope.decode().unwrap();
+        assert_eq!(
+            delivery.envelope.message_id,
+            format!("cluster-{}", mined.cluster_id)
+        );
+        assert_eq!(delivery.envelope.correlation_id.as_deref(), Some("run-1"));
+        let manifest: ClusterManifest = rmp_serde::from_slice(
+            &storage
+                .get(&ObjectKey::new(mined.manifest_key.clone()).unwrap())
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest.subject_noun, mined.subject_noun);
+        assert!((3..=10).contains(&manifest.members.len()));
+        for member in &manifest.members {
+            let img = storage
+                .get(&ObjectKey::new(member.image_key.clone()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(suti_data::RgbaImage::from_png(&img).unwrap().width, 64);
+            assert!(
+                storage
+                    .head(&ObjectKey::new(member.raw_key.clone()).unwrap())
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        nouns.push(mined.subject_noun);
+        delivery.ack().await.unwrap();
+    }
+    nouns.sort();
+    let mut expected: Vec<String> = site
+        .pages()
+        .iter()
+        .map(|p| p.subject.class.noun.clone())
+        .collect();
+    expected.sort();
+    assert_eq!(nouns, expected);
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+}
