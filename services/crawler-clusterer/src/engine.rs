@@ -80,6 +80,8 @@ pub struct MinedCluster {
     pub group_key: String,
     /// Subject noun.
     pub noun: String,
+    /// Title of the (first) page of the group.
+    pub title: String,
     /// Members, closest to the medoid first.
     pub members: Vec<FoundImage>,
 }
@@ -111,9 +113,14 @@ pub fn cluster_pages(
     settings: &MineSettings,
 ) -> candle_core::Result<(Vec<MinedCluster>, BTreeMap<String, u64>)> {
     let mut groups: BTreeMap<String, Vec<FoundImage>> = BTreeMap::new();
+    let mut titles: HashMap<String, String> = HashMap::new();
     for page in pages {
+        let key = settings.grouping.key(&page.url);
+        titles
+            .entry(key.clone())
+            .or_insert_with(|| page.title.clone());
         groups
-            .entry(settings.grouping.key(&page.url))
+            .entry(key)
             .or_default()
             .extend(page.images.iter().cloned());
     }
@@ -176,6 +183,7 @@ pub fn cluster_pages(
         match cluster_group(&key, &candidates, &settings.cluster) {
             Ok(cluster) => clusters.push(MinedCluster {
                 id: cluster.id,
+                title: titles.get(&key).cloned().unwrap_or_default(),
                 group_key: key,
                 noun: cluster.noun,
                 members: cluster.members.iter().map(|&i| images[i].clone()).collect(),

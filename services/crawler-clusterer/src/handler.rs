@@ -61,7 +61,7 @@ impl CrawlHandler {
                 cluster_id: cluster.id.clone(),
                 subject_noun: cluster.noun.clone(),
                 group_key: cluster.group_key.clone(),
-                title: String::new(),
+                title: cluster.title.clone(),
                 members: members.clone(),
             };
             let bytes = rmp_serde::to_vec_named(&manifest)

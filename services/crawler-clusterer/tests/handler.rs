@@ -133,6 +133,14 @@ async fn a_crawl_request_becomes_one_cluster_message_per_planted_subject() {
         )
         .unwrap();
         assert_eq!(manifest.subject_noun, mined.subject_noun);
+        assert!(
+            manifest
+                .title
+                .to_lowercase()
+                .contains(&manifest.subject_noun),
+            "{}",
+            manifest.title
+        );
         assert!((3..=10).contains(&manifest.members.len()));
         for member in &manifest.members {
             let img = storage
