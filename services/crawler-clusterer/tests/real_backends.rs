@@ -1,0 +1,202 @@
+//! Two crawler-clusterer workers over the real RabbitMQ, Redis and an S3 server (s3s-fs) on
+//! loopback, crawling the synthetic web for one run: every planted subject becomes exactly one
+//! cluster, no URL is fetched twice (the frontier is shared through Redis), the disallowed area
+//! and a link to a private address are never fetched, and the artifacts are in S3.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use candle_core::Device;
+use crawler_clusterer::engine::MineSettings;
+use crawler_clusterer::fetch::{FetchLimits, Fetcher};
+use crawler_clusterer::handler::CrawlHandler;
+use crawler_clusterer::politeness::Politeness;
+use crawler_clusterer::url_policy::UrlPolicy;
+use prometheus::Registry;
+use suti_data::synthweb::{Site, SiteParams, serve};
+use suti_messages::{ClusterMinedV1, CrawlLimits, CrawlRequestV1};
+use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, Topology};
+use suti_stage::{StageBackends, StageMetrics, StageSettings, run_stage};
+use suti_state::{RedisState, SharedState, TokenBucket};
+use suti_storage::{ObjectKey, SharedStore};
+use suti_testkit::{S3Server, TopologyGuard, amqp_url, redis_url, unique, wait_until};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_two_crawler_replicas_share_the_frontier_over_real_backends() {
+    suti_testkit::init_tracing();
+    let assets = suti_data::Assets::open_default().expect("scripts/fetch-assets");
+    let site = Site::new(
+        assets,
+        SiteParams {
+            subjects: 6,
+            slow_duration: Duration::from_secs(30),
+            huge_bytes: 16 << 20,
+            ..SiteParams::default()
+        },
+    );
+    let served = serve(site.clone(), "127.0.0.1:0").await.unwrap();
+    let namespace = unique("t");
+    let topology = Topology::pipeline(&namespace, 3);
+    let _cleanup = TopologyGuard::new(&topology);
+    let s3 = S3Server::start().await.unwrap();
+    let storage: SharedStore = Arc::new(s3.store().await.unwrap());
+    let tower_bytes =
+        std::fs::read(suti_data::Assets::default_dir().join("efficientnet/efficientnet-lite0.pth"))
+            .unwrap();
+    let tower = Arc::new(
+        suti_models::image_tower::ImageTower::from_pth_bytes(&tower_bytes, &Device::Cpu).unwrap(),
+    );
+
+    let mut workers = Vec::new();
+    let shutdown = CancellationToken::new();
+    let mut metrics = Vec::new();
+    for replica in 0..2 {
+        let broker = Arc::new(
+            AmqpBroker::connect(AmqpOptions::new(amqp_url()))
+                .await
+                .unwrap(),
+        );
+        broker.declare(&topology).await.unwrap();
+        let state: SharedState = Arc::new(
+            RedisState::connect(&redis_url(), &namespace, Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
+        let limits = FetchLimits {
+            max_bytes: 4 << 20,
+            timeout: Duration::from_secs(3),
+            ..FetchLimits::default()
+        };
+        let fetcher =
+            Fetcher::new(UrlPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]), limits).unwrap();
+        let handler = CrawlHandler {
+            politeness: Arc::new(Politeness::new(
+                state.clone(),
+                fetcher.clone(),
+                TokenBucket {
+                    capacity: 20.0,
+                    refill_per_second: 200.0,
+                },
+            )),
+            fetcher,
+            tower: tower.clone(),
+            settings: MineSettings::default(),
+            max_warc_record: 64 << 20,
+        };
+        let m = StageMetrics::register(&Registry::new(), "crawler_clusterer").unwrap();
+        metrics.push(m.clone());
+        let settings = StageSettings {
+            service: format!("crawler_clusterer_{replica}"),
+            queue: topology.queue_name("crawl.requests"),
+            prefetch: 1,
+            concurrency: 1,
+            handler_timeout: Duration::from_secs(600),
+            idempotency_ttl: Duration::from_secs(3600),
+            shutdown_grace: Duration::from_secs(10),
+        };
+        let backends = StageBackends {
+            broker,
+            storage: storage.clone(),
+            state,
+            topology: topology.clone(),
+        };
+        workers.push(tokio::spawn(run_stage(
+            handler,
+            settings,
+            backends,
+            m,
+            shutdown.clone(),
+        )));
+    }
+
+    // Two requests of one run, one per replica (prefetch 1): both crawl the same site at once.
+    let publisher = AmqpBroker::connect(AmqpOptions::new(amqp_url()))
+        .await
+        .unwrap();
+    for part in 0..2 {
+        let request = CrawlRequestV1 {
+            run_id: namespace.clone(),
+            seed_urls: vec![
+                format!("{}/", served.base_url()),
+                "http://10.20.30.40/private-link.html".into(),
+            ],
+            warc_keys: vec![],
+            limits: CrawlLimits::default(),
+        };
+        let envelope = Envelope::encode(
+            &request,
+            format!("crawl-{namespace}-{part}"),
+            Some(namespace.clone()),
+        )
+        .unwrap();
+        publisher.publish(&topology, &envelope).await.unwrap();
+    }
+    wait_until(Duration::from_secs(300), "both crawls", || async {
+        metrics.iter().map(|m| m.processed("done")).sum::<u64>() == 2
+    })
+    .await
+    .unwrap();
+    assert!(
+        metrics.iter().all(|m| m.processed("done") == 1),
+        "each replica took one request"
+    );
+
+    // No URL fetched twice across the replicas (robots.txt is read once per replica).
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for path in served.requested() {
+        *counts.entry(path).or_default() += 1;
+    }
+    let repeated: Vec<_> = counts
+        .iter()
+        .filter(|(p, n)| **n > 1 && p.as_str() != "/robots.txt")
+        .collect();
+    assert!(repeated.is_empty(), "fetched more than once: {repeated:?}");
+    assert!(counts.keys().all(|p| !p.starts_with("/private/")));
+
+    // Every planted subject is exactly one cluster, its artifacts in S3.
+    let clusters_queue = topology.queue_name("clusters");
+    let mut consumer = publisher.consume(&clusters_queue, 20).await.unwrap();
+    let mut nouns = Vec::new();
+    for _ in 0..site.pages().len() {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let mined: ClusterMinedV1 = delivery.envelope.decode().unwrap();
+        for key in mined.image_keys.iter().chain([&mined.manifest_key]) {
+            assert!(
+                storage
+                    .head(&ObjectKey::new(key.clone()).unwrap())
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "{key}"
+            );
+        }
+        nouns.push(mined.subject_noun);
+        delivery.ack().await.unwrap();
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), consumer.next())
+            .await
+            .is_err(),
+        "no extra clusters"
+    );
+    nouns.sort();
+    let mut expected: Vec<String> = site
+        .pages()
+        .iter()
+        .map(|p| p.subject.class.noun.clone())
+        .collect();
+    expected.sort();
+    assert_eq!(nouns, expected);
+
+    shutdown.cancel();
+    for worker in workers {
+        worker.await.unwrap().unwrap();
+    }
+    drop(consumer);
+    publisher.close().await;
+}
