@@ -242,3 +242,97 @@ pub fn sample_bench(args: SampleBenchArgs) -> anyhow::Result<()> {
 fn rayon_threads() -> String {
     std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into())
 }
+
+/// Options of `suti bench crawl`.
+#[derive(Debug, Args)]
+pub struct CrawlBenchArgs {
+    /// Subject pages on the synthetic web.
+    #[arg(long, default_value_t = 40)]
+    subjects: usize,
+}
+
+/// Crawls the synthetic web on loopback (robots, frontier, rate limit, fetch, decode, hashing)
+/// and clusters the result with the image tower; prints pages/s and images/s for each part.
+pub async fn crawl(args: CrawlBenchArgs) -> anyhow::Result<()> {
+    use crawler_clusterer::engine::{MineSettings, cluster_pages, crawl_web};
+    use crawler_clusterer::fetch::{FetchLimits, Fetcher};
+    use crawler_clusterer::politeness::Politeness;
+    use crawler_clusterer::url_policy::UrlPolicy;
+    use std::sync::Arc;
+    use suti_data::synthweb::{Site, SiteParams, serve};
+
+    let assets = suti_data::Assets::open_default()?;
+    let site = Site::new(
+        assets,
+        SiteParams {
+            subjects: args.subjects,
+            slow_duration: std::time::Duration::from_secs(30),
+            ..SiteParams::default()
+        },
+    );
+    let served = serve(site, "127.0.0.1:0").await?;
+    let limits = FetchLimits {
+        max_bytes: 4 << 20,
+        timeout: std::time::Duration::from_secs(2),
+        ..FetchLimits::default()
+    };
+    let fetcher = Fetcher::new(
+        UrlPolicy::new(vec!["127.0.0.0/8".parse().map_err(anyhow::Error::msg)?]),
+        limits,
+    )?;
+    let politeness = Politeness::new(
+        Arc::new(suti_state::InProcessState::new()),
+        fetcher.clone(),
+        suti_state::TokenBucket {
+            capacity: 1000.0,
+            refill_per_second: 10_000.0,
+        },
+    );
+    let settings = MineSettings::default();
+    let seed = url::Url::parse(&format!("{}/", served.base_url()))?;
+    let started = Instant::now();
+    let (pages, stats) = crawl_web(
+        &[seed],
+        "bench",
+        10_000,
+        6,
+        &fetcher,
+        &politeness,
+        &settings,
+    )
+    .await;
+    let crawl_s = started.elapsed().as_secs_f64();
+    let tower_bytes = std::fs::read(
+        suti_data::Assets::default_dir().join("efficientnet/efficientnet-lite0.pth"),
+    )?;
+    let tower = suti_models::image_tower::ImageTower::from_pth_bytes(&tower_bytes, &Device::Cpu)?;
+    let started = Instant::now();
+    let (clusters, _) = cluster_pages(&pages, &tower, &settings)?;
+    let cluster_s = started.elapsed().as_secs_f64();
+    let distinct: std::collections::HashSet<&str> = pages
+        .iter()
+        .flat_map(|p| p.images.iter().map(|i| i.image.sha256.as_str()))
+        .collect();
+    println!(
+        "suti bench crawl: synthetic web of {} subject pages on loopback, {} threads",
+        args.subjects,
+        rayon_threads()
+    );
+    println!(
+        "  crawl (fetch, robots, frontier, decode, hash): {} pages, {} images in {:.2} s = {:.1} pages/s, {:.1} images/s ({:.1} MiB)",
+        stats.pages,
+        stats.images,
+        crawl_s,
+        stats.pages as f64 / crawl_s,
+        stats.images as f64 / crawl_s,
+        stats.bytes as f64 / (1024.0 * 1024.0)
+    );
+    println!(
+        "  cluster (image tower on {} distinct images): {} clusters in {:.2} s = {:.1} images/s",
+        distinct.len(),
+        clusters.len(),
+        cluster_s,
+        distinct.len() as f64 / cluster_s
+    );
+    Ok(())
+}

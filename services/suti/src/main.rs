@@ -74,6 +74,8 @@ enum BenchCommand {
     Train(bench_models::TrainBenchArgs),
     /// Sample from the denoiser and the apprentice (cached and uncached demonstrations).
     Sample(bench_models::SampleBenchArgs),
+    /// Crawl and cluster the synthetic web on loopback; print pages/s and images/s.
+    Crawl(bench_models::CrawlBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -116,6 +118,10 @@ fn main() -> ExitCode {
             BenchCommand::Sample(args) => {
                 suti_models::tune_allocator();
                 report(bench_models::sample_bench(args))
+            }
+            BenchCommand::Crawl(args) => {
+                suti_models::tune_allocator();
+                run_async(bench_models::crawl(args))
             }
         },
     }
