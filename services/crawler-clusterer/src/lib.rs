@@ -7,7 +7,7 @@
 //! under decode limits ([`ingest`]), perceptual hashing for near-duplicate images ([`phash`]) and
 //! clustering with medoid filtering and caption nouns ([`cluster`]). The crawl engine mines
 //! the web or a WARC archive ([`engine`]) and the stage handler writes and publishes what they
-//! find ([`handler`]). The service wiring, metrics and the real-backend tests follow.
+//! find ([`handler`]). [`service::run`] runs it under the stage harness (`suti crawler-clusterer`).
 
 pub mod cluster;
 pub mod engine;
@@ -17,4 +17,5 @@ pub mod handler;
 pub mod ingest;
 pub mod phash;
 pub mod politeness;
+pub mod service;
 pub mod url_policy;

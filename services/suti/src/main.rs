@@ -21,6 +21,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the crawler-clusterer service: consume crawl requests, publish subject clusters.
+    CrawlerClusterer {
+        /// A YAML file layered over the compiled-in defaults.
+        #[arg(long, short, env = "SUTI_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Print the version and build of this binary.
     Version {
         /// Print as JSON.
@@ -81,6 +87,13 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::CrawlerClusterer { config } => run_async(async move {
+            let config = suti_runtime::SutiConfig::load_file(config.as_deref())?;
+            suti_runtime::init_logging(&config.telemetry);
+            suti_models::tune_allocator();
+            crawler_clusterer::service::run(config, suti_runtime::shutdown_on_signal()).await?;
+            Ok(())
+        }),
         Command::Version { json } => {
             if json {
                 println!(

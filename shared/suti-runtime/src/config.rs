@@ -202,6 +202,40 @@ pub struct TelemetryConfig {
     pub log_filter: String,
 }
 
+/// crawler-clusterer settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrawlerConfig {
+    /// Private address ranges the crawler may reach (CIDR strings).
+    pub allow_private: Vec<String>,
+    /// Largest body fetched, bytes.
+    pub max_bytes: usize,
+    /// Deadline of one fetch, seconds.
+    pub timeout_secs: u64,
+    /// Redirects followed at most.
+    pub max_redirects: usize,
+    /// `User-Agent`, also matched against robots.txt.
+    pub user_agent: String,
+    /// Sustained requests per second per host, across replicas.
+    pub host_rate_per_second: f64,
+    /// Burst of requests per host.
+    pub host_burst: f64,
+    /// `page`, `directory` or `host`.
+    pub grouping: String,
+    /// Fewest members of a cluster.
+    pub min_members: usize,
+    /// Most members of a cluster.
+    pub max_members: usize,
+    /// Smallest similarity to the medoid a member may have.
+    pub min_similarity: f32,
+    /// Side of the normalised images.
+    pub model_size: u32,
+    /// Smallest image side kept.
+    pub min_image_side: u32,
+    /// Path of the image tower's weights; empty for the fetched assets.
+    pub image_tower: String,
+}
+
 /// One queue-consuming stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -246,6 +280,8 @@ pub struct SutiConfig {
     pub admin: AdminConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
+    /// crawler-clusterer.
+    pub crawler: CrawlerConfig,
     /// Queue-consuming stages.
     pub stages: StagesConfig,
 }
@@ -379,7 +415,10 @@ impl SutiConfig {
         let mut env = Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true);
+            .try_parsing(true)
+            // SUTI__CRAWLER__ALLOW_PRIVATE=127.0.0.0/8,::1
+            .list_separator(",")
+            .with_list_parse_key("crawler.allow_private");
         if let Some(vars) = &sources.env {
             env = env.source(Some(vars.iter().cloned().collect()));
         }
@@ -469,6 +508,17 @@ impl SutiConfig {
                     ));
                 }
             }
+        }
+        if !["page", "directory", "host"].contains(&self.crawler.grouping.as_str()) {
+            problems.push("crawler.grouping must be page, directory or host".into());
+        }
+        if self.crawler.min_members == 0 || self.crawler.min_members > self.crawler.max_members {
+            problems.push("crawler.min_members must be between 1 and crawler.max_members".into());
+        }
+        if self.crawler.host_rate_per_second <= 0.0 || self.crawler.host_burst < 1.0 {
+            problems.push(
+                "crawler.host_rate_per_second must be positive and host_burst at least 1".into(),
+            );
         }
         if problems.is_empty() {
             Ok(())

@@ -11,7 +11,9 @@ mod telemetry;
 
 pub use admin::{AdminServer, serve_admin};
 pub use backends::{Backends, RuntimeError};
-pub use config::{ConfigError, ConfigSources, Secret, ServiceName, StageConfig, SutiConfig};
+pub use config::{
+    ConfigError, ConfigSources, CrawlerConfig, Secret, ServiceName, StageConfig, SutiConfig,
+};
 pub use health::{Health, ReadinessReport};
 pub use telemetry::{build_info_registry, init_logging, shutdown_on_signal};
 

@@ -62,6 +62,15 @@ fn file_then_environment_override_the_defaults() {
 }
 
 #[test]
+fn lists_come_from_comma_separated_environment_variables() {
+    let config =
+        SutiConfig::load(&env(&[("SUTI__CRAWLER__ALLOW_PRIVATE", "127.0.0.0/8,::1")])).unwrap();
+    assert_eq!(config.crawler.allow_private, vec!["127.0.0.0/8", "::1"]);
+    let err = SutiConfig::load(&env(&[("SUTI__CRAWLER__GROUPING", "planet")])).unwrap_err();
+    assert!(err.to_string().contains("crawler.grouping"), "{err}");
+}
+
+#[test]
 fn unknown_keys_are_rejected_from_files_and_the_environment() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     writeln!(file, "queue:\n  urll: amqp://typo").unwrap();

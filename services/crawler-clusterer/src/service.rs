@@ -1,0 +1,103 @@
+//! Running crawler-clusterer as a service: configuration → admin port → backends → the stage.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use candle_core::Device;
+use suti_runtime::{ServiceName, SutiConfig};
+use suti_stage::{HostError, ServiceHost};
+use suti_state::TokenBucket;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{ClusterParams, Grouping};
+use crate::engine::MineSettings;
+use crate::fetch::{FetchLimits, Fetcher};
+use crate::handler::CrawlHandler;
+use crate::politeness::Politeness;
+use crate::url_policy::{Cidr, UrlPolicy};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The host (admin port, backends) failed.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The crawler configuration is unusable.
+    #[error("crawler configuration: {0}")]
+    Config(String),
+}
+
+/// Mining settings and fetch limits from the configuration.
+pub fn settings_from(
+    config: &SutiConfig,
+) -> Result<(UrlPolicy, FetchLimits, MineSettings, TokenBucket), ServiceError> {
+    let c = &config.crawler;
+    let allow = c
+        .allow_private
+        .iter()
+        .map(|s| s.parse::<Cidr>().map_err(ServiceError::Config))
+        .collect::<Result<Vec<_>, _>>()?;
+    let grouping = match c.grouping.as_str() {
+        "page" => Grouping::Page,
+        "directory" => Grouping::Directory,
+        "host" => Grouping::Host,
+        other => return Err(ServiceError::Config(format!("unknown grouping {other:?}"))),
+    };
+    let limits = FetchLimits {
+        max_bytes: c.max_bytes,
+        timeout: Duration::from_secs(c.timeout_secs),
+        max_redirects: c.max_redirects,
+        user_agent: c.user_agent.clone(),
+        ..FetchLimits::default()
+    };
+    let settings = MineSettings {
+        grouping,
+        cluster: ClusterParams {
+            min_members: c.min_members,
+            max_members: c.max_members,
+            min_similarity: c.min_similarity,
+            ..ClusterParams::default()
+        },
+        model_size: c.model_size,
+        min_image_side: c.min_image_side,
+        ..MineSettings::default()
+    };
+    let rate = TokenBucket {
+        capacity: c.host_burst,
+        refill_per_second: c.host_rate_per_second,
+    };
+    Ok((UrlPolicy::new(allow), limits, settings, rate))
+}
+
+/// Runs the crawler-clusterer until `shutdown` is cancelled.
+pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
+    let (policy, limits, settings, rate) = settings_from(&config)?;
+    let tower_path = if config.crawler.image_tower.is_empty() {
+        suti_data::Assets::default_dir().join("efficientnet/efficientnet-lite0.pth")
+    } else {
+        config.crawler.image_tower.clone().into()
+    };
+    let tower_bytes = std::fs::read(&tower_path).map_err(|e| {
+        ServiceError::Config(format!(
+            "image tower {}: {e} (run scripts/fetch-assets)",
+            tower_path.display()
+        ))
+    })?;
+    let tower = suti_models::image_tower::ImageTower::from_pth_bytes(&tower_bytes, &Device::Cpu)
+        .map_err(|e| ServiceError::Config(format!("image tower {}: {e}", tower_path.display())))?;
+    let fetcher = Fetcher::new(policy, limits).map_err(|e| ServiceError::Config(e.to_string()))?;
+    let host = ServiceHost::start(ServiceName::CrawlerClusterer, config, shutdown).await?;
+    let handler = CrawlHandler {
+        politeness: Arc::new(Politeness::new(
+            host.backends.state.clone(),
+            fetcher.clone(),
+            rate,
+        )),
+        fetcher,
+        tower: Arc::new(tower),
+        settings,
+        max_warc_record: 256 << 20,
+    };
+    host.run_stage(handler).await?;
+    Ok(())
+}
