@@ -100,6 +100,16 @@ pub struct CrawlStats {
 }
 
 impl CrawlStats {
+    /// Adds another crawl's counts.
+    pub fn merge(&mut self, other: &CrawlStats) {
+        self.pages += other.pages;
+        self.images += other.images;
+        self.bytes += other.bytes;
+        for (reason, n) in &other.skips {
+            *self.skips.entry(reason.clone()).or_default() += n;
+        }
+    }
+
     fn skip(&mut self, reason: &str) {
         *self.skips.entry(reason.to_string()).or_default() += 1;
     }

@@ -27,6 +27,8 @@ pub struct CrawlHandler {
     pub settings: MineSettings,
     /// Largest WARC record read, bytes.
     pub max_warc_record: usize,
+    /// Where the crawl counts go, if anywhere.
+    pub metrics: Option<crate::metrics::CrawlerMetrics>,
 }
 
 fn key(s: String) -> Result<ObjectKey, HandlerError> {
@@ -102,7 +104,7 @@ impl Handler for CrawlHandler {
                     .map_err(|e| HandlerError::permanent("bad_seed", format!("seed {s:?}: {e}")))
             })
             .collect::<Result<_, _>>()?;
-        let (mut pages, _stats) = crawl_web(
+        let (mut pages, mut stats) = crawl_web(
             &seeds,
             &request.run_id,
             limits.max_pages as usize,
@@ -116,7 +118,9 @@ impl Handler for CrawlHandler {
             let bytes = ctx.storage.get(&key(warc_key.clone())?).await?;
             let records = suti_data::warc::read_warc(&bytes, self.max_warc_record)
                 .map_err(|e| HandlerError::permanent("bad_warc", format!("{warc_key}: {e}")))?;
-            pages.extend(mine_warc(&records, &settings).await.0);
+            let (warc_pages, warc_stats) = mine_warc(&records, &settings).await;
+            pages.extend(warc_pages);
+            stats.merge(&warc_stats);
         }
         let tower = self.tower.clone();
         let (mut clusters, _rejected) =
@@ -125,6 +129,11 @@ impl Handler for CrawlHandler {
                 .map_err(|e| HandlerError::retryable("clustering_panicked", e))?
                 .map_err(|e| HandlerError::retryable("clustering", e))?;
         clusters.truncate(limits.max_clusters as usize);
+        if let Some(metrics) = &self.metrics {
+            metrics.record(&stats, clusters.len());
+        }
+        tracing::info!(run = %request.run_id, pages = stats.pages, images = stats.images,
+                       clusters = clusters.len(), skips = ?stats.skips, "crawl mined");
         self.outcome(&request.run_id, clusters)
     }
 }

@@ -15,6 +15,7 @@ pub mod extract;
 pub mod fetch;
 pub mod handler;
 pub mod ingest;
+pub mod metrics;
 pub mod phash;
 pub mod politeness;
 pub mod service;

@@ -97,6 +97,10 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         tower: Arc::new(tower),
         settings,
         max_warc_record: 256 << 20,
+        metrics: Some(
+            crate::metrics::CrawlerMetrics::register(&host.registry)
+                .map_err(|e| ServiceError::Config(format!("metrics: {e}")))?,
+        ),
     };
     host.run_stage(handler).await?;
     Ok(())

@@ -47,6 +47,7 @@ async fn a_crawl_request_becomes_one_cluster_message_per_planted_subject() {
     };
     let fetcher =
         Fetcher::new(UrlPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]), limits).unwrap();
+    let registry = Registry::new();
     let tower_bytes =
         std::fs::read(suti_data::Assets::default_dir().join("efficientnet/efficientnet-lite0.pth"))
             .unwrap();
@@ -66,8 +67,9 @@ async fn a_crawl_request_becomes_one_cluster_message_per_planted_subject() {
         ),
         settings: MineSettings::default(),
         max_warc_record: 64 << 20,
+        metrics: Some(crawler_clusterer::metrics::CrawlerMetrics::register(&registry).unwrap()),
     };
-    let metrics = StageMetrics::register(&Registry::new(), "crawler_clusterer").unwrap();
+    let metrics = StageMetrics::register(&registry, "crawler_clusterer").unwrap();
     let shutdown = CancellationToken::new();
     let settings = StageSettings {
         service: "crawler_clusterer".into(),
@@ -158,6 +160,22 @@ async fn a_crawl_request_becomes_one_cluster_message_per_planted_subject() {
         }
         nouns.push(mined.subject_noun);
         delivery.ack().await.unwrap();
+    }
+    // The crawl's counts, as the admin port exports them.
+    let mut text = Vec::new();
+    prometheus::Encoder::encode(
+        &prometheus::TextEncoder::new(),
+        &registry.gather(),
+        &mut text,
+    )
+    .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    for line in [
+        "suti_crawler_clusterer_clusters_total 5",
+        "suti_crawler_clusterer_skips_total{reason=\"robots_disallowed\"} 1",
+        "suti_crawler_clusterer_skips_total{reason=\"redirect_loop\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     nouns.sort();
     let mut expected: Vec<String> = site

@@ -84,6 +84,7 @@ async fn amqp_two_crawler_replicas_share_the_frontier_over_real_backends() {
             tower: tower.clone(),
             settings: MineSettings::default(),
             max_warc_record: 64 << 20,
+            metrics: None,
         };
         let m = StageMetrics::register(&Registry::new(), "crawler_clusterer").unwrap();
         metrics.push(m.clone());
