@@ -41,7 +41,6 @@ async fn amqp_the_service_runs_from_configuration_and_mines_clusters() {
     let topology = Topology::pipeline(&namespace, config.queue.delivery_limit);
     let _cleanup = TopologyGuard::new(&topology);
     let shutdown = CancellationToken::new();
-    let service = tokio::spawn(crawler_clusterer::service::run(config, shutdown.clone()));
 
     let broker = AmqpBroker::connect(AmqpOptions::new(amqp_url()))
         .await
