@@ -42,21 +42,12 @@ async fn amqp_the_service_runs_from_configuration_and_mines_clusters() {
     let _cleanup = TopologyGuard::new(&topology);
     let shutdown = CancellationToken::new();
 
+    // Declaring is idempotent: the test declares too, so it can publish before the service is up.
     let broker = AmqpBroker::connect(AmqpOptions::new(amqp_url()))
         .await
         .unwrap();
-    wait_until(
-        Duration::from_secs(60),
-        "the service to declare its queues",
-        || async {
-            broker
-                .ready_count(&topology.queue_name("crawl.requests"))
-                .await
-                .is_ok()
-        },
-    )
-    .await
-    .unwrap();
+    broker.declare(&topology).await.unwrap();
+    let service = tokio::spawn(crawler_clusterer::service::run(config, shutdown.clone()));
     let request = CrawlRequestV1 {
         run_id: "r".into(),
         seed_urls: vec![format!("{}/", served.base_url())],
