@@ -286,11 +286,22 @@ pub async fn crawl_web(
                 continue;
             }
         }
+        // The address policy first: a private address is refused as such, before even its
+        // robots.txt is asked for.
+        if let Err(refusal) = fetcher.policy().check(&url).await {
+            stats.skip(refusal.reason());
+            continue;
+        }
         if !politeness.allowed(&url).await {
             stats.skip("robots_disallowed");
             continue;
         }
-        let _ = politeness.wait_turn(&url).await;
+        if let Err(e) = politeness.wait_turn(&url).await {
+            // Without the shared rate limit the crawl would not be polite: skip, do not fetch.
+            tracing::warn!(error = %e, "rate limiter unavailable");
+            stats.skip("state_unavailable");
+            continue;
+        }
         let html = match fetcher.fetch(&url, &["text/html"]).await {
             Ok(fetched) => {
                 stats.bytes += fetched.body.len() as u64;
@@ -317,10 +328,14 @@ pub async fn crawl_web(
                 Ok(false) => return Err(FetchSkip::Status(0)),
                 Err(e) => return Err(FetchSkip::Connect(e.to_string())),
             }
+            fetcher.policy().check(&image_url).await?;
             if !politeness.allowed(&image_url).await {
                 return Err(FetchSkip::Status(0));
             }
-            let _ = politeness.wait_turn(&image_url).await;
+            politeness
+                .wait_turn(&image_url)
+                .await
+                .map_err(|e| FetchSkip::Connect(format!("rate limiter unavailable: {e}")))?;
             let body = fetcher.fetch(&image_url, &["image/"]).await?.body;
             fetched_images
                 .lock()

@@ -156,6 +156,11 @@ impl Fetcher {
         })
     }
 
+    /// The address policy.
+    pub fn policy(&self) -> &UrlPolicy {
+        &self.policy
+    }
+
     /// The limits.
     pub fn limits(&self) -> &FetchLimits {
         &self.limits

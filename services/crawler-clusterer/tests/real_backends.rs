@@ -49,6 +49,9 @@ async fn amqp_two_crawler_replicas_share_the_frontier_over_real_backends() {
         suti_models::image_tower::ImageTower::from_pth_bytes(&tower_bytes, &Device::Cpu).unwrap(),
     );
 
+    let crawl_registry = Registry::new();
+    let crawler_metrics =
+        crawler_clusterer::metrics::CrawlerMetrics::register(&crawl_registry).unwrap();
     let mut workers = Vec::new();
     let shutdown = CancellationToken::new();
     let mut metrics = Vec::new();
@@ -76,15 +79,15 @@ async fn amqp_two_crawler_replicas_share_the_frontier_over_real_backends() {
                 state.clone(),
                 fetcher.clone(),
                 TokenBucket {
-                    capacity: 20.0,
-                    refill_per_second: 200.0,
+                    capacity: 5.0,
+                    refill_per_second: 25.0,
                 },
             )),
             fetcher,
             tower: tower.clone(),
             settings: MineSettings::default(),
             max_warc_record: 64 << 20,
-            metrics: None,
+            metrics: Some(crawler_metrics.clone()),
         };
         let m = StageMetrics::register(&Registry::new(), "crawler_clusterer").unwrap();
         metrics.push(m.clone());
@@ -155,6 +158,23 @@ async fn amqp_two_crawler_replicas_share_the_frontier_over_real_backends() {
         .collect();
     assert!(repeated.is_empty(), "fetched more than once: {repeated:?}");
     assert!(counts.keys().all(|p| !p.starts_with("/private/")));
+    // The host's rate holds across both replicas: at most burst + rate·window in any window
+    // (separate buckets would let through about twice as many).
+    let peak = served.peak_requests(Duration::from_secs(1));
+    assert!(peak <= 5 + 25 + 3, "{peak} requests within one second");
+    // The private link among the seeds was refused, not fetched.
+    let mut text = Vec::new();
+    prometheus::Encoder::encode(
+        &prometheus::TextEncoder::new(),
+        &crawl_registry.gather(),
+        &mut text,
+    )
+    .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("suti_crawler_clusterer_skips_total{reason=\"private_address\"} 1"),
+        "{text}"
+    );
 
     // Every planted subject is exactly one cluster, its artifacts in S3.
     let clusters_queue = topology.queue_name("clusters");
@@ -166,6 +186,30 @@ async fn amqp_two_crawler_replicas_share_the_frontier_over_real_backends() {
             .unwrap()
             .unwrap();
         let mined: ClusterMinedV1 = delivery.envelope.decode().unwrap();
+        // Members are the page's subject (the synthetic web's ground truth is in the image URL).
+        let manifest: suti_messages::ClusterManifest = rmp_serde::from_slice(
+            &storage
+                .get(&ObjectKey::new(mined.manifest_key.clone()).unwrap())
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let page = site
+            .pages()
+            .iter()
+            .find(|p| manifest.group_key.ends_with(&p.path()))
+            .unwrap();
+        let prefix = format!("/img/{}/", page.subject.id());
+        let right = manifest
+            .members
+            .iter()
+            .filter(|m| m.source_url.contains(&prefix))
+            .count();
+        assert!(
+            right * 100 >= manifest.members.len() * 95,
+            "{right}/{}",
+            manifest.members.len()
+        );
         for key in mined.image_keys.iter().chain([&mined.manifest_key]) {
             assert!(
                 storage

@@ -170,3 +170,40 @@ async fn an_unreachable_redis_is_a_retryable_error() {
         .unwrap_err();
     assert!(!err.is_retryable(), "{err}");
 }
+
+/// Sustained demand is held to the refill rate: 40 tokens at 5 burst + 50/s take ≥ 0.7 s.
+async fn sustained_rate(store: Arc<dyn StateStore>) {
+    let spec = TokenBucket {
+        capacity: 5.0,
+        refill_per_second: 50.0,
+    };
+    let started = std::time::Instant::now();
+    let mut granted = 0;
+    while granted < 40 {
+        match store
+            .take_tokens("host:sustained", spec, 1.0)
+            .await
+            .unwrap()
+        {
+            RateDecision::Allowed => granted += 1,
+            RateDecision::Limited { retry_after } => tokio::time::sleep(retry_after).await,
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(690),
+        "40 tokens in {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn redis_rate_holds_under_sustained_demand() {
+    let store = redis(&unique("suti-test")).await;
+    sustained_rate(store.clone()).await;
+    store.clear_namespace().await.unwrap();
+}
+
+#[tokio::test]
+async fn in_process_rate_holds_under_sustained_demand() {
+    sustained_rate(Arc::new(InProcessState::new())).await;
+}

@@ -20,6 +20,8 @@ pub struct ServedSite {
     pub addr: SocketAddr,
     /// Every path requested so far, in order (what a test checks a crawler against).
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// When each of those requests arrived.
+    pub arrivals: Arc<Mutex<Vec<std::time::Instant>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -27,6 +29,24 @@ impl ServedSite {
     /// `http://ADDR`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The most requests that arrived within any window of `window` (to check a rate limit).
+    pub fn peak_requests(&self, window: Duration) -> usize {
+        let times = self
+            .arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut peak = 0;
+        let mut start = 0;
+        for end in 0..times.len() {
+            while times[end].duration_since(times[start]) > window {
+                start += 1;
+            }
+            peak = peak.max(end - start + 1);
+        }
+        peak
     }
 
     /// The paths requested so far.
@@ -48,6 +68,7 @@ impl Drop for ServedSite {
 struct AppState {
     site: Site,
     requests: Arc<Mutex<Vec<String>>>,
+    arrivals: Arc<Mutex<Vec<std::time::Instant>>>,
 }
 
 const CHUNK: usize = 64 << 10;
@@ -59,6 +80,11 @@ async fn respond(State(state): State<AppState>, uri: Uri, headers: HeaderMap) ->
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(path.clone());
+    state
+        .arrivals
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(std::time::Instant::now());
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -122,9 +148,11 @@ pub async fn serve(site: Site, addr: &str) -> Result<ServedSite, SiteError> {
         source,
     })?;
     let requests = Arc::new(Mutex::new(Vec::new()));
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
     let app = Router::new().fallback(respond).with_state(AppState {
         site,
         requests: requests.clone(),
+        arrivals: arrivals.clone(),
     });
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -134,6 +162,7 @@ pub async fn serve(site: Site, addr: &str) -> Result<ServedSite, SiteError> {
     Ok(ServedSite {
         addr,
         requests,
+        arrivals,
         task,
     })
 }
