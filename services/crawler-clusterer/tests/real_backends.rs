@@ -175,6 +175,17 @@ async fn amqp_two_crawler_replicas_share_the_frontier_over_real_backends() {
         text.contains("suti_crawler_clusterer_skips_total{reason=\"private_address\"} 1"),
         "{text}"
     );
+    // The hostile resources were skipped, each with its reason.
+    for reason in [
+        "too_large",
+        "image_too_large",
+        "redirect_loop",
+        "timeout",
+        "robots_disallowed",
+    ] {
+        let line = format!("suti_crawler_clusterer_skips_total{{reason=\"{reason}\"}}");
+        assert!(text.contains(&line), "no {reason} skip in\n{text}");
+    }
 
     // Every planted subject is exactly one cluster, its artifacts in S3.
     let clusters_queue = topology.queue_name("clusters");
