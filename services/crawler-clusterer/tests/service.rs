@@ -76,8 +76,9 @@ async fn amqp_the_service_runs_from_configuration_and_mines_clusters() {
     );
     d.ack().await.unwrap();
     drop(consumer);
+    // Shutdown lets in-flight work finish within the stage's 30 s grace period.
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(30), service)
+    tokio::time::timeout(Duration::from_secs(90), service)
         .await
         .unwrap()
         .unwrap()
