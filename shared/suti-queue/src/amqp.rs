@@ -583,7 +583,16 @@ impl Broker for AmqpBroker {
     async fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
         if let Some(live) = self.inner.live.lock().await.take() {
-            let _ = live.connection.close(200, "closing".into()).await;
+            // A broker that stopped answering must not keep a process from exiting: the socket is
+            // dropped with the connection either way.
+            let deadline = self.inner.options.connect_timeout;
+            let closing = live.connection.close(200, "closing".into());
+            if tokio::time::timeout(deadline, closing).await.is_err() {
+                warn!(
+                    ?deadline,
+                    "the broker did not confirm closing the connection; dropping it"
+                );
+            }
         }
     }
 }
@@ -717,9 +726,14 @@ impl Consumer for AmqpConsumer {
 
     async fn cancel(&mut self) {
         if let Some((channel, consumer, _)) = self.current.as_ref() {
-            let _ = channel
-                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-                .await;
+            let deadline = self.broker.inner.options.connect_timeout;
+            let cancelling = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default());
+            if tokio::time::timeout(deadline, cancelling).await.is_err() {
+                warn!(
+                    ?deadline,
+                    "the broker did not confirm cancelling the consumer"
+                );
+            }
         }
     }
 }

@@ -10,6 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Handler, StageMetrics, StageSettings, run_stage};
 
+/// How long the admin server may take to drain its connections at shutdown.
+const ADMIN_DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -107,8 +110,21 @@ impl ServiceHost {
         )
         .await;
         self.shutdown.cancel();
-        let _ = self.admin.task.await;
+        // The admin server drains its connections gracefully; a scraper that keeps one open must
+        // not keep the process from exiting, so the drain has a deadline.
+        let mut admin = self.admin.task;
+        if tokio::time::timeout(ADMIN_DRAIN_DEADLINE, &mut admin)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                deadline = ?ADMIN_DRAIN_DEADLINE,
+                "the admin server did not drain its connections; closing them"
+            );
+            admin.abort();
+        }
         self.backends.broker.close().await;
+        tracing::info!(service = %self.service, "service stopped");
         Ok(result?)
     }
 }
