@@ -136,6 +136,10 @@ pub struct CandidatesGeneratedV1 {
     pub base_version: String,
     /// The generated candidates.
     pub candidates: Vec<Candidate>,
+    /// The expert's identifier token in the prompts (`sks`); the filter removes it to get the
+    /// prompt the apprentice learns from. Added compatibly: older messages decode with it empty.
+    #[serde(default)]
+    pub identifier_token: String,
 }
 
 impl Message for CandidatesGeneratedV1 {
@@ -237,4 +241,51 @@ pub struct ClusterManifest {
     pub title: String,
     /// The members, closest to the cluster's medoid first.
     pub members: Vec<ClusterMember>,
+}
+
+/// A demonstration in a dataset shard: one of the cluster's images and its caption.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardDemonstration {
+    /// Key of the normalised image (`images/{sha256}.png`).
+    pub image_key: String,
+    /// Its caption as crawled.
+    pub caption: String,
+}
+
+/// One accepted training target: the subject in a context the demonstrations never showed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptedExample {
+    /// Key of the generated image (`candidates/{cluster_id}/…png`).
+    pub image_key: String,
+    /// The prompt with the class noun alone (`a teapot on the beach`): what the apprentice sees.
+    pub prompt: String,
+    /// Prompt template family.
+    pub template: String,
+    /// Sampler seed the expert used.
+    pub seed: u64,
+    /// cos(target, prompt) in the scorer's space (CLIP-T).
+    pub clip_t: f32,
+    /// ΔCLIP-T: CLIP-T of the target minus the mean CLIP-T of the demonstrations.
+    pub delta_clip_t: f32,
+    /// Mean cosine similarity of the target to the demonstrations (image-tower features).
+    pub subject_similarity: f32,
+}
+
+/// The accepted (demonstrations, prompt, target) triplets of one cluster: the artifact at
+/// `datasets/apprentice/{cluster_id}.msgpack` (written with `rmp_serde::to_vec_named`). Every
+/// example shares the cluster's demonstrations; the apprentice trainer draws 1–5 of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExampleShard {
+    /// Pipeline run.
+    pub run_id: String,
+    /// Cluster the examples came from.
+    pub cluster_id: String,
+    /// Class noun of the subject.
+    pub subject_noun: String,
+    /// Version of the scorer that judged the candidates.
+    pub scorer_version: String,
+    /// The cluster's images and captions.
+    pub demonstrations: Vec<ShardDemonstration>,
+    /// The accepted targets.
+    pub examples: Vec<AcceptedExample>,
 }

@@ -98,9 +98,14 @@ fn candidates_generated() -> impl Strategy<Value = CandidatesGeneratedV1> {
     (
         (text(), text(), text(), text(), text()),
         prop::collection::vec(candidate, 0..8),
+        text(),
     )
         .prop_map(
-            |((run_id, cluster_id, manifest_key, adapter_key, base_version), candidates)| {
+            |(
+                (run_id, cluster_id, manifest_key, adapter_key, base_version),
+                candidates,
+                identifier_token,
+            )| {
                 CandidatesGeneratedV1 {
                     run_id,
                     cluster_id,
@@ -108,6 +113,7 @@ fn candidates_generated() -> impl Strategy<Value = CandidatesGeneratedV1> {
                     adapter_key,
                     base_version,
                     candidates,
+                    identifier_token,
                 }
             },
         )

@@ -1,5 +1,6 @@
-//! Denoiser configuration and presets (DESIGN §7): `test` for unit tests, `tiny` for the CPU (CI,
-//! the demo), `small`, and `base` (64×64, the Imagen base resolution) for a GPU.
+//! Denoiser configuration and presets (DESIGN §7): `test` for unit tests, `mini` for pipeline
+//! integration tests, `tiny` for the CPU (CI, the demo), `small`, and `base` (64×64, the Imagen
+//! base resolution) for a GPU.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,16 @@ impl DitConfig {
         }
     }
 
+    /// Integration tests of the pipeline: the `tiny` resolution (32×32, patch 4) at the `test`
+    /// width and depth (128, 4), so whole stages run in seconds.
+    pub fn mini() -> Self {
+        Self {
+            image_size: 32,
+            patch: 4,
+            ..Self::test()
+        }
+    }
+
     /// CPU, CI and the demo: 32×32, patch 4, width 256, depth 6.
     pub fn tiny() -> Self {
         Self {
@@ -82,6 +93,7 @@ impl DitConfig {
     pub fn preset(name: &str) -> Option<Self> {
         match name {
             "test" => Some(Self::test()),
+            "mini" => Some(Self::mini()),
             "tiny" => Some(Self::tiny()),
             "small" => Some(Self::small()),
             "base" => Some(Self::base()),

@@ -185,14 +185,48 @@ pub struct Conditioning<'a> {
     pub null_text: &'a TextCond,
 }
 
-/// Samples `b` images (the batch size of the conditioning) from noise; returns them in [-1, 1].
+/// Samples `b` images (the batch size of the conditioning) from noise drawn from `config.seed`;
+/// returns them in [-1, 1].
 pub fn sample(model: &Dit, cond: &Conditioning<'_>, config: &SamplerConfig) -> Result<Tensor> {
     let cfg = model.config();
     let b = cond.text.pooled.dim(0)?;
     let device = cond.text.pooled.device().clone();
     let mut rng = SplitMix64::derive(config.seed, "sample");
     let shape = [b, cfg.channels, cfg.image_size, cfg.image_size];
-    let mut x = noise(&shape, &mut rng, &device)?;
+    sample_from(model, cond, config, noise(&shape, &mut rng, &device)?)
+}
+
+/// Samples one image per seed, batched: image `i` starts from the noise of `seeds[i]`, so it is
+/// the image [`sample`] gives alone with `config.seed = seeds[i]` (and the same conditioning row),
+/// whatever else shares the batch. `config.seed` is ignored.
+pub fn sample_seeded(
+    model: &Dit,
+    cond: &Conditioning<'_>,
+    config: &SamplerConfig,
+    seeds: &[u64],
+) -> Result<Tensor> {
+    let cfg = model.config();
+    let b = cond.text.pooled.dim(0)?;
+    if seeds.len() != b {
+        candle_core::bail!("{} seeds for a batch of {b}", seeds.len());
+    }
+    let device = cond.text.pooled.device().clone();
+    let shape = [1, cfg.channels, cfg.image_size, cfg.image_size];
+    let starts = seeds
+        .iter()
+        .map(|&seed| noise(&shape, &mut SplitMix64::derive(seed, "sample"), &device))
+        .collect::<Result<Vec<_>>>()?;
+    sample_from(model, cond, config, Tensor::cat(&starts, 0)?)
+}
+
+/// Denoises `x` (pure noise at t = 1) down to images.
+fn sample_from(
+    model: &Dit,
+    cond: &Conditioning<'_>,
+    config: &SamplerConfig,
+    mut x: Tensor,
+) -> Result<Tensor> {
+    let device = x.device().clone();
     let steps = config.steps.max(1);
     let times: Vec<f32> = (0..=steps)
         .map(|i| T_MAX * (1.0 - i as f32 / steps as f32))
@@ -336,5 +370,55 @@ mod tests {
             vec![0.5, -1.0, 0.25, 0.125],
             "scaled by the largest magnitude, not clipped flat"
         );
+    }
+
+    #[test]
+    fn seeded_batches_give_each_image_its_own_seeds_noise() {
+        let dev = Device::Cpu;
+        let cfg = crate::DitConfig {
+            max_demos: 0,
+            depth: 1,
+            ..crate::DitConfig::test()
+        };
+        let varmap = candle_nn::VarMap::new();
+        let model = Dit::new(
+            &cfg,
+            &crate::Builders::base(crate::Params::train(&varmap, 1, &dev)),
+        )
+        .unwrap();
+        let text = TextCond::null(2, cfg.text_dim, &dev).unwrap();
+        let null = TextCond::null(2, cfg.text_dim, &dev).unwrap();
+        let config = SamplerConfig {
+            steps: 3,
+            guidance: 1.0,
+            ..SamplerConfig::default()
+        };
+        let cond = Conditioning {
+            text: &text,
+            demos: None,
+            null_text: &null,
+        };
+        let batched = sample_seeded(&model, &cond, &config, &[11, 12]).unwrap();
+        let one_text = TextCond::null(1, cfg.text_dim, &dev).unwrap();
+        let one = Conditioning {
+            text: &one_text,
+            demos: None,
+            null_text: &one_text,
+        };
+        for (i, seed) in [11u64, 12].into_iter().enumerate() {
+            let alone = sample(
+                &model,
+                &one,
+                &SamplerConfig {
+                    seed,
+                    ..config.clone()
+                },
+            )
+            .unwrap();
+            let row = batched.narrow(0, i, 1).unwrap();
+            let diff = (row - alone).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "image {i}");
+        }
+        assert!(sample_seeded(&model, &cond, &config, &[1]).is_err());
     }
 }

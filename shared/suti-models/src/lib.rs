@@ -1,6 +1,7 @@
 //! suti's models in candle (DESIGN §7): the DiT denoiser and apprentice, diffusion (cosine
 //! schedule, v-prediction, DDIM and multistep sampling, guidance with dynamic thresholding), LoRA,
-//! and the training library. Model code does no I/O: weights arrive as bytes or tensors.
+//! the CLIP-style scorer and the training library. Model code does no I/O: weights arrive as bytes
+//! or tensors.
 
 pub mod config;
 pub mod diffusion;
@@ -11,6 +12,7 @@ pub mod lora;
 pub mod ops;
 pub mod params;
 pub mod pth;
+pub mod scorer;
 pub mod text;
 pub mod train;
 
@@ -18,6 +20,7 @@ pub use config::DitConfig;
 pub use dit::{DemoCache, Demos, Dit, TextCond};
 pub use layers::{Builders, LoraConfig};
 pub use params::{Init, Params};
+pub use scorer::{Scorer, ScorerConfig};
 
 /// Tunes glibc's allocator for tensor workloads: without it every fresh tensor buffer above the
 /// default mmap threshold is mapped and page-faulted anew, which on this 2-core machine cost as

@@ -27,9 +27,11 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 mod host;
 mod metrics;
+pub mod models;
 
 pub use host::{HostError, ServiceHost};
 pub use metrics::StageMetrics;
+pub use models::{VersionedModels, publish_model_version};
 
 /// Why a handler failed, and whether another attempt may succeed.
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +342,7 @@ pub async fn run_stage<H: Handler>(
     }
     // Stop receiving, but keep the channel open until in-flight work has acked; then dropping the
     // consumer returns whatever was prefetched and never started.
+    info!(service = %stage.settings.service, in_flight = in_flight.len(), "stage stopping");
     consumer.cancel().await;
     let grace = stage.settings.shutdown_grace;
     if tokio::time::timeout(grace, async {

@@ -1,0 +1,186 @@
+//! The artifacts the factory reads and writes (DESIGN §5), between storage and the recipes:
+//! cluster manifests and their images, model versions, the crawled image–caption pairs. Every
+//! image read from storage is decoded with limits; a missing or malformed artifact is a permanent
+//! error (the message that named it cannot succeed), a storage outage a retryable one.
+
+use std::sync::Arc;
+
+use candle_core::Device;
+use suti_data::{DecodeLimits, RgbaImage};
+use suti_messages::ClusterManifest;
+use suti_models::{LoraConfig, ScorerConfig};
+use suti_stage::HandlerError;
+use suti_stage::models::{ModelLoader, model_key};
+use suti_storage::{ObjectKey, SharedStore};
+
+use crate::bundle::{BaseModel, CONFIG_FILE, ScorerModel, WEIGHTS_FILE};
+
+/// Model name of the base text-to-image model (`models/base/…`).
+pub const BASE_MODEL: &str = "base";
+/// Model name of the scorer (`models/scorer/…`).
+pub const SCORER_MODEL: &str = "scorer";
+
+/// Limits for images read back from storage: they were normalised by the crawler or generated
+/// here, so anything large is a sign of a corrupted or planted object.
+pub fn stored_image_limits() -> DecodeLimits {
+    DecodeLimits {
+        max_side: 1024,
+        max_pixels: 1024 * 1024,
+        max_bytes: 8 << 20,
+    }
+}
+
+/// A key from a message field; an invalid one can never succeed.
+pub fn key(raw: &str) -> Result<ObjectKey, HandlerError> {
+    ObjectKey::new(raw).map_err(|e| HandlerError::permanent("invalid_key", e))
+}
+
+/// Reads and decodes a PNG from storage.
+pub async fn read_image(store: &SharedStore, raw_key: &str) -> Result<RgbaImage, HandlerError> {
+    let bytes = store.get(&key(raw_key)?).await?;
+    RgbaImage::from_png_with_limits(&bytes, stored_image_limits())
+        .map_err(|e| HandlerError::permanent("bad_image", format!("{raw_key}: {e}")))
+}
+
+/// A cluster: its manifest and its members' images, in manifest order.
+pub struct Cluster {
+    /// The manifest.
+    pub manifest: ClusterManifest,
+    /// The members' normalised images.
+    pub images: Vec<RgbaImage>,
+}
+
+/// Reads a cluster manifest; one without members is malformed.
+pub async fn read_manifest(
+    store: &SharedStore,
+    manifest_key: &str,
+) -> Result<ClusterManifest, HandlerError> {
+    let body = store.get(&key(manifest_key)?).await?;
+    let manifest: ClusterManifest = rmp_serde::from_slice(&body)
+        .map_err(|e| HandlerError::permanent("bad_manifest", format!("{manifest_key}: {e}")))?;
+    if manifest.members.is_empty() {
+        return Err(HandlerError::permanent(
+            "bad_manifest",
+            format!("{manifest_key} has no members"),
+        ));
+    }
+    Ok(manifest)
+}
+
+/// Reads a cluster manifest and every member's image.
+pub async fn read_cluster(
+    store: &SharedStore,
+    manifest_key: &str,
+) -> Result<Cluster, HandlerError> {
+    let manifest = read_manifest(store, manifest_key).await?;
+    let mut images = Vec::with_capacity(manifest.members.len());
+    for member in &manifest.members {
+        images.push(read_image(store, &member.image_key).await?);
+    }
+    Ok(Cluster { manifest, images })
+}
+
+/// Runs compute off the async threads; a panic in it becomes a permanent error.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> Result<T, HandlerError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(HandlerError::permanent("model", e)),
+        Err(e) => Err(HandlerError::permanent("model_panicked", e)),
+    }
+}
+
+async fn read_version_files(
+    store: &SharedStore,
+    name: &str,
+    version: &str,
+) -> Result<(bytes::Bytes, bytes::Bytes), HandlerError> {
+    let config = store
+        .get(
+            &model_key(name, version, CONFIG_FILE)
+                .map_err(|e| HandlerError::permanent("invalid_key", e))?,
+        )
+        .await?;
+    let weights = store
+        .get(
+            &model_key(name, version, WEIGHTS_FILE)
+                .map_err(|e| HandlerError::permanent("invalid_key", e))?,
+        )
+        .await?;
+    Ok((config, weights))
+}
+
+/// Loads base-model versions from storage onto `device`.
+pub fn base_loader(device: Device) -> ModelLoader<BaseModel> {
+    Arc::new(move |store: SharedStore, version: String| {
+        let device = device.clone();
+        Box::pin(async move {
+            let (config, weights) = read_version_files(&store, BASE_MODEL, &version).await?;
+            blocking(move || BaseModel::from_bytes(&config, &weights, &device)).await
+        })
+    })
+}
+
+/// Loads scorer versions from storage onto `device`.
+pub fn scorer_loader(device: Device) -> ModelLoader<ScorerModel> {
+    Arc::new(move |store: SharedStore, version: String| {
+        let device = device.clone();
+        Box::pin(async move {
+            let (config, weights) = read_version_files(&store, SCORER_MODEL, &version).await?;
+            blocking(move || ScorerModel::from_bytes(&config, &weights, &device)).await
+        })
+    })
+}
+
+/// The LoRA shape of a stored adapter: its update is saved pre-scaled (see
+/// [`crate::expert::TrainedExpert`]), so only the rank matters.
+pub fn stored_adapter_lora(rank: usize) -> LoraConfig {
+    LoraConfig {
+        rank,
+        alpha: rank as f32,
+    }
+}
+
+/// Key of an expert's adapter.
+pub fn adapter_key(cluster_id: &str, base_version: &str) -> Result<ObjectKey, HandlerError> {
+    key(&format!("experts/{cluster_id}/{base_version}.safetensors"))
+}
+
+/// Key of a cluster's dataset shard.
+pub fn shard_key(cluster_id: &str) -> Result<ObjectKey, HandlerError> {
+    key(&format!("datasets/apprentice/{cluster_id}.msgpack"))
+}
+
+/// Every crawled (image, caption) pair: the members of every cluster manifest in storage. Images
+/// that fail to decode are skipped and counted.
+pub async fn crawled_pairs(
+    store: &SharedStore,
+) -> Result<(Vec<(RgbaImage, String)>, usize), HandlerError> {
+    let mut pairs = Vec::new();
+    let mut skipped = 0;
+    let mut seen = std::collections::HashSet::new();
+    for object in store.list("clusters/").await? {
+        let body = store.get(&object.key).await?;
+        let Ok(manifest) = rmp_serde::from_slice::<ClusterManifest>(&body) else {
+            skipped += 1;
+            continue;
+        };
+        for member in manifest.members {
+            if !seen.insert(member.image_key.clone()) {
+                continue;
+            }
+            match read_image(store, &member.image_key).await {
+                Ok(image) => pairs.push((image, member.caption)),
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(_) => skipped += 1,
+            }
+        }
+    }
+    Ok((pairs, skipped))
+}
+
+/// The default scorer shape (for `suti train scorer`).
+pub fn default_scorer_config() -> ScorerConfig {
+    ScorerConfig::default()
+}

@@ -1,0 +1,225 @@
+//! One training loop for every denoiser the factory trains — the base model from scratch, an
+//! expert's LoRA adapter over the frozen base: random batches of (image, caption) pairs, optional
+//! flip augmentation, text dropout (the unconditional branch guidance needs), the v-loss, gradient
+//! clipping, AdamW with warm-up and cosine decay, and checkpoints that resume bit for bit.
+
+use std::collections::{BTreeMap, HashMap};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use suti_models::diffusion::{ConditionDropout, drop_conditions, v_loss};
+use suti_models::text::TextEncoder;
+use suti_models::train::{
+    AdamW, AdamWConfig, CheckpointMeta, LrSchedule, clip_grad_norm, load_checkpoint,
+    save_checkpoint,
+};
+use suti_models::{Dit, DitConfig};
+use suti_rng::SplitMix64;
+
+use crate::pixels::{batch_tensor, flip_chw};
+use crate::{FactoryError, Result};
+
+/// A training pair: an image at the model's side (`(3, s, s)` in [-1, 1]) and its caption.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// The image, channel-first.
+    pub image: Vec<f32>,
+    /// Its caption.
+    pub caption: String,
+}
+
+/// How a denoiser is trained.
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    /// Optimiser steps in the whole run (the learning-rate schedule spans them).
+    pub steps: u64,
+    /// Pairs per step.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Warm-up steps.
+    pub warmup: u64,
+    /// Probability of training a pair without its caption.
+    pub text_dropout: f32,
+    /// Mirror each drawn image with probability one half.
+    pub flip: bool,
+    /// Global gradient-norm limit.
+    pub clip_norm: f64,
+    /// Seed of batch order, augmentation and noise.
+    pub seed: u64,
+}
+
+/// A denoiser, its trainable variables and optimiser, and the loop state.
+pub struct DenoiserTrainer {
+    model: Dit,
+    varmap: VarMap,
+    optimizer: AdamW,
+    schedule: LrSchedule,
+    settings: LoopSettings,
+    rng: SplitMix64,
+    device: Device,
+}
+
+impl DenoiserTrainer {
+    /// Wraps `model`, whose trainable weights are the variables of `varmap`.
+    pub fn new(
+        model: Dit,
+        varmap: VarMap,
+        settings: LoopSettings,
+        device: &Device,
+    ) -> Result<Self> {
+        if settings.batch == 0 || settings.steps == 0 {
+            return Err(FactoryError::Invalid(
+                "training needs at least one step of at least one pair".into(),
+            ));
+        }
+        let optimizer = AdamW::new(&varmap, AdamWConfig::default())?;
+        let schedule = LrSchedule {
+            base: settings.learning_rate,
+            warmup: settings.warmup.min(settings.steps / 2),
+            total: settings.steps,
+            min_ratio: 0.1,
+        };
+        Ok(Self {
+            model,
+            varmap,
+            optimizer,
+            schedule,
+            rng: SplitMix64::derive(settings.seed, "denoiser-training"),
+            settings,
+            device: device.clone(),
+        })
+    }
+
+    /// The network being trained.
+    pub fn model(&self) -> &Dit {
+        &self.model
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &DitConfig {
+        self.model.config()
+    }
+
+    /// The trainable variables.
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Optimiser steps taken (including those before a resume).
+    pub fn steps_done(&self) -> u64 {
+        self.optimizer.steps()
+    }
+
+    /// Whether the run has taken all its steps.
+    pub fn finished(&self) -> bool {
+        self.steps_done() >= self.settings.steps
+    }
+
+    /// One optimiser step on a random batch of `pairs`; returns the batch's loss.
+    pub fn step(&mut self, pairs: &[Pair], text: &TextEncoder) -> Result<f32> {
+        if pairs.is_empty() {
+            return Err(FactoryError::Invalid("no training pairs".into()));
+        }
+        let size = self.config().image_size;
+        let picks: Vec<usize> = (0..self.settings.batch)
+            .map(|_| self.rng.below(pairs.len()))
+            .collect();
+        let flipped: Vec<Vec<f32>> = picks
+            .iter()
+            .map(|&i| {
+                if self.settings.flip && self.rng.chance(0.5) {
+                    flip_chw(&pairs[i].image, size)
+                } else {
+                    pairs[i].image.clone()
+                }
+            })
+            .collect();
+        let views: Vec<&[f32]> = flipped.iter().map(Vec::as_slice).collect();
+        let x0 = batch_tensor(&views, size, &self.device)?;
+        let captions: Vec<&str> = picks.iter().map(|&i| pairs[i].caption.as_str()).collect();
+        let cond = text.encode(&captions)?;
+        let dropout = ConditionDropout {
+            text: self.settings.text_dropout,
+            demos: 0.0,
+            both: 0.0,
+        };
+        let (cond, _) = drop_conditions(&cond, None, dropout, &mut self.rng)?;
+        let loss = v_loss(&self.model, &x0, &cond, None, &mut self.rng)?;
+        let value = loss.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            return Err(FactoryError::Invalid(format!(
+                "the loss diverged ({value}) at step {}",
+                self.steps_done()
+            )));
+        }
+        let mut grads = loss.backward()?;
+        clip_grad_norm(&mut grads, self.optimizer.vars(), self.settings.clip_norm)?;
+        let lr = self.schedule.at(self.steps_done());
+        self.optimizer.step(&grads, lr)?;
+        Ok(value)
+    }
+
+    /// The mean v-loss over `pairs` at fixed times and noise (from `seed`): comparable across
+    /// steps, unlike a training batch's loss.
+    pub fn evaluation_loss(&self, pairs: &[Pair], text: &TextEncoder, seed: u64) -> Result<f32> {
+        let size = self.config().image_size;
+        let mut rng = SplitMix64::derive(seed, "evaluation");
+        let mut total = 0.0;
+        for chunk in pairs.chunks(16) {
+            let views: Vec<&[f32]> = chunk.iter().map(|p| p.image.as_slice()).collect();
+            let x0 = batch_tensor(&views, size, &self.device)?;
+            let captions: Vec<&str> = chunk.iter().map(|p| p.caption.as_str()).collect();
+            let cond = text.encode(&captions)?;
+            let loss = v_loss(&self.model, &x0, &cond, None, &mut rng)?.to_scalar::<f32>()?;
+            total += loss * chunk.len() as f32;
+        }
+        Ok(total / pairs.len().max(1) as f32)
+    }
+
+    /// The trainable weights by name (a copy, for publishing).
+    pub fn weights(&self) -> Result<HashMap<String, Tensor>> {
+        let vars = self.varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+        Ok(vars
+            .iter()
+            .map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?)))
+            .collect::<candle_core::Result<_>>()?)
+    }
+
+    /// A checkpoint: weights, optimiser moments and generator state (safetensors), metadata
+    /// (JSON) with `notes`.
+    pub fn checkpoint(&self, notes: BTreeMap<String, String>) -> Result<(Vec<u8>, Vec<u8>)> {
+        let meta = CheckpointMeta {
+            step: self.steps_done(),
+            rng_state: self.rng.state(),
+            notes,
+        };
+        Ok(save_checkpoint(&self.optimizer, None, &meta)?)
+    }
+
+    /// Restores a checkpoint written by [`Self::checkpoint`]; returns its step.
+    pub fn resume(&mut self, tensors: &[u8], meta_json: &[u8]) -> Result<u64> {
+        let meta = load_checkpoint(&mut self.optimizer, None, tensors, meta_json, &self.device)?;
+        self.rng = SplitMix64::new(meta.rng_state);
+        Ok(meta.step)
+    }
+}
+
+/// Mean loss over the first and last tenth of a run, the lowest, and the count — the loss curve
+/// summary an expert reports.
+pub fn loss_summary(losses: &[f32]) -> suti_messages::LossSummary {
+    let tenth = (losses.len() / 10).max(1).min(losses.len().max(1));
+    let mean = |xs: &[f32]| {
+        if xs.is_empty() {
+            f32::NAN
+        } else {
+            xs.iter().sum::<f32>() / xs.len() as f32
+        }
+    };
+    suti_messages::LossSummary {
+        first: mean(&losses[..tenth.min(losses.len())]),
+        last: mean(&losses[losses.len().saturating_sub(tenth)..]),
+        min: losses.iter().copied().fold(f32::INFINITY, f32::min),
+        steps: losses.len() as u32,
+    }
+}

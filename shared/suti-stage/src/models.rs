@@ -1,0 +1,151 @@
+//! Versioned models a stage works with (DESIGN §5): `models/{name}/{version}/…` with a `LATEST`
+//! pointer. A stage keeps the versions it uses in memory, follows `LATEST` when it moves, and
+//! is not ready while no version has been published.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use suti_runtime::Health;
+use suti_storage::{ObjectKey, SharedStore, StorageError, read_pointer};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::HandlerError;
+
+/// Loads version `version` of a model from storage.
+pub type ModelLoader<T> =
+    Arc<dyn Fn(SharedStore, String) -> BoxFuture<'static, Result<T, HandlerError>> + Send + Sync>;
+
+/// Versions kept in memory at once: the current one and the one before, for work still in flight
+/// against it.
+const KEPT_VERSIONS: usize = 2;
+
+/// The key of `file` in version `version` of model `name`.
+pub fn model_key(name: &str, version: &str, file: &str) -> Result<ObjectKey, StorageError> {
+    ObjectKey::new(format!("models/{name}/{version}/{file}"))
+}
+
+/// The key of model `name`'s `LATEST` pointer.
+pub fn latest_key(name: &str) -> Result<ObjectKey, StorageError> {
+    ObjectKey::new(format!("models/{name}/LATEST"))
+}
+
+/// Publishes a model version: every file first, then the `LATEST` pointer, so a reader that
+/// follows the pointer always finds a whole version.
+pub async fn publish_model_version(
+    store: &SharedStore,
+    name: &str,
+    version: &str,
+    files: Vec<(&str, Vec<u8>)>,
+) -> Result<(), StorageError> {
+    for (file, bytes) in files {
+        store
+            .put(&model_key(name, version, file)?, Bytes::from(bytes))
+            .await?;
+    }
+    store
+        .put(&latest_key(name)?, Bytes::from(format!("{version}\n")))
+        .await
+}
+
+/// The in-memory versions of one model.
+pub struct VersionedModels<T> {
+    name: &'static str,
+    store: SharedStore,
+    loader: ModelLoader<T>,
+    kept: Mutex<Vec<(String, Arc<T>)>>,
+    health: Option<Health>,
+}
+
+impl<T: Send + Sync + 'static> VersionedModels<T> {
+    /// Versions of model `name` (`base`, `scorer`), loaded by `loader`.
+    pub fn new(name: &'static str, store: SharedStore, loader: ModelLoader<T>) -> Self {
+        Self {
+            name,
+            store,
+            loader,
+            kept: Mutex::new(Vec::new()),
+            health: None,
+        }
+    }
+
+    /// Reports readiness under the check `model_{name}`: not ready until a version is loaded.
+    pub fn with_health(mut self, health: Health) -> Self {
+        health.set_flag(
+            &self.check_name(),
+            Some(format!("no {} model loaded yet", self.name)),
+        );
+        self.health = Some(health);
+        self
+    }
+
+    fn check_name(&self) -> String {
+        format!("model_{}", self.name)
+    }
+
+    /// The version `LATEST` names and the model, loading it if it is new. A retryable error when
+    /// none has been published: work waits for the model rather than failing.
+    pub async fn latest(&self) -> Result<(String, Arc<T>), HandlerError> {
+        let version = read_pointer(self.store.as_ref(), &latest_key(self.name)?)
+            .await?
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                HandlerError::retryable(
+                    "model_missing",
+                    format!("no {} model has been published yet", self.name),
+                )
+            })?;
+        let model = self.version(&version).await?;
+        Ok((version, model))
+    }
+
+    /// Version `version`, from memory or storage.
+    pub async fn version(&self, version: &str) -> Result<Arc<T>, HandlerError> {
+        // Refuse names that would escape the model's folder before they reach a key.
+        model_key(self.name, version, "x").map_err(|e| {
+            HandlerError::permanent(
+                "model_version",
+                format!("{} version {version:?}: {e}", self.name),
+            )
+        })?;
+        let mut kept = self.kept.lock().await;
+        if let Some(position) = kept.iter().position(|(v, _)| v == version) {
+            let entry = kept.remove(position);
+            let model = entry.1.clone();
+            kept.push(entry);
+            return Ok(model);
+        }
+        let model = Arc::new((self.loader)(self.store.clone(), version.to_string()).await?);
+        info!(model = self.name, version, "model loaded");
+        kept.push((version.to_string(), model.clone()));
+        if kept.len() > KEPT_VERSIONS {
+            kept.remove(0);
+        }
+        if let Some(health) = &self.health {
+            health.set_flag(&self.check_name(), None);
+        }
+        Ok(model)
+    }
+
+    /// Follows `LATEST` every `every` until `shutdown`: loads a new version as soon as it is
+    /// published, so the first message after a release does not wait for the load.
+    pub fn watch(self: &Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        let models = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = models.latest().await
+                    && e.kind() != "model_missing"
+                {
+                    warn!(model = models.name, error = %e, "cannot load the latest model");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        });
+    }
+}
