@@ -72,19 +72,9 @@ pub fn settings_from(
 /// Runs the crawler-clusterer until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let (policy, limits, settings, rate) = settings_from(&config)?;
-    let tower_path = if config.crawler.image_tower.is_empty() {
-        suti_data::Assets::default_dir().join("efficientnet/efficientnet-lite0.pth")
-    } else {
-        config.crawler.image_tower.clone().into()
-    };
-    let tower_bytes = std::fs::read(&tower_path).map_err(|e| {
-        ServiceError::Config(format!(
-            "image tower {}: {e} (run scripts/fetch-assets)",
-            tower_path.display()
-        ))
-    })?;
-    let tower = suti_models::image_tower::ImageTower::from_pth_bytes(&tower_bytes, &Device::Cpu)
-        .map_err(|e| ServiceError::Config(format!("image tower {}: {e}", tower_path.display())))?;
+    let tower_path = suti_factory::towers::image_tower_path(&config.models.image_tower);
+    let tower = suti_factory::towers::load_image_tower(&tower_path, &Device::Cpu)
+        .map_err(|e| ServiceError::Config(e.to_string()))?;
     let fetcher = Fetcher::new(policy, limits).map_err(|e| ServiceError::Config(e.to_string()))?;
     let host = ServiceHost::start(ServiceName::CrawlerClusterer, config, shutdown).await?;
     let handler = CrawlHandler {

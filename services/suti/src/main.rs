@@ -10,6 +10,7 @@ mod bench;
 mod bench_models;
 mod config_cmd;
 mod synthweb_cmd;
+mod train_cmd;
 
 /// Subject-driven text-to-image generation by apprenticeship learning.
 #[derive(Debug, Parser)]
@@ -26,6 +27,29 @@ enum Command {
         /// A YAML file layered over the compiled-in defaults.
         #[arg(long, short, env = "SUTI_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// Run the expert-finetuner service: consume clusters, publish LoRA experts.
+    ExpertFinetuner {
+        /// A YAML file layered over the compiled-in defaults.
+        #[arg(long, short, env = "SUTI_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run the generator service: consume experts, publish candidate images.
+    Generator {
+        /// A YAML file layered over the compiled-in defaults.
+        #[arg(long, short, env = "SUTI_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run the clip-filter service: consume candidates, publish accepted training triplets.
+    ClipFilter {
+        /// A YAML file layered over the compiled-in defaults.
+        #[arg(long, short, env = "SUTI_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Train the base model or the scorer from the crawled pairs and publish it.
+    Train {
+        #[command(subcommand)]
+        command: train_cmd::TrainCommand,
     },
     /// Print the version and build of this binary.
     Version {
@@ -87,13 +111,28 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CrawlerClusterer { config } => run_async(async move {
-            let config = suti_runtime::SutiConfig::load_file(config.as_deref())?;
-            suti_runtime::init_logging(&config.telemetry);
-            suti_models::tune_allocator();
-            crawler_clusterer::service::run(config, suti_runtime::shutdown_on_signal()).await?;
+        Command::CrawlerClusterer { config } => {
+            run_service(config, |config, shutdown| async move {
+                crawler_clusterer::service::run(config, shutdown).await?;
+                Ok(())
+            })
+        }
+        Command::ExpertFinetuner { config } => run_service(config, |config, shutdown| async move {
+            expert_finetuner::run(config, shutdown).await?;
             Ok(())
         }),
+        Command::Generator { config } => run_service(config, |config, shutdown| async move {
+            generator::run(config, shutdown).await?;
+            Ok(())
+        }),
+        Command::ClipFilter { config } => run_service(config, |config, shutdown| async move {
+            clip_filter::run(config, shutdown).await?;
+            Ok(())
+        }),
+        Command::Train { command } => {
+            suti_models::tune_allocator();
+            run_async(train_cmd::run(command))
+        }
         Command::Version { json } => {
             if json {
                 println!(
@@ -138,6 +177,21 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Runs a service: its configuration, logging, the allocator tuning, and SIGTERM/SIGINT as the
+/// shutdown signal.
+fn run_service<F, Fut>(config: Option<PathBuf>, service: F) -> ExitCode
+where
+    F: FnOnce(suti_runtime::SutiConfig, tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    run_async(async move {
+        let config = suti_runtime::SutiConfig::load_file(config.as_deref())?;
+        suti_runtime::init_logging(&config.telemetry);
+        suti_models::tune_allocator();
+        service(config, suti_runtime::shutdown_on_signal()).await
+    })
 }
 
 /// Turns a command's result into an exit code, printing the error.

@@ -85,23 +85,7 @@ impl Backends {
             }
             QueueBackend::InProcess => Arc::new(InProcessBroker::new()),
         };
-        let storage: SharedStore = match config.storage.backend {
-            StorageBackend::S3 => {
-                let mut options = S3Options::from_env(config.storage.bucket.clone())?;
-                if !config.storage.endpoint.is_empty() {
-                    options.endpoint = Some(config.storage.endpoint.clone());
-                }
-                options.region = config.storage.region.clone();
-                options.path_style = config.storage.path_style;
-                options.operation_timeout =
-                    Duration::from_secs(config.storage.operation_timeout_secs);
-                options.max_attempts = config.storage.max_attempts;
-                Arc::new(S3Store::connect(&options, config.storage.create_bucket).await?)
-            }
-            StorageBackend::Local => {
-                Arc::new(LocalStore::open(config.storage.local_root.clone()).await?)
-            }
-        };
+        let storage = connect_storage(config).await?;
         let state: SharedState = match config.state.backend {
             StateBackend::Redis => Arc::new(
                 RedisState::connect(
@@ -145,4 +129,24 @@ impl Backends {
             Box::pin(async move { state.ping().await.map_err(|e| e.to_string()) })
         });
     }
+}
+
+/// Connects the configured storage alone (for one-off jobs such as `suti train`).
+pub async fn connect_storage(config: &SutiConfig) -> Result<SharedStore, RuntimeError> {
+    Ok(match config.storage.backend {
+        StorageBackend::S3 => {
+            let mut options = S3Options::from_env(config.storage.bucket.clone())?;
+            if !config.storage.endpoint.is_empty() {
+                options.endpoint = Some(config.storage.endpoint.clone());
+            }
+            options.region = config.storage.region.clone();
+            options.path_style = config.storage.path_style;
+            options.operation_timeout = Duration::from_secs(config.storage.operation_timeout_secs);
+            options.max_attempts = config.storage.max_attempts;
+            Arc::new(S3Store::connect(&options, config.storage.create_bucket).await?)
+        }
+        StorageBackend::Local => {
+            Arc::new(LocalStore::open(config.storage.local_root.clone()).await?)
+        }
+    })
 }

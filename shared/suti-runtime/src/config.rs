@@ -232,8 +232,71 @@ pub struct CrawlerConfig {
     pub model_size: u32,
     /// Smallest image side kept.
     pub min_image_side: u32,
-    /// Path of the image tower's weights; empty for the fetched assets.
+}
+
+/// The frozen pretrained towers and how stages follow published models.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Folder of MiniLM (`model.safetensors`, `tokenizer.json`, `config.json`); empty for the
+    /// copy `scripts/fetch-assets` fetched.
+    pub text_encoder: String,
+    /// Path of the image tower's weights (`.pth`); empty for the fetched copy.
     pub image_tower: String,
+    /// How often a stage checks whether a model's `LATEST` pointer moved, seconds.
+    pub poll_secs: u64,
+}
+
+/// expert-finetuner: the LoRA fine-tune of one expert per cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpertStageConfig {
+    /// Optimiser steps per expert (the paper: 500).
+    pub steps: u64,
+    /// LoRA rank.
+    pub rank: usize,
+    /// LoRA scale numerator (the update is scaled by alpha / rank).
+    pub alpha: f32,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Images per step.
+    pub batch: usize,
+    /// Rare token placed before the subject noun.
+    pub identifier_token: String,
+    /// Seed mixed with each cluster's id.
+    pub seed: u64,
+}
+
+/// generator: how each expert renders its subject in new contexts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorConfig {
+    /// Prompts per cluster.
+    pub prompts_per_cluster: usize,
+    /// Images per prompt.
+    pub images_per_prompt: usize,
+    /// Template families: recontextualisation, accessorisation, property.
+    pub families: Vec<String>,
+    /// Denoising steps.
+    pub steps: usize,
+    /// Classifier-free guidance weight.
+    pub guidance: f32,
+    /// ddim or dpm_solver2m.
+    pub sampler: String,
+    /// Images denoised together at most.
+    pub max_batch: usize,
+    /// Seed mixed with each cluster's id.
+    pub seed: u64,
+}
+
+/// clip-filter: the ΔCLIP thresholds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipFilterConfig {
+    /// Least ΔCLIP-T accepted (the paper: 0.02).
+    pub delta_clip_min: f32,
+    /// Least mean image-tower similarity to the demonstrations accepted.
+    pub subject_similarity_min: f32,
 }
 
 /// One queue-consuming stage.
@@ -282,6 +345,14 @@ pub struct SutiConfig {
     pub telemetry: TelemetryConfig,
     /// crawler-clusterer.
     pub crawler: CrawlerConfig,
+    /// Pretrained towers and published models.
+    pub models: ModelsConfig,
+    /// expert-finetuner.
+    pub expert: ExpertStageConfig,
+    /// generator.
+    pub generator: GeneratorConfig,
+    /// clip-filter.
+    pub clip_filter: ClipFilterConfig,
     /// Queue-consuming stages.
     pub stages: StagesConfig,
 }
@@ -418,7 +489,8 @@ impl SutiConfig {
             .try_parsing(true)
             // SUTI__CRAWLER__ALLOW_PRIVATE=127.0.0.0/8,::1
             .list_separator(",")
-            .with_list_parse_key("crawler.allow_private");
+            .with_list_parse_key("crawler.allow_private")
+            .with_list_parse_key("generator.families");
         if let Some(vars) = &sources.env {
             env = env.source(Some(vars.iter().cloned().collect()));
         }
@@ -518,6 +590,36 @@ impl SutiConfig {
         if self.crawler.host_rate_per_second <= 0.0 || self.crawler.host_burst < 1.0 {
             problems.push(
                 "crawler.host_rate_per_second must be positive and host_burst at least 1".into(),
+            );
+        }
+        if self.models.poll_secs == 0 {
+            problems.push("models.poll_secs must be at least 1".into());
+        }
+        if self.expert.steps == 0 || self.expert.rank == 0 || self.expert.batch == 0 {
+            problems.push("expert.steps, expert.rank and expert.batch must be at least 1".into());
+        }
+        if self.expert.identifier_token.split_whitespace().count() != 1 {
+            problems.push("expert.identifier_token must be one word".into());
+        }
+        let g = &self.generator;
+        if g.prompts_per_cluster == 0
+            || g.images_per_prompt == 0
+            || g.steps == 0
+            || g.max_batch == 0
+        {
+            problems.push(
+                "generator.prompts_per_cluster, images_per_prompt, steps and max_batch must be at least 1"
+                    .into(),
+            );
+        }
+        if !["ddim", "dpm_solver2m"].contains(&g.sampler.as_str()) {
+            problems.push("generator.sampler must be ddim or dpm_solver2m".into());
+        }
+        let families = ["recontextualisation", "accessorisation", "property"];
+        if g.families.is_empty() || g.families.iter().any(|f| !families.contains(&f.as_str())) {
+            problems.push(
+                "generator.families must list recontextualisation, accessorisation or property"
+                    .into(),
             );
         }
         if problems.is_empty() {

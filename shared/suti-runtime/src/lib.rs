@@ -10,7 +10,7 @@ mod health;
 mod telemetry;
 
 pub use admin::{AdminServer, serve_admin};
-pub use backends::{Backends, RuntimeError};
+pub use backends::{Backends, RuntimeError, connect_storage};
 pub use config::{
     ConfigError, ConfigSources, CrawlerConfig, Secret, ServiceName, StageConfig, SutiConfig,
 };

@@ -1,0 +1,319 @@
+//! `suti train base` and `suti train scorer`: the one-off jobs that turn the crawled image–caption
+//! pairs into the base text-to-image model and the scorer, publishing each as
+//! `models/{base,scorer}/{version}/` with its `LATEST` pointer.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use candle_core::Device;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use suti_factory::artifacts::{BASE_MODEL, SCORER_MODEL, crawled_pairs};
+use suti_factory::base::{BaseTrainConfig, base_model, base_trainer};
+use suti_factory::bundle::{CONFIG_FILE, WEIGHTS_FILE, version_of};
+use suti_factory::pixels::to_chw;
+use suti_factory::scorer::{ScorerTrainConfig, tower_features, train_scorer};
+use suti_factory::towers;
+use suti_factory::training::Pair;
+use suti_models::{DitConfig, ScorerConfig};
+use suti_storage::{ObjectKey, SharedStore, read_pointer};
+
+/// The training jobs.
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Train the base text-to-image model on every crawled image–caption pair; checkpoints as it
+    /// goes and resumes from the last checkpoint unless --fresh.
+    Base(BaseArgs),
+    /// Train the scorer's projection heads (frozen image tower and MiniLM) on the crawled pairs;
+    /// prints held-out retrieval accuracy.
+    Scorer(ScorerArgs),
+}
+
+/// `suti train base`.
+#[derive(Debug, Args)]
+pub struct BaseArgs {
+    /// A YAML file layered over the compiled-in defaults (storage, towers).
+    #[arg(long, short, env = "SUTI_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Model preset: test, mini, tiny, small or base.
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 3000)]
+    pub steps: u64,
+    /// Pairs per step.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 5e-4)]
+    pub learning_rate: f64,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 250)]
+    pub checkpoint_every: u64,
+    /// Start from scratch even when a checkpoint exists.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Seed of initialisation, batches and noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `suti train scorer`.
+#[derive(Debug, Args)]
+pub struct ScorerArgs {
+    /// A YAML file layered over the compiled-in defaults (storage, towers).
+    #[arg(long, short, env = "SUTI_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 600)]
+    pub steps: u64,
+    /// Pairs per contrastive batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Seed of initialisation, the held-out split and batches.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Runs a training job.
+pub async fn run(command: TrainCommand) -> anyhow::Result<()> {
+    match command {
+        TrainCommand::Base(args) => {
+            let config = suti_runtime::SutiConfig::load_file(args.config.as_deref())?;
+            let store = suti_runtime::connect_storage(&config).await?;
+            let (version, _) = train_base(&store, &config, &args, true).await?;
+            println!("published models/base/{version}");
+        }
+        TrainCommand::Scorer(args) => {
+            let config = suti_runtime::SutiConfig::load_file(args.config.as_deref())?;
+            let store = suti_runtime::connect_storage(&config).await?;
+            let version = train_scorer_job(&store, &config, &args, true).await?;
+            println!("published models/scorer/{version}");
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(len: u64, what: &str, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what:>14} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}"
+        ))
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+async fn load_pairs(store: &SharedStore) -> anyhow::Result<Vec<(suti_data::RgbaImage, String)>> {
+    let (pairs, skipped) = crawled_pairs(store)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the crawled clusters: {e}"))?;
+    if skipped > 0 {
+        eprintln!("skipped {skipped} unreadable images or manifests");
+    }
+    if pairs.len() < 8 {
+        bail!(
+            "only {} crawled image–caption pairs in storage (clusters/…): crawl first",
+            pairs.len()
+        );
+    }
+    Ok(pairs)
+}
+
+fn checkpoint_key(step: u64, file: &str) -> anyhow::Result<ObjectKey> {
+    Ok(ObjectKey::new(format!(
+        "models/base/checkpoints/{step}/{file}"
+    ))?)
+}
+
+/// Trains and publishes the base model; returns its version and final evaluation loss.
+pub async fn train_base(
+    store: &SharedStore,
+    config: &suti_runtime::SutiConfig,
+    args: &BaseArgs,
+    show_progress: bool,
+) -> anyhow::Result<(String, f32)> {
+    let model_config = DitConfig::preset(&args.preset)
+        .with_context(|| format!("unknown preset {:?}", args.preset))?;
+    let device = Device::Cpu;
+    let text = towers::load_text_encoder(
+        &towers::text_encoder_dir(&config.models.text_encoder),
+        &device,
+    )?;
+    let raw = load_pairs(store).await?;
+    let size = model_config.image_size;
+    let pairs: Vec<Pair> = raw
+        .iter()
+        .map(|(image, caption)| Pair {
+            image: to_chw(image, size),
+            caption: caption.clone(),
+        })
+        .collect();
+    let train = BaseTrainConfig {
+        steps: args.steps,
+        batch: args.batch,
+        learning_rate: args.learning_rate,
+        seed: args.seed,
+        ..BaseTrainConfig::default()
+    };
+    let mut trainer = base_trainer(&model_config, &train, &device)?;
+    let notes: BTreeMap<String, String> = [
+        (
+            "model".to_string(),
+            serde_json::to_string(trainer.config())?,
+        ),
+        ("train".to_string(), serde_json::to_string(&train)?),
+    ]
+    .into();
+    let pointer = ObjectKey::new("models/base/checkpoints/LATEST")?;
+    if !args.fresh
+        && let Some(step) = read_pointer(store.as_ref(), &pointer).await?
+    {
+        let step: u64 = step.parse().context("models/base/checkpoints/LATEST")?;
+        let meta = store.get(&checkpoint_key(step, "meta.json")?).await?;
+        let saved: suti_models::train::CheckpointMeta = serde_json::from_slice(&meta)?;
+        if saved.notes != notes {
+            bail!(
+                "the checkpoint at step {step} was made with other settings; pass --fresh to start over"
+            );
+        }
+        let tensors = store
+            .get(&checkpoint_key(step, "state.safetensors")?)
+            .await?;
+        trainer.resume(&tensors, &meta)?;
+        eprintln!("resumed from the checkpoint at step {step}");
+    }
+    let eval: Vec<Pair> = pairs
+        .iter()
+        .step_by((pairs.len() / 64).max(1))
+        .cloned()
+        .collect();
+    let before = trainer.evaluation_loss(&eval, &text, 7)?;
+    let bar = progress_bar(args.steps, "base model", show_progress);
+    bar.set_position(trainer.steps_done());
+    let started = Instant::now();
+    let mut smoothed = None::<f32>;
+    while !trainer.finished() {
+        let loss = tokio::task::block_in_place(|| trainer.step(&pairs, &text))?;
+        let s = smoothed.map_or(loss, |s| 0.98 * s + 0.02 * loss);
+        smoothed = Some(s);
+        bar.set_message(format!("loss {s:.4}"));
+        bar.inc(1);
+        let step = trainer.steps_done();
+        if step % args.checkpoint_every.max(1) == 0 && !trainer.finished() {
+            let (tensors, meta) = trainer.checkpoint(notes.clone())?;
+            store
+                .put(
+                    &checkpoint_key(step, "state.safetensors")?,
+                    Bytes::from(tensors),
+                )
+                .await?;
+            store
+                .put(&checkpoint_key(step, "meta.json")?, Bytes::from(meta))
+                .await?;
+            store
+                .put(&pointer, Bytes::from(format!("{step}\n")))
+                .await?;
+        }
+    }
+    bar.finish_and_clear();
+    let after = trainer.evaluation_loss(&eval, &text, 7)?;
+    let (config_json, weights) = base_model(&trainer)?.to_bytes()?;
+    let version = version_of(&weights);
+    suti_stage::publish_model_version(
+        store,
+        BASE_MODEL,
+        &version,
+        vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
+    )
+    .await?;
+    store.delete(&pointer).await?;
+    eprintln!(
+        "base model: {} pairs, {} steps in {:.0} s; evaluation loss {before:.4} → {after:.4}",
+        pairs.len(),
+        args.steps,
+        started.elapsed().as_secs_f64()
+    );
+    Ok((version, after))
+}
+
+/// Trains and publishes the scorer; returns its version.
+pub async fn train_scorer_job(
+    store: &SharedStore,
+    config: &suti_runtime::SutiConfig,
+    args: &ScorerArgs,
+    show_progress: bool,
+) -> anyhow::Result<String> {
+    let device = Device::Cpu;
+    let text = towers::load_text_encoder(
+        &towers::text_encoder_dir(&config.models.text_encoder),
+        &device,
+    )?;
+    let tower = towers::load_image_tower(
+        &towers::image_tower_path(&config.models.image_tower),
+        &device,
+    )?;
+    let pairs = load_pairs(store).await?;
+    let bar = progress_bar(pairs.len() as u64, "image features", show_progress);
+    let mut features = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(16) {
+        let images: Vec<_> = chunk.iter().map(|(i, _)| i.clone()).collect();
+        features.extend(tokio::task::block_in_place(|| {
+            tower_features(&tower, &images)
+        })?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let sentences = pairs
+        .iter()
+        .map(|(_, c)| text.sentence_vector(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let train = ScorerTrainConfig {
+        steps: args.steps,
+        batch: args.batch,
+        seed: args.seed,
+        ..ScorerTrainConfig::default()
+    };
+    let bar = progress_bar(args.steps, "scorer", show_progress);
+    let (scorer, report) = tokio::task::block_in_place(|| {
+        train_scorer(
+            &features,
+            &sentences,
+            &ScorerConfig::default(),
+            &train,
+            &device,
+            |_, loss| {
+                bar.set_message(format!("loss {loss:.3}"));
+                bar.inc(1);
+            },
+        )
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "scorer: {} training pairs, loss {:.3} → {:.3}; held-out retrieval accuracy {:.1}% over {} pairs (untrained heads {:.1}%)",
+        report.train_pairs,
+        report.loss_first,
+        report.loss_last,
+        report.heldout_accuracy * 100.0,
+        report.heldout_pairs,
+        report.heldout_accuracy_untrained * 100.0
+    );
+    let (config_json, weights) = scorer.to_bytes()?;
+    let version = version_of(&weights);
+    suti_stage::publish_model_version(
+        store,
+        SCORER_MODEL,
+        &version,
+        vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
+    )
+    .await?;
+    Ok(version)
+}

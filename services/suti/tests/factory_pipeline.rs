@@ -1,0 +1,291 @@
+//! The data factory across processes (issue 6): crawled clusters in S3 (s3s-fs on loopback),
+//! `suti train base` and `suti train scorer` as jobs, then expert-finetuner → generator →
+//! clip-filter as three `suti` processes over the real RabbitMQ and Redis, at the `mini` preset.
+//! The accepted triplets must land in storage as dataset shards whose images exist.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use suti_data::{Assets, Scene, Split};
+use suti_messages::{
+    ClusterManifest, ClusterMember, ClusterMinedV1, ExampleShard, ExamplesAcceptedV1,
+};
+use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, Topology};
+use suti_storage::{ObjectKey, ObjectStore, S3Store};
+use suti_testkit::{S3Server, TopologyGuard, amqp_url, redis_url, unique, wait_until};
+
+/// Places each test cluster's photos show; the generator prompts for the others.
+const PLACES: [Scene; 4] = [
+    Scene::Beach,
+    Scene::City,
+    Scene::WoodenFloor,
+    Scene::PinkFabric,
+];
+
+/// Writes clusters as the crawler would: normalised 64-pixel PNGs and a manifest per cluster.
+async fn plant_clusters(store: &S3Store, count: usize) -> Vec<ClusterMinedV1> {
+    let assets = Assets::open_default().expect("EmojiWorld assets (scripts/fetch-assets)");
+    let subjects: Vec<_> = assets
+        .catalog()
+        .subjects(Split::Train)
+        .into_iter()
+        .step_by(41)
+        .take(count)
+        .collect();
+    let mut mined = Vec::new();
+    for (i, subject) in subjects.iter().enumerate() {
+        let sprite = assets.sprite(subject).unwrap();
+        let noun = subject.class.noun.clone();
+        let cluster_id = format!("c{i:02}");
+        let mut members = Vec::new();
+        for (k, &scene) in PLACES.iter().enumerate() {
+            let image = suti_data::render::render_with_box(
+                &sprite,
+                scene,
+                None,
+                None,
+                (i * 10 + k) as u64,
+                64,
+            )
+            .0;
+            let image_key = format!("images/{cluster_id}-{k}.png");
+            store
+                .put(
+                    &ObjectKey::new(&image_key).unwrap(),
+                    Bytes::from(image.to_png()),
+                )
+                .await
+                .unwrap();
+            members.push(ClusterMember {
+                image_key: image_key.clone(),
+                raw_key: format!("raw/{cluster_id}-{k}"),
+                source_url: format!("http://example.test/{cluster_id}/{k}.png"),
+                caption: format!("my {noun} {}", scene.phrase()),
+            });
+        }
+        let manifest = ClusterManifest {
+            run_id: "r".into(),
+            cluster_id: cluster_id.clone(),
+            subject_noun: noun.clone(),
+            group_key: format!("http://example.test/{cluster_id}.html"),
+            title: format!("{noun} pictures"),
+            members: members.clone(),
+        };
+        let manifest_key = format!("clusters/{cluster_id}.msgpack");
+        store
+            .put(
+                &ObjectKey::new(&manifest_key).unwrap(),
+                Bytes::from(rmp_serde::to_vec_named(&manifest).unwrap()),
+            )
+            .await
+            .unwrap();
+        mined.push(ClusterMinedV1 {
+            run_id: "r".into(),
+            cluster_id,
+            manifest_key,
+            subject_noun: noun,
+            image_keys: members.into_iter().map(|m| m.image_key).collect(),
+        });
+    }
+    mined
+}
+
+fn suti(args: &[&str], env: &[(String, String)], log: &Path) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_suti"))
+        .args(args)
+        .env_remove("SUTI_CONFIG")
+        .envs(env.iter().cloned())
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file))
+        .spawn()
+        .expect("starting suti")
+}
+
+fn logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for name in [
+        "train-base",
+        "train-scorer",
+        "expert-finetuner",
+        "generator",
+        "clip-filter",
+    ] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        out.push_str(&format!("--- {name} (last lines)\n"));
+        for line in tail.into_iter().rev() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Stops a service as Kubernetes would (SIGTERM) and waits for it to exit.
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    for _ in 0..100 {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_clusters_become_accepted_triplets_through_three_service_processes() {
+    let s3 = S3Server::start().await.unwrap();
+    let bucket = unique("factory");
+    let store = S3Store::connect(&s3.options(&bucket), true).await.unwrap();
+    let mined = plant_clusters(&store, 6).await;
+    let namespace = unique("factory");
+    let logs_dir = tempfile::tempdir().unwrap();
+    let env: Vec<(String, String)> = [
+        ("SUTI__QUEUE__URL", amqp_url()),
+        ("SUTI__QUEUE__NAMESPACE", namespace.clone()),
+        ("SUTI__STATE__URL", redis_url()),
+        ("SUTI__STATE__NAMESPACE", namespace.clone()),
+        ("SUTI__STORAGE__BACKEND", "s3".into()),
+        ("SUTI__STORAGE__ENDPOINT", s3.endpoint.clone()),
+        ("SUTI__STORAGE__BUCKET", bucket.clone()),
+        ("AWS_ACCESS_KEY_ID", s3.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_key.clone()),
+        ("SUTI__ADMIN__LISTEN", "127.0.0.1:0".into()),
+        ("SUTI__MODELS__POLL_SECS", "1".into()),
+        ("SUTI__EXPERT__STEPS", "30".into()),
+        ("SUTI__GENERATOR__PROMPTS_PER_CLUSTER", "2".into()),
+        ("SUTI__GENERATOR__IMAGES_PER_PROMPT", "2".into()),
+        ("SUTI__GENERATOR__STEPS", "6".into()),
+        // Barely trained models cannot be held to the production thresholds; the filter's
+        // judgement is tested on constructed cases with a trained scorer (suti-factory's tests).
+        ("SUTI__CLIP_FILTER__DELTA_CLIP_MIN", "-1.0".into()),
+        ("SUTI__CLIP_FILTER__SUBJECT_SIMILARITY_MIN", "-1.0".into()),
+        ("RUST_LOG", "info".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+
+    // The one-off jobs: base model and scorer from the planted (crawled) pairs.
+    for (name, args) in [
+        (
+            "train-base",
+            vec![
+                "train", "base", "--preset", "mini", "--steps", "40", "--batch", "8",
+            ],
+        ),
+        (
+            "train-scorer",
+            vec!["train", "scorer", "--steps", "60", "--batch", "12"],
+        ),
+    ] {
+        let status = suti(&args, &env, &logs_dir.path().join(format!("{name}.log")))
+            .wait()
+            .unwrap();
+        assert!(status.success(), "{name} failed\n{}", logs(logs_dir.path()));
+    }
+    for model in ["base", "scorer"] {
+        let latest = store
+            .get(&ObjectKey::new(format!("models/{model}/LATEST")).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("{model} not published: {e}\n{}", logs(logs_dir.path())));
+        assert!(!latest.is_empty());
+    }
+
+    let topology = Topology::pipeline(&namespace, 5);
+    let _cleanup = TopologyGuard::new(&topology);
+    let broker = AmqpBroker::connect(AmqpOptions::new(amqp_url()))
+        .await
+        .unwrap();
+    broker.declare(&topology).await.unwrap();
+    let services: Vec<Child> = ["expert-finetuner", "generator", "clip-filter"]
+        .iter()
+        .map(|name| suti(&[name], &env, &logs_dir.path().join(format!("{name}.log"))))
+        .collect();
+    let flowing = &mined[..2];
+    for cluster in flowing {
+        broker
+            .publish(
+                &topology,
+                &Envelope::encode(
+                    cluster,
+                    format!("cluster-{}", cluster.cluster_id),
+                    Some("r".into()),
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let examples = topology.queue_name("examples");
+    let arrived = wait_until(Duration::from_secs(300), "two example shards", || async {
+        broker.ready_count(&examples).await.unwrap_or(0) >= 2
+    })
+    .await;
+    if arrived.is_err() {
+        for child in services {
+            stop(child);
+        }
+        panic!("no shards arrived\n{}", logs(logs_dir.path()));
+    }
+
+    let mut consumer = broker.consume(&examples, 4).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let delivery = consumer.next().await.unwrap();
+        let accepted: ExamplesAcceptedV1 = delivery.envelope.decode().unwrap();
+        let shard: ExampleShard = rmp_serde::from_slice(
+            &store
+                .get(&ObjectKey::new(&accepted.shard_key).unwrap())
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(shard.cluster_id, accepted.cluster_id);
+        assert_eq!(
+            accepted.accepted + accepted.rejected,
+            4,
+            "2 prompts × 2 images"
+        );
+        assert_eq!(shard.examples.len() as u32, accepted.accepted);
+        assert!(
+            accepted.accepted > 0,
+            "the permissive thresholds accept everything"
+        );
+        assert_eq!(shard.demonstrations.len(), 4);
+        for example in &shard.examples {
+            assert!(
+                !example.prompt.contains("sks"),
+                "the apprentice's prompt has no identifier"
+            );
+            assert!(example.prompt.contains(&shard.subject_noun));
+            let png = store
+                .get(&ObjectKey::new(&example.image_key).unwrap())
+                .await
+                .unwrap();
+            let image = suti_data::RgbaImage::from_png(&png).unwrap();
+            assert_eq!((image.width, image.height), (32, 32), "mini renders 32×32");
+        }
+        let adapter = store
+            .list(&format!("experts/{}/", accepted.cluster_id))
+            .await
+            .unwrap();
+        assert_eq!(adapter.len(), 1, "one adapter per cluster and base version");
+        seen.push(accepted.cluster_id.clone());
+        delivery.ack().await.unwrap();
+    }
+    seen.sort();
+    assert_eq!(seen, vec!["c00".to_string(), "c01".to_string()]);
+    drop(consumer);
+    for child in services {
+        stop(child);
+    }
+    broker.close().await;
+}
