@@ -336,3 +336,139 @@ pub async fn crawl(args: CrawlBenchArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Options of `suti bench factory`.
+#[derive(Debug, Args)]
+pub struct FactoryBenchArgs {
+    /// Model preset.
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    /// Timed expert fine-tuning steps (after one warm-up step).
+    #[arg(long, default_value_t = 20)]
+    expert_steps: u64,
+    /// Images per step of the fine-tune.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    rank: usize,
+    /// Prompts to generate for.
+    #[arg(long, default_value_t = 4)]
+    prompts: usize,
+    /// Images per prompt.
+    #[arg(long, default_value_t = 2)]
+    images_per_prompt: usize,
+    /// Denoising steps per image.
+    #[arg(long, default_value_t = 25)]
+    sample_steps: usize,
+}
+
+/// Times an expert fine-tune and the expert's generation on EmojiWorld renders and prints fine-tune
+/// steps per second and generated images per second. The base is freshly initialised: speed does
+/// not depend on what it learned.
+pub fn factory(args: FactoryBenchArgs) -> anyhow::Result<()> {
+    use suti_factory::expert::{ExpertConfig, expert_trainer, personalise};
+    use suti_factory::generate::generate;
+    use suti_factory::training::Pair;
+
+    let dev = Device::Cpu;
+    let cfg = preset(&args.preset)?;
+    let text =
+        suti_factory::towers::load_text_encoder(&suti_factory::towers::text_encoder_dir(""), &dev)?;
+    let assets = suti_data::Assets::open_default()?;
+    let subject = assets
+        .catalog()
+        .subjects(suti_data::Split::Train)
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no subjects in the catalogue"))?;
+    let sprite = assets.sprite(&subject)?;
+    let noun = subject.class.noun.clone();
+    let pairs: Vec<Pair> = suti_data::Scene::RECONTEXTUALISATION[..5]
+        .iter()
+        .enumerate()
+        .map(|(k, &scene)| {
+            let image =
+                suti_data::render::render_with_box(&sprite, scene, None, None, k as u64, 64).0;
+            Pair {
+                image: suti_factory::pixels::to_chw(&image, cfg.image_size),
+                caption: personalise(&format!("my {noun} {}", scene.phrase()), &noun, "sks"),
+            }
+        })
+        .collect();
+    let base_cfg = DitConfig {
+        max_demos: 0,
+        ..cfg
+    };
+    let varmap = VarMap::new();
+    Dit::new(&base_cfg, &Builders::base(Params::train(&varmap, 1, &dev)))?;
+    let base = suti_factory::BaseModel {
+        config: base_cfg,
+        tensors: varmap
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned varmap"))?
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect(),
+    };
+    let expert_config = ExpertConfig {
+        steps: args.expert_steps + 1,
+        batch: args.batch,
+        rank: args.rank,
+        alpha: args.rank as f32,
+        ..ExpertConfig::default()
+    };
+    let mut trainer = expert_trainer(&base, &expert_config, 1)?;
+    trainer.step(&pairs, &text)?;
+    let started = Instant::now();
+    while !trainer.finished() {
+        trainer.step(&pairs, &text)?;
+    }
+    let tune_s = started.elapsed().as_secs_f64();
+    let expert = trainer.model().merged()?;
+    let prompts: Vec<String> = suti_data::all_prompts()
+        .iter()
+        .take(args.prompts)
+        .map(|p| p.text(&format!("sks {noun}")))
+        .collect();
+    let sampler = SamplerConfig {
+        steps: args.sample_steps,
+        guidance: 7.5,
+        ..SamplerConfig::default()
+    };
+    // One warm-up image, then the timed run.
+    generate(&expert, &text, &prompts[..1], 1, &sampler, 8)?;
+    let started = Instant::now();
+    let images = generate(
+        &expert,
+        &text,
+        &prompts,
+        args.images_per_prompt,
+        &sampler,
+        8,
+    )?;
+    let generate_s = started.elapsed().as_secs_f64();
+    println!(
+        "suti bench factory: preset {}, {} threads",
+        args.preset,
+        rayon_threads()
+    );
+    println!(
+        "  expert fine-tune (LoRA rank {}, batch {}): {} steps in {:.2} s = {:.2} steps/s ({:.1} s for the paper's 500 steps)",
+        args.rank,
+        args.batch,
+        args.expert_steps,
+        tune_s,
+        args.expert_steps as f64 / tune_s,
+        500.0 * tune_s / args.expert_steps as f64
+    );
+    println!(
+        "  generation ({} steps, guidance 7.5, batches of up to 8): {} images in {:.2} s = {:.2} images/s",
+        args.sample_steps,
+        images.len(),
+        generate_s,
+        images.len() as f64 / generate_s
+    );
+    Ok(())
+}

@@ -106,6 +106,8 @@ enum BenchCommand {
     Sample(bench_models::SampleBenchArgs),
     /// Crawl and cluster the synthetic web on loopback; print pages/s and images/s.
     Crawl(bench_models::CrawlBenchArgs),
+    /// Fine-tune an expert and generate with it; print fine-tune steps/s and images/s.
+    Factory(bench_models::FactoryBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -174,6 +176,10 @@ fn main() -> ExitCode {
             BenchCommand::Crawl(args) => {
                 suti_models::tune_allocator();
                 run_async(bench_models::crawl(args))
+            }
+            BenchCommand::Factory(args) => {
+                suti_models::tune_allocator();
+                report(bench_models::factory(args))
             }
         },
     }

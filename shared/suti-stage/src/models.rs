@@ -149,3 +149,65 @@ impl<T: Send + Sync + 'static> VersionedModels<T> {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use suti_storage::LocalStore;
+
+    use super::*;
+
+    /// A "model" that is the text of its `weights` file; loads are counted.
+    fn counting_loader(loads: Arc<AtomicUsize>) -> ModelLoader<String> {
+        Arc::new(move |store: SharedStore, version: String| {
+            let loads = loads.clone();
+            Box::pin(async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                let bytes = store.get(&model_key("toy", &version, "weights")?).await?;
+                Ok(String::from_utf8_lossy(&bytes).into_owned())
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn a_stage_is_not_ready_until_a_version_exists_then_follows_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(LocalStore::open(dir.path()).await.unwrap());
+        let health = Health::new();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let models = VersionedModels::new("toy", store.clone(), counting_loader(loads.clone()))
+            .with_health(health.clone());
+
+        let missing = models.latest().await.unwrap_err();
+        assert!(missing.is_retryable(), "work waits for a model: {missing}");
+        assert!(!health.report().await.ready);
+
+        publish_model_version(&store, "toy", "v1", vec![("weights", b"one".to_vec())])
+            .await
+            .unwrap();
+        let (version, model) = models.latest().await.unwrap();
+        assert_eq!((version.as_str(), model.as_str()), ("v1", "one"));
+        assert!(health.report().await.ready);
+        models.latest().await.unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "kept in memory");
+
+        publish_model_version(&store, "toy", "v2", vec![("weights", b"two".to_vec())])
+            .await
+            .unwrap();
+        let (version, model) = models.latest().await.unwrap();
+        assert_eq!((version.as_str(), model.as_str()), ("v2", "two"));
+        assert_eq!(
+            *models.version("v1").await.unwrap(),
+            "one",
+            "the previous one is kept"
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+
+        let escape = models.version("../x").await.unwrap_err();
+        assert!(
+            !escape.is_retryable(),
+            "a hostile version name is refused: {escape}"
+        );
+    }
+}
