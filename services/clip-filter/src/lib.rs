@@ -233,6 +233,9 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         )
         .with_health(host.health.clone()),
     );
+    if !scorer.wait_for_first(poll, &shutdown).await {
+        return Ok(());
+    }
     scorer.watch(poll, shutdown);
     let metrics = FilterMetrics::register(&host.registry)
         .map_err(|e| ServiceError::Setup(format!("metrics: {e}")))?;

@@ -175,6 +175,9 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         )
         .with_health(host.health.clone()),
     );
+    if !base.wait_for_first(poll, &shutdown).await {
+        return Ok(());
+    }
     base.watch(poll, shutdown);
     let metrics = ExpertMetrics::register(&host.registry)
         .map_err(|e| ServiceError::Setup(format!("metrics: {e}")))?;

@@ -220,6 +220,9 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         )
         .with_health(host.health.clone()),
     );
+    if !base.wait_for_first(poll, &shutdown).await {
+        return Ok(());
+    }
     base.watch(poll, shutdown);
     let metrics = GeneratorMetrics::register(&host.registry)
         .map_err(|e| ServiceError::Setup(format!("metrics: {e}")))?;

@@ -56,6 +56,10 @@ pub struct BaseArgs {
     /// Start from scratch even when a checkpoint exists.
     #[arg(long)]
     pub fresh: bool,
+    /// Stop after this many steps in this run, leaving a checkpoint to resume from (for
+    /// time-boxed jobs); the model is published only when all steps are done.
+    #[arg(long)]
+    pub stop_after: Option<u64>,
     /// Seed of initialisation, batches and noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -84,8 +88,9 @@ pub async fn run(command: TrainCommand) -> anyhow::Result<()> {
         TrainCommand::Base(args) => {
             let config = suti_runtime::SutiConfig::load_file(args.config.as_deref())?;
             let store = suti_runtime::connect_storage(&config).await?;
-            let (version, _) = train_base(&store, &config, &args, true).await?;
-            println!("published models/base/{version}");
+            if let Some((version, _)) = train_base(&store, &config, &args, true).await? {
+                println!("published models/base/{version}");
+            }
         }
         TrainCommand::Scorer(args) => {
             let config = suti_runtime::SutiConfig::load_file(args.config.as_deref())?;
@@ -134,13 +139,14 @@ fn checkpoint_key(step: u64, file: &str) -> anyhow::Result<ObjectKey> {
     ))?)
 }
 
-/// Trains and publishes the base model; returns its version and final evaluation loss.
+/// Trains and publishes the base model; returns its version and final evaluation loss, or `None`
+/// when `--stop-after` ended the run early.
 pub async fn train_base(
     store: &SharedStore,
     config: &suti_runtime::SutiConfig,
     args: &BaseArgs,
     show_progress: bool,
-) -> anyhow::Result<(String, f32)> {
+) -> anyhow::Result<Option<(String, f32)>> {
     let model_config = DitConfig::preset(&args.preset)
         .with_context(|| format!("unknown preset {:?}", args.preset))?;
     let device = Device::Cpu;
@@ -201,6 +207,7 @@ pub async fn train_base(
     bar.set_position(trainer.steps_done());
     let started = Instant::now();
     let mut smoothed = None::<f32>;
+    let stop_at = args.stop_after.map(|n| trainer.steps_done() + n);
     while !trainer.finished() {
         let loss = tokio::task::block_in_place(|| trainer.step(&pairs, &text))?;
         let s = smoothed.map_or(loss, |s| 0.98 * s + 0.02 * loss);
@@ -208,7 +215,8 @@ pub async fn train_base(
         bar.set_message(format!("loss {s:.4}"));
         bar.inc(1);
         let step = trainer.steps_done();
-        if step % args.checkpoint_every.max(1) == 0 && !trainer.finished() {
+        let stopping = stop_at == Some(step);
+        if (step % args.checkpoint_every.max(1) == 0 || stopping) && !trainer.finished() {
             let (tensors, meta) = trainer.checkpoint(notes.clone())?;
             store
                 .put(
@@ -222,6 +230,11 @@ pub async fn train_base(
             store
                 .put(&pointer, Bytes::from(format!("{step}\n")))
                 .await?;
+        }
+        if stopping && !trainer.finished() {
+            bar.finish_and_clear();
+            eprintln!("stopped at step {step} of {}; rerun to resume", args.steps);
+            return Ok(None);
         }
     }
     bar.finish_and_clear();
@@ -242,7 +255,7 @@ pub async fn train_base(
         args.steps,
         started.elapsed().as_secs_f64()
     );
-    Ok((version, after))
+    Ok(Some((version, after)))
 }
 
 /// Trains and publishes the scorer; returns its version.

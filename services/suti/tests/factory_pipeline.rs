@@ -13,7 +13,7 @@ use suti_messages::{
     ClusterManifest, ClusterMember, ClusterMinedV1, ExampleShard, ExamplesAcceptedV1,
 };
 use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, Topology};
-use suti_storage::{ObjectKey, ObjectStore, S3Store};
+use suti_storage::{LocalStore, ObjectKey, ObjectStore, S3Store};
 use suti_testkit::{S3Server, TopologyGuard, amqp_url, redis_url, unique, wait_until};
 
 /// Places each test cluster's photos show; the generator prompts for the others.
@@ -25,7 +25,7 @@ const PLACES: [Scene; 4] = [
 ];
 
 /// Writes clusters as the crawler would: normalised 64-pixel PNGs and a manifest per cluster.
-async fn plant_clusters(store: &S3Store, count: usize) -> Vec<ClusterMinedV1> {
+async fn plant_clusters(store: &dyn ObjectStore, count: usize) -> Vec<ClusterMinedV1> {
     let assets = Assets::open_default().expect("EmojiWorld assets (scripts/fetch-assets)");
     let subjects: Vec<_> = assets
         .catalog()
@@ -288,4 +288,67 @@ async fn amqp_clusters_become_accepted_triplets_through_three_service_processes(
         stop(child);
     }
     broker.close().await;
+}
+
+/// `suti train base` stopped part-way resumes from its checkpoint and publishes exactly the model
+/// an uninterrupted run publishes (versions are hashes of the weights).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn train_base_resumes_from_its_checkpoint_to_the_same_model() {
+    let logs_dir = tempfile::tempdir().unwrap();
+    let mut versions = Vec::new();
+    for interrupted in [true, false] {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(root.path()).await.unwrap();
+        plant_clusters(&store, 3).await;
+        let env: Vec<(String, String)> = vec![
+            ("SUTI__STORAGE__BACKEND".into(), "local".into()),
+            (
+                "SUTI__STORAGE__LOCAL_ROOT".into(),
+                root.path().display().to_string(),
+            ),
+        ];
+        let args = [
+            "train", "base", "--preset", "test", "--steps", "12", "--batch", "4",
+        ];
+        let log = logs_dir.path().join("train-base.log");
+        if interrupted {
+            let mut first = args.to_vec();
+            first.extend(["--stop-after", "5"]);
+            assert!(
+                suti(&first, &env, &log).wait().unwrap().success(),
+                "{}",
+                logs(logs_dir.path())
+            );
+            assert!(
+                std::fs::read_to_string(&log)
+                    .unwrap()
+                    .contains("stopped at step 5 of 12")
+            );
+            let pointer = ObjectKey::new("models/base/LATEST").unwrap();
+            assert!(
+                store.head(&pointer).await.unwrap().is_none(),
+                "nothing published yet"
+            );
+        }
+        assert!(
+            suti(&args, &env, &log).wait().unwrap().success(),
+            "{}",
+            logs(logs_dir.path())
+        );
+        let output = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            output.contains("resumed from the checkpoint at step 5"),
+            interrupted,
+            "{output}"
+        );
+        let latest = store
+            .get(&ObjectKey::new("models/base/LATEST").unwrap())
+            .await
+            .unwrap();
+        versions.push(String::from_utf8_lossy(&latest).trim().to_string());
+    }
+    assert_eq!(
+        versions[0], versions[1],
+        "resumed and uninterrupted runs give the same weights"
+    );
 }

@@ -130,6 +130,28 @@ impl<T: Send + Sync + 'static> VersionedModels<T> {
         Ok(model)
     }
 
+    /// Waits until a version is published and loaded, checking every `every`; false if `shutdown`
+    /// came first. A stage calls this before consuming: messages that arrive before the first
+    /// model stay queued instead of burning their delivery attempts.
+    pub async fn wait_for_first(&self, every: Duration, shutdown: &CancellationToken) -> bool {
+        let mut announced = false;
+        loop {
+            match self.latest().await {
+                Ok(_) => return true,
+                Err(e) => {
+                    if !announced {
+                        info!(model = self.name, reason = %e, "waiting for a model before consuming");
+                        announced = true;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
     /// Follows `LATEST` every `every` until `shutdown`: loads a new version as soon as it is
     /// published, so the first message after a release does not wait for the load.
     pub fn watch(self: &Arc<Self>, every: Duration, shutdown: CancellationToken) {
