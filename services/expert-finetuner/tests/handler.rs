@@ -15,7 +15,7 @@ use suti_factory::expert::ExpertConfig;
 use suti_messages::{ClusterManifest, ClusterMember, ClusterMinedV1, ExpertTrainedV1};
 use suti_models::{Builders, Dit, DitConfig, Params};
 use suti_stage::{HandleContext, Handler, VersionedModels, publish_model_version};
-use suti_storage::{LocalStore, ObjectKey, ObjectStore, SharedStore};
+use suti_storage::{LocalStore, ObjectKey, SharedStore};
 
 async fn setup() -> (tempfile::TempDir, SharedStore, ExpertHandler) {
     let dir = tempfile::tempdir().unwrap();
