@@ -9,7 +9,7 @@ use suti_models::{Builders, Dit, DitConfig, Params};
 
 use crate::Result;
 use crate::bundle::BaseModel;
-use crate::training::{DenoiserTrainer, LoopSettings};
+use crate::training::{DenoiserTrainer, LoopSettings, text_dropout};
 
 /// How the base model is trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,7 +66,7 @@ pub fn base_trainer(
             batch: train.batch,
             learning_rate: train.learning_rate,
             warmup: train.warmup,
-            text_dropout: train.text_dropout,
+            dropout: text_dropout(train.text_dropout),
             flip: true,
             clip_norm: 1.0,
             seed: train.seed,

@@ -12,7 +12,7 @@ use suti_models::text::TextEncoder;
 use suti_models::{Builders, Dit, LoraConfig, Params};
 
 use crate::bundle::BaseModel;
-use crate::training::{DenoiserTrainer, LoopSettings, Pair, loss_summary};
+use crate::training::{DenoiserTrainer, LoopSettings, Pair, loss_summary, text_dropout};
 use crate::{FactoryError, Result};
 
 /// How an expert is fine-tuned.
@@ -99,7 +99,7 @@ pub fn expert_trainer(
             batch: config.batch,
             learning_rate: config.learning_rate,
             warmup: config.steps / 20,
-            text_dropout: 0.1,
+            dropout: text_dropout(0.1),
             flip: true,
             clip_norm: 1.0,
             seed,

@@ -6,10 +6,12 @@
 //! - [`expert`]: LoRA fine-tuning of the frozen base on one cluster (one expert per subject);
 //! - [`prompts`] and [`generate`]: new prompts for a cluster and the expert's images for them;
 //! - [`filter`]: the ΔCLIP filter that decides which generations become training targets;
+//! - [`apprentice`]: the apprentice, trained on the accepted triplets with 1–5 demonstrations;
 //! - [`bundle`]: model artifacts (configuration + safetensors) as bytes;
 //! - [`towers`]: loading the frozen pretrained text and image towers;
 //! - [`artifacts`]: clusters, images and model versions in storage.
 
+pub mod apprentice;
 pub mod artifacts;
 pub mod base;
 pub mod bundle;

@@ -1,6 +1,6 @@
 //! One training loop for every denoiser the factory trains — the base model from scratch, an
-//! expert's LoRA adapter over the frozen base: random batches of (image, caption) pairs, optional
-//! flip augmentation, text dropout (the unconditional branch guidance needs), the v-loss, gradient
+//! expert's LoRA adapter over the frozen base, the apprentice with its demonstrations: random
+//! batches, condition dropout (the unconditional branch guidance needs), the v-loss, gradient
 //! clipping, AdamW with warm-up and cosine decay, and checkpoints that resume bit for bit.
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,7 +13,7 @@ use suti_models::train::{
     AdamW, AdamWConfig, CheckpointMeta, LrSchedule, clip_grad_norm, load_checkpoint,
     save_checkpoint,
 };
-use suti_models::{Dit, DitConfig};
+use suti_models::{Demos, Dit, DitConfig, TextCond};
 use suti_rng::SplitMix64;
 
 use crate::pixels::{batch_tensor, flip_chw};
@@ -39,14 +39,33 @@ pub struct LoopSettings {
     pub learning_rate: f64,
     /// Warm-up steps.
     pub warmup: u64,
-    /// Probability of training a pair without its caption.
-    pub text_dropout: f32,
+    /// Probabilities of training an example without its caption, its demonstrations, or both.
+    pub dropout: ConditionDropout,
     /// Mirror each drawn image with probability one half.
     pub flip: bool,
     /// Global gradient-norm limit.
     pub clip_norm: f64,
     /// Seed of batch order, augmentation and noise.
     pub seed: u64,
+}
+
+/// One training batch: clean targets, their prompts, and (for the apprentice) demonstrations.
+pub struct Batch {
+    /// Clean images `(b, c, h, w)` in [-1, 1].
+    pub x0: Tensor,
+    /// The prompts.
+    pub text: TextCond,
+    /// The demonstrations, for the apprentice.
+    pub demos: Option<Demos>,
+}
+
+/// Condition dropout for a text-to-image model: captions only.
+pub fn text_dropout(p: f32) -> ConditionDropout {
+    ConditionDropout {
+        text: p,
+        demos: 0.0,
+        both: 0.0,
+    }
 }
 
 /// A denoiser, its trainable variables and optimiser, and the loop state.
@@ -96,6 +115,11 @@ impl DenoiserTrainer {
         &self.model
     }
 
+    /// The device it trains on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Its configuration.
     pub fn config(&self) -> &DitConfig {
         self.model.config()
@@ -122,30 +146,48 @@ impl DenoiserTrainer {
             return Err(FactoryError::Invalid("no training pairs".into()));
         }
         let size = self.config().image_size;
-        let picks: Vec<usize> = (0..self.settings.batch)
-            .map(|_| self.rng.below(pairs.len()))
-            .collect();
-        let flipped: Vec<Vec<f32>> = picks
-            .iter()
-            .map(|&i| {
-                if self.settings.flip && self.rng.chance(0.5) {
-                    flip_chw(&pairs[i].image, size)
-                } else {
-                    pairs[i].image.clone()
-                }
+        let (batch, flip, device) = (self.settings.batch, self.settings.flip, self.device.clone());
+        self.step_with(|rng| {
+            let picks: Vec<usize> = (0..batch).map(|_| rng.below(pairs.len())).collect();
+            let images: Vec<Vec<f32>> = picks
+                .iter()
+                .map(|&i| {
+                    if flip && rng.chance(0.5) {
+                        flip_chw(&pairs[i].image, size)
+                    } else {
+                        pairs[i].image.clone()
+                    }
+                })
+                .collect();
+            let views: Vec<&[f32]> = images.iter().map(Vec::as_slice).collect();
+            let captions: Vec<&str> = picks.iter().map(|&i| pairs[i].caption.as_str()).collect();
+            Ok(Batch {
+                x0: batch_tensor(&views, size, &device)?,
+                text: text.encode(&captions)?,
+                demos: None,
             })
-            .collect();
-        let views: Vec<&[f32]> = flipped.iter().map(Vec::as_slice).collect();
-        let x0 = batch_tensor(&views, size, &self.device)?;
-        let captions: Vec<&str> = picks.iter().map(|&i| pairs[i].caption.as_str()).collect();
-        let cond = text.encode(&captions)?;
-        let dropout = ConditionDropout {
-            text: self.settings.text_dropout,
-            demos: 0.0,
-            both: 0.0,
+        })
+    }
+
+    /// One optimiser step on the batch `build` makes (from the loop's generator, so a resumed run
+    /// draws the same batches); returns the batch's loss.
+    pub fn step_with(
+        &mut self,
+        build: impl FnOnce(&mut SplitMix64) -> Result<Batch>,
+    ) -> Result<f32> {
+        let batch = build(&mut self.rng)?;
+        let demo_mask = batch.demos.as_ref().map(|d| d.mask.clone());
+        let (text, demo_mask) = drop_conditions(
+            &batch.text,
+            demo_mask.as_ref(),
+            self.settings.dropout,
+            &mut self.rng,
+        )?;
+        let cache = match (batch.demos, demo_mask) {
+            (Some(demos), Some(mask)) => Some(self.model.encode_demos(&Demos { mask, ..demos })?),
+            _ => None,
         };
-        let (cond, _) = drop_conditions(&cond, None, dropout, &mut self.rng)?;
-        let loss = v_loss(&self.model, &x0, &cond, None, &mut self.rng)?;
+        let loss = v_loss(&self.model, &batch.x0, &text, cache.as_ref(), &mut self.rng)?;
         let value = loss.to_scalar::<f32>()?;
         if !value.is_finite() {
             return Err(FactoryError::Invalid(format!(

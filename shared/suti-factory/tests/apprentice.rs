@@ -1,0 +1,142 @@
+//! The apprentice learns from triplets: initialised from a base, its loss on (demonstrations,
+//! prompt, target) triplets falls, and after training its predictions depend on which subject's
+//! demonstrations it is shown.
+
+mod common;
+
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use common::*;
+use suti_data::Scene;
+use suti_factory::apprentice::{
+    ApprenticeConfig, DemoSet, Triplet, apprentice_batch, apprentice_step, apprentice_trainer,
+};
+use suti_factory::base::{BaseTrainConfig, base_model, base_trainer};
+use suti_factory::pixels::to_chw;
+use suti_models::{Demos, DitConfig};
+use suti_rng::SplitMix64;
+
+#[test]
+fn the_apprentice_learns_from_triplets_and_uses_its_demonstrations() {
+    suti_models::tune_allocator();
+    let assets = assets();
+    let text = text_encoder();
+    let config = DitConfig::test();
+    let size = config.image_size;
+    let subjects = subjects(&assets, 4, 71);
+    let shown = [Scene::Beach, Scene::City, Scene::WoodenFloor];
+    let asked = [Scene::Snow, Scene::Jungle, Scene::PinkFabric];
+
+    // A briefly trained base to start from (as the pipeline does).
+    let base_pairs = pairs(&assets, &subjects, &shown, 1, size);
+    let mut base = base_trainer(
+        &config,
+        &BaseTrainConfig {
+            steps: 60,
+            batch: 8,
+            learning_rate: 1e-3,
+            warmup: 5,
+            ..BaseTrainConfig::default()
+        },
+        &Device::Cpu,
+    )
+    .unwrap();
+    while !base.finished() {
+        base.step(&base_pairs, &text).unwrap();
+    }
+    let base = base_model(&base).unwrap();
+
+    let mut triplets = Vec::new();
+    let mut demo_sets = Vec::new();
+    for (i, subject) in subjects.iter().enumerate() {
+        let images = shown
+            .iter()
+            .map(|&s| to_chw(&render(&assets, subject, s, i as u64, 64), size))
+            .collect();
+        let captions: Vec<String> = shown.iter().map(|&s| caption(subject, s)).collect();
+        let demos = Arc::new(DemoSet::new(images, &captions, &text).unwrap());
+        demo_sets.push(demos.clone());
+        for &scene in &asked {
+            triplets.push(Triplet {
+                demos: demos.clone(),
+                prompt: caption(subject, scene),
+                target: to_chw(&render(&assets, subject, scene, 50 + i as u64, 64), size),
+            });
+        }
+    }
+    let train = ApprenticeConfig {
+        steps: 120,
+        batch: 8,
+        learning_rate: 1e-3,
+        warmup: 10,
+        ..ApprenticeConfig::default()
+    };
+    let mut trainer = apprentice_trainer(&base, &train).unwrap();
+    let eval_loss = |trainer: &suti_factory::training::DenoiserTrainer| {
+        let mut rng = SplitMix64::new(77);
+        let batch =
+            apprentice_batch(&triplets, 12, (3, 3), size, &text, &mut rng, &Device::Cpu).unwrap();
+        let cache = trainer
+            .model()
+            .encode_demos(batch.demos.as_ref().unwrap())
+            .unwrap();
+        suti_models::diffusion::v_loss(
+            trainer.model(),
+            &batch.x0,
+            &batch.text,
+            Some(&cache),
+            &mut rng,
+        )
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+    };
+    let before = eval_loss(&trainer);
+    while !trainer.finished() {
+        apprentice_step(&mut trainer, &triplets, &train, &text).unwrap();
+    }
+    let after = eval_loss(&trainer);
+    println!("apprentice evaluation loss {before:.4} → {after:.4}");
+    assert!(
+        after < 0.8 * before,
+        "the apprentice's loss did not fall: {before} → {after}"
+    );
+
+    // The same noisy target and prompt, shown subject 0's or subject 1's demonstrations.
+    let model = trainer.model();
+    let predict = |demos: &DemoSet| {
+        let d = demos.images.len();
+        let images: Vec<f32> = demos.images.iter().flatten().copied().collect();
+        let pooled: Vec<f32> = demos.pooled.iter().flatten().copied().collect();
+        let cache = model
+            .encode_demos(&Demos {
+                images: Tensor::from_vec(images, (1, d, 3, size, size), &Device::Cpu).unwrap(),
+                pooled: Tensor::from_vec(pooled, (1, d, 384), &Device::Cpu).unwrap(),
+                mask: Tensor::ones((1, d), candle_core::DType::F32, &Device::Cpu).unwrap(),
+            })
+            .unwrap();
+        let x = Tensor::from_vec(
+            SplitMix64::new(5).normals(3 * size * size),
+            (1, 3, size, size),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let t = Tensor::new(&[0.6f32], &Device::Cpu).unwrap();
+        let prompt = text.encode(&[triplets[0].prompt.as_str()]).unwrap();
+        model.forward(&x, &t, &prompt, Some(&cache)).unwrap()
+    };
+    let difference = (predict(&demo_sets[0]) - predict(&demo_sets[1]))
+        .unwrap()
+        .abs()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    println!("mean |Δ prediction| between two subjects' demonstrations: {difference:.5}");
+    assert!(
+        difference > 1e-3,
+        "the demonstrations do not change the prediction"
+    );
+}
