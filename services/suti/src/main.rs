@@ -46,6 +46,13 @@ enum Command {
         #[arg(long, short, env = "SUTI_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Run the apprentice-trainer service: index accepted triplets, train the apprentice
+    /// continuously, checkpoint and publish releases.
+    ApprenticeTrainer {
+        /// A YAML file layered over the compiled-in defaults.
+        #[arg(long, short, env = "SUTI_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Train the base model or the scorer from the crawled pairs and publish it.
     Train {
         #[command(subcommand)]
@@ -131,6 +138,12 @@ fn main() -> ExitCode {
             clip_filter::run(config, shutdown).await?;
             Ok(())
         }),
+        Command::ApprenticeTrainer { config } => {
+            run_service(config, |config, shutdown| async move {
+                apprentice_trainer::run(config, shutdown).await?;
+                Ok(())
+            })
+        }
         Command::Train { command } => {
             suti_models::tune_allocator();
             run_async(train_cmd::run(command))

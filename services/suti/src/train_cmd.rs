@@ -7,11 +7,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use candle_core::Device;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use suti_factory::artifacts::{BASE_MODEL, SCORER_MODEL, crawled_pairs};
+use suti_factory::artifacts::{
+    BASE_MODEL, SCORER_MODEL, clear_checkpoint_pointer, crawled_pairs, read_latest_checkpoint,
+    write_checkpoint,
+};
 use suti_factory::base::{BaseTrainConfig, base_model, base_trainer};
 use suti_factory::bundle::{CONFIG_FILE, WEIGHTS_FILE, version_of};
 use suti_factory::pixels::to_chw;
@@ -19,7 +21,7 @@ use suti_factory::scorer::{ScorerTrainConfig, tower_features, train_scorer};
 use suti_factory::towers;
 use suti_factory::training::Pair;
 use suti_models::{DitConfig, ScorerConfig};
-use suti_storage::{ObjectKey, SharedStore, read_pointer};
+use suti_storage::SharedStore;
 
 /// The training jobs.
 #[derive(Debug, Subcommand)]
@@ -133,12 +135,6 @@ async fn load_pairs(store: &SharedStore) -> anyhow::Result<Vec<(suti_data::RgbaI
     Ok(pairs)
 }
 
-fn checkpoint_key(step: u64, file: &str) -> anyhow::Result<ObjectKey> {
-    Ok(ObjectKey::new(format!(
-        "models/base/checkpoints/{step}/{file}"
-    ))?)
-}
-
 /// Trains and publishes the base model; returns its version and final evaluation loss, or `None`
 /// when `--stop-after` ended the run early.
 pub async fn train_base(
@@ -179,23 +175,20 @@ pub async fn train_base(
         ("train".to_string(), serde_json::to_string(&train)?),
     ]
     .into();
-    let pointer = ObjectKey::new("models/base/checkpoints/LATEST")?;
     if !args.fresh
-        && let Some(step) = read_pointer(store.as_ref(), &pointer).await?
+        && let Some(saved) = read_latest_checkpoint(store, BASE_MODEL)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the base checkpoint: {e}"))?
     {
-        let step: u64 = step.parse().context("models/base/checkpoints/LATEST")?;
-        let meta = store.get(&checkpoint_key(step, "meta.json")?).await?;
-        let saved: suti_models::train::CheckpointMeta = serde_json::from_slice(&meta)?;
-        if saved.notes != notes {
+        let meta: suti_models::train::CheckpointMeta = serde_json::from_slice(&saved.meta)?;
+        if meta.notes != notes {
             bail!(
-                "the checkpoint at step {step} was made with other settings; pass --fresh to start over"
+                "the checkpoint at step {} was made with other settings; pass --fresh to start over",
+                saved.step
             );
         }
-        let tensors = store
-            .get(&checkpoint_key(step, "state.safetensors")?)
-            .await?;
-        trainer.resume(&tensors, &meta)?;
-        eprintln!("resumed from the checkpoint at step {step}");
+        trainer.resume(&saved.tensors, &saved.meta)?;
+        eprintln!("resumed from the checkpoint at step {}", saved.step);
     }
     let eval: Vec<Pair> = pairs
         .iter()
@@ -218,18 +211,9 @@ pub async fn train_base(
         let stopping = stop_at == Some(step);
         if (step % args.checkpoint_every.max(1) == 0 || stopping) && !trainer.finished() {
             let (tensors, meta) = trainer.checkpoint(notes.clone())?;
-            store
-                .put(
-                    &checkpoint_key(step, "state.safetensors")?,
-                    Bytes::from(tensors),
-                )
-                .await?;
-            store
-                .put(&checkpoint_key(step, "meta.json")?, Bytes::from(meta))
-                .await?;
-            store
-                .put(&pointer, Bytes::from(format!("{step}\n")))
-                .await?;
+            write_checkpoint(store, BASE_MODEL, step, tensors, meta)
+                .await
+                .map_err(|e| anyhow::anyhow!("writing a checkpoint: {e}"))?;
         }
         if stopping && !trainer.finished() {
             bar.finish_and_clear();
@@ -248,7 +232,9 @@ pub async fn train_base(
         vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
     )
     .await?;
-    store.delete(&pointer).await?;
+    clear_checkpoint_pointer(store, BASE_MODEL)
+        .await
+        .map_err(|e| anyhow::anyhow!("clearing the checkpoint: {e}"))?;
     eprintln!(
         "base model: {} pairs, {} steps in {:.0} s; evaluation loss {before:.4} → {after:.4}",
         pairs.len(),

@@ -184,3 +184,80 @@ pub async fn crawled_pairs(
 pub fn default_scorer_config() -> ScorerConfig {
     ScorerConfig::default()
 }
+
+/// A training checkpoint read back from storage.
+pub struct StoredCheckpoint {
+    /// Its step.
+    pub step: u64,
+    /// Weights, optimiser moments and generator state (safetensors).
+    pub tensors: bytes::Bytes,
+    /// Metadata (JSON).
+    pub meta: bytes::Bytes,
+}
+
+fn checkpoint_key(model: &str, step: u64, file: &str) -> Result<ObjectKey, HandlerError> {
+    key(&format!("models/{model}/checkpoints/{step}/{file}"))
+}
+
+fn checkpoint_pointer(model: &str) -> Result<ObjectKey, HandlerError> {
+    key(&format!("models/{model}/checkpoints/LATEST"))
+}
+
+/// Writes a checkpoint of model `model` at `step`: both files, then the pointer, so a reader
+/// following the pointer always finds a whole checkpoint.
+pub async fn write_checkpoint(
+    store: &SharedStore,
+    model: &str,
+    step: u64,
+    tensors: Vec<u8>,
+    meta: Vec<u8>,
+) -> Result<(), HandlerError> {
+    store
+        .put(
+            &checkpoint_key(model, step, "state.safetensors")?,
+            tensors.into(),
+        )
+        .await?;
+    store
+        .put(&checkpoint_key(model, step, "meta.json")?, meta.into())
+        .await?;
+    store
+        .put(&checkpoint_pointer(model)?, format!("{step}\n").into())
+        .await?;
+    Ok(())
+}
+
+/// The latest checkpoint of model `model`, if any.
+pub async fn read_latest_checkpoint(
+    store: &SharedStore,
+    model: &str,
+) -> Result<Option<StoredCheckpoint>, HandlerError> {
+    let Some(step) =
+        suti_storage::read_pointer(store.as_ref(), &checkpoint_pointer(model)?).await?
+    else {
+        return Ok(None);
+    };
+    let step: u64 = step.parse().map_err(|_| {
+        HandlerError::permanent(
+            "bad_checkpoint",
+            format!("models/{model}/checkpoints/LATEST holds {step:?}"),
+        )
+    })?;
+    Ok(Some(StoredCheckpoint {
+        step,
+        tensors: store
+            .get(&checkpoint_key(model, step, "state.safetensors")?)
+            .await?,
+        meta: store
+            .get(&checkpoint_key(model, step, "meta.json")?)
+            .await?,
+    }))
+}
+
+/// Forgets model `model`'s checkpoints (its pointer; the objects stay for inspection).
+pub async fn clear_checkpoint_pointer(
+    store: &SharedStore,
+    model: &str,
+) -> Result<(), HandlerError> {
+    Ok(store.delete(&checkpoint_pointer(model)?).await?)
+}

@@ -289,6 +289,32 @@ pub struct GeneratorConfig {
     pub seed: u64,
 }
 
+/// apprentice-trainer: continuous training on the accepted triplets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprenticeStageConfig {
+    /// Steps the learning-rate schedule spans (training continues at the final rate after).
+    pub schedule_steps: u64,
+    /// Examples per step.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Warm-up steps.
+    pub warmup: u64,
+    /// Fewest demonstrations per example.
+    pub min_demos: usize,
+    /// Most demonstrations per example.
+    pub max_demos: usize,
+    /// Seed of the new weights, batches and noise.
+    pub seed: u64,
+    /// Steps between checkpoints (weights, optimiser moments, generator state).
+    pub checkpoint_every: u64,
+    /// Steps between releases (`apprentice.published`).
+    pub release_every: u64,
+    /// How often the trainer looks for newly indexed shards, seconds.
+    pub refresh_secs: u64,
+}
+
 /// clip-filter: the ΔCLIP thresholds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -353,6 +379,8 @@ pub struct SutiConfig {
     pub generator: GeneratorConfig,
     /// clip-filter.
     pub clip_filter: ClipFilterConfig,
+    /// apprentice-trainer.
+    pub apprentice: ApprenticeStageConfig,
     /// Queue-consuming stages.
     pub stages: StagesConfig,
 }
@@ -614,6 +642,18 @@ impl SutiConfig {
         }
         if !["ddim", "dpm_solver2m"].contains(&g.sampler.as_str()) {
             problems.push("generator.sampler must be ddim or dpm_solver2m".into());
+        }
+        let a = &self.apprentice;
+        if a.batch == 0 || a.checkpoint_every == 0 || a.release_every == 0 || a.refresh_secs == 0 {
+            problems.push(
+                "apprentice.batch, checkpoint_every, release_every and refresh_secs must be at least 1"
+                    .into(),
+            );
+        }
+        if a.min_demos == 0 || a.min_demos > a.max_demos || a.max_demos > 8 {
+            problems.push(
+                "apprentice demonstrations must satisfy 1 <= min_demos <= max_demos <= 8".into(),
+            );
         }
         let families = ["recontextualisation", "accessorisation", "property"];
         if g.families.is_empty() || g.families.iter().any(|f| !families.contains(&f.as_str())) {

@@ -1,0 +1,544 @@
+//! apprentice-trainer (DESIGN §2, §7.7): consumes `examples.accepted.v1` into a training index
+//! (the shard's key in a state set, the example count in a state counter), and trains the
+//! apprentice continuously on every indexed shard in storage: initialised from the base, a
+//! checkpoint (weights, optimiser moments, generator state) every `apprentice.checkpoint_every`
+//! steps and at shutdown, resumed from after a crash, and a release every
+//! `apprentice.release_every` steps — `models/apprentice/{version}/` plus `apprentice.published.v1`
+//! to every serving replica.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use candle_core::Device;
+use prometheus::{Gauge, IntCounter, IntGauge, Registry};
+use suti_factory::BaseModel;
+use suti_factory::apprentice::{
+    ApprenticeConfig, DemoSet, Triplet, apprentice_step, apprentice_trainer,
+};
+use suti_factory::artifacts::{
+    BASE_MODEL, base_loader, key, read_image, read_latest_checkpoint, write_checkpoint,
+};
+use suti_factory::bundle::{CONFIG_FILE, WEIGHTS_FILE, version_of};
+use suti_factory::pixels::to_chw;
+use suti_factory::training::DenoiserTrainer;
+use suti_messages::{ApprenticeMetrics, ApprenticePublishedV1, ExampleShard, ExamplesAcceptedV1};
+use suti_models::text::TextEncoder;
+use suti_queue::{Broker, Envelope, Topology};
+use suti_runtime::{ServiceName, SutiConfig};
+use suti_stage::{
+    HandleContext, Handler, HandlerError, HostError, Outcome, ServiceHost, VersionedModels,
+    publish_model_version,
+};
+use suti_state::SharedState;
+use suti_storage::SharedStore;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Model name of the apprentice (`models/apprentice/…`).
+pub const APPRENTICE_MODEL: &str = "apprentice";
+/// State set of the shard keys in the training index.
+pub const INDEX_SET: &str = "apprentice:index";
+/// State counter of the examples indexed.
+pub const INDEXED_EXAMPLES: &str = "apprentice:indexed_examples";
+
+/// Training progress, besides the harness's standard metrics.
+#[derive(Debug, Clone)]
+pub struct TrainerMetrics {
+    steps: IntCounter,
+    examples_seen: IntCounter,
+    loss: Gauge,
+    busy_seconds: prometheus::Counter,
+    clusters: IntGauge,
+    releases: IntCounter,
+}
+
+impl TrainerMetrics {
+    /// Creates the metrics in `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            steps: IntCounter::new(
+                "suti_apprentice_trainer_steps_total",
+                "Apprentice optimiser steps taken by this process",
+            )?,
+            examples_seen: IntCounter::new(
+                "suti_apprentice_trainer_examples_seen_total",
+                "Training examples seen by this process",
+            )?,
+            loss: Gauge::new(
+                "suti_apprentice_trainer_loss",
+                "Mean training loss over the recent window of steps",
+            )?,
+            busy_seconds: prometheus::Counter::new(
+                "suti_apprentice_trainer_busy_seconds_total",
+                "Seconds spent in training steps (compute cost)",
+            )?,
+            clusters: IntGauge::new(
+                "suti_apprentice_trainer_clusters",
+                "Clusters whose triplets are being trained on",
+            )?,
+            releases: IntCounter::new(
+                "suti_apprentice_trainer_releases_total",
+                "Apprentice releases published",
+            )?,
+        };
+        registry.register(Box::new(m.steps.clone()))?;
+        registry.register(Box::new(m.examples_seen.clone()))?;
+        registry.register(Box::new(m.loss.clone()))?;
+        registry.register(Box::new(m.busy_seconds.clone()))?;
+        registry.register(Box::new(m.clusters.clone()))?;
+        registry.register(Box::new(m.releases.clone()))?;
+        Ok(m)
+    }
+}
+
+/// Adds each accepted shard to the training index.
+pub struct IndexHandler;
+
+#[async_trait]
+impl Handler for IndexHandler {
+    type Input = ExamplesAcceptedV1;
+
+    async fn handle(
+        &self,
+        input: ExamplesAcceptedV1,
+        ctx: &HandleContext,
+    ) -> Result<Outcome, HandlerError> {
+        key(&input.shard_key)?;
+        if ctx.state.set_add(INDEX_SET, &input.shard_key).await? {
+            ctx.state
+                .incr(INDEXED_EXAMPLES, i64::from(input.accepted))
+                .await?;
+            info!(shard = %input.shard_key, examples = input.accepted, "shard indexed");
+        }
+        Ok(Outcome::none())
+    }
+}
+
+/// Settings of the training loop.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// The recipe.
+    pub apprentice: ApprenticeConfig,
+    /// Steps between checkpoints.
+    pub checkpoint_every: u64,
+    /// Steps between releases.
+    pub release_every: u64,
+    /// How often to look for new shards.
+    pub refresh: Duration,
+}
+
+/// Settings from the configuration.
+pub fn loop_config(config: &SutiConfig) -> LoopConfig {
+    let a = &config.apprentice;
+    LoopConfig {
+        apprentice: ApprenticeConfig {
+            steps: a.schedule_steps,
+            batch: a.batch,
+            learning_rate: a.learning_rate,
+            warmup: a.warmup,
+            min_demos: a.min_demos,
+            max_demos: a.max_demos,
+            seed: a.seed,
+        },
+        checkpoint_every: a.checkpoint_every,
+        release_every: a.release_every,
+        refresh: Duration::from_secs(a.refresh_secs),
+    }
+}
+
+/// What the trainer works with.
+#[derive(Clone)]
+pub struct TrainerBackends {
+    /// Storage.
+    pub storage: SharedStore,
+    /// State (the index).
+    pub state: SharedState,
+    /// Broker (releases).
+    pub broker: Arc<dyn Broker>,
+    /// Where releases go.
+    pub topology: Topology,
+}
+
+/// The training loop: runs on a thread of its own until `shutdown`, then checkpoints.
+pub struct TrainingLoop {
+    backends: TrainerBackends,
+    text: Arc<TextEncoder>,
+    config: LoopConfig,
+    metrics: Option<TrainerMetrics>,
+    loaded: HashSet<String>,
+    triplets: Vec<Triplet>,
+    clusters: usize,
+    recent_losses: Vec<f32>,
+    examples_seen: u64,
+    base_version: String,
+}
+
+fn notes(
+    base_version: &str,
+    examples_seen: u64,
+    config: &ApprenticeConfig,
+) -> BTreeMap<String, String> {
+    [
+        ("base_version".to_string(), base_version.to_string()),
+        ("examples_seen".to_string(), examples_seen.to_string()),
+        (
+            "recipe".to_string(),
+            serde_json::to_string(config).unwrap_or_default(),
+        ),
+    ]
+    .into()
+}
+
+impl TrainingLoop {
+    /// A loop over `backends`.
+    pub fn new(
+        backends: TrainerBackends,
+        text: Arc<TextEncoder>,
+        config: LoopConfig,
+        metrics: Option<TrainerMetrics>,
+    ) -> Self {
+        Self {
+            backends,
+            text,
+            config,
+            metrics,
+            loaded: HashSet::new(),
+            triplets: Vec::new(),
+            clusters: 0,
+            recent_losses: Vec::new(),
+            examples_seen: 0,
+            base_version: String::new(),
+        }
+    }
+
+    /// Starts from the latest checkpoint, or from `base` when there is none.
+    async fn start(
+        &mut self,
+        base: &BaseModel,
+        base_version: &str,
+    ) -> Result<DenoiserTrainer, HandlerError> {
+        let mut trainer = apprentice_trainer(base, &self.config.apprentice)
+            .map_err(|e| HandlerError::permanent("model", e))?;
+        self.base_version = base_version.to_string();
+        if let Some(saved) =
+            read_latest_checkpoint(&self.backends.storage, APPRENTICE_MODEL).await?
+        {
+            trainer
+                .resume(&saved.tensors, &saved.meta)
+                .map_err(|e| HandlerError::permanent("bad_checkpoint", e))?;
+            let meta: suti_models::train::CheckpointMeta = serde_json::from_slice(&saved.meta)
+                .map_err(|e| HandlerError::permanent("bad_checkpoint", e))?;
+            if let Some(v) = meta.notes.get("base_version") {
+                self.base_version = v.clone();
+            }
+            self.examples_seen = meta
+                .notes
+                .get("examples_seen")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            info!(
+                step = saved.step,
+                examples_seen = self.examples_seen,
+                "resumed from the checkpoint"
+            );
+        } else {
+            info!(base = %base_version, "starting from the base model");
+        }
+        Ok(trainer)
+    }
+
+    /// Loads indexed shards not loaded yet; returns how many were added.
+    async fn refresh(&mut self, size: usize) -> Result<usize, HandlerError> {
+        let storage = self.backends.storage.clone();
+        let mut added = 0;
+        for object in storage.list("datasets/apprentice/").await? {
+            let shard_key = object.key.as_str().to_string();
+            if self.loaded.contains(&shard_key)
+                || !self
+                    .backends
+                    .state
+                    .set_contains(INDEX_SET, &shard_key)
+                    .await?
+            {
+                continue;
+            }
+            self.loaded.insert(shard_key.clone());
+            match self.load_shard(&shard_key, size).await {
+                Ok(triplets) if !triplets.is_empty() => {
+                    added += triplets.len();
+                    self.clusters += 1;
+                    self.triplets.extend(triplets);
+                }
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => {
+                    self.loaded.remove(&shard_key);
+                    return Err(e);
+                }
+                Err(e) => warn!(shard = %shard_key, error = %e, "shard skipped"),
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.clusters.set(self.clusters as i64);
+        }
+        Ok(added)
+    }
+
+    async fn load_shard(&self, shard_key: &str, size: usize) -> Result<Vec<Triplet>, HandlerError> {
+        let storage = &self.backends.storage;
+        let body = storage.get(&key(shard_key)?).await?;
+        let shard: ExampleShard = rmp_serde::from_slice(&body)
+            .map_err(|e| HandlerError::permanent("bad_shard", format!("{shard_key}: {e}")))?;
+        if shard.examples.is_empty() || shard.demonstrations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut images = Vec::new();
+        let mut captions = Vec::new();
+        for demo in &shard.demonstrations {
+            images.push(to_chw(&read_image(storage, &demo.image_key).await?, size));
+            captions.push(demo.caption.clone());
+        }
+        let demos = Arc::new(
+            DemoSet::new(images, &captions, &self.text)
+                .map_err(|e| HandlerError::permanent("bad_shard", e))?,
+        );
+        let mut triplets = Vec::new();
+        for example in &shard.examples {
+            triplets.push(Triplet {
+                demos: demos.clone(),
+                prompt: example.prompt.clone(),
+                target: to_chw(&read_image(storage, &example.image_key).await?, size),
+            });
+        }
+        Ok(triplets)
+    }
+
+    async fn checkpoint(&self, trainer: &DenoiserTrainer) -> Result<(), HandlerError> {
+        let (tensors, meta) = trainer
+            .checkpoint(notes(
+                &self.base_version,
+                self.examples_seen,
+                &self.config.apprentice,
+            ))
+            .map_err(|e| HandlerError::permanent("model", e))?;
+        write_checkpoint(
+            &self.backends.storage,
+            APPRENTICE_MODEL,
+            trainer.steps_done(),
+            tensors,
+            meta,
+        )
+        .await?;
+        info!(step = trainer.steps_done(), "checkpoint written");
+        Ok(())
+    }
+
+    async fn release(&self, trainer: &DenoiserTrainer) -> Result<String, HandlerError> {
+        let bundle = BaseModel {
+            config: trainer.config().clone(),
+            tensors: trainer
+                .weights()
+                .map_err(|e| HandlerError::permanent("model", e))?,
+        };
+        let (config_json, weights) = bundle
+            .to_bytes()
+            .map_err(|e| HandlerError::permanent("model", e))?;
+        let version = format!(
+            "{:010}-{}",
+            trainer.steps_done(),
+            &version_of(&weights)[..8]
+        );
+        publish_model_version(
+            &self.backends.storage,
+            APPRENTICE_MODEL,
+            &version,
+            vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
+        )
+        .await?;
+        let window = &self.recent_losses;
+        let message = ApprenticePublishedV1 {
+            version: version.clone(),
+            weights_key: format!("models/{APPRENTICE_MODEL}/{version}/{WEIGHTS_FILE}"),
+            config_key: format!("models/{APPRENTICE_MODEL}/{version}/{CONFIG_FILE}"),
+            base_version: self.base_version.clone(),
+            metrics: ApprenticeMetrics {
+                loss: window.iter().sum::<f32>() / window.len().max(1) as f32,
+                steps: trainer.steps_done(),
+                examples_seen: self.examples_seen,
+                clusters: self.clusters as u32,
+            },
+            published_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        };
+        let envelope = Envelope::encode(&message, format!("apprentice-{version}"), None)?;
+        self.backends
+            .broker
+            .publish(&self.backends.topology, &envelope)
+            .await?;
+        if let Some(m) = &self.metrics {
+            m.releases.inc();
+        }
+        info!(%version, step = trainer.steps_done(), "apprentice released");
+        Ok(version)
+    }
+
+    /// Trains until `shutdown`, then writes a last checkpoint. Blocks the calling thread: run it
+    /// with `spawn_blocking`; `runtime` runs the storage, state and broker calls.
+    pub fn run(
+        mut self,
+        base: Arc<BaseModel>,
+        base_version: String,
+        runtime: tokio::runtime::Handle,
+        shutdown: CancellationToken,
+    ) -> Result<(), HandlerError> {
+        let size = base.config.image_size;
+        let mut trainer = runtime.block_on(self.start(&base, &base_version))?;
+        let bar = if std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::new_spinner()
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let mut last_refresh: Option<Instant> = None;
+        while !shutdown.is_cancelled() {
+            if last_refresh.is_none_or(|t| t.elapsed() >= self.config.refresh) {
+                match runtime.block_on(self.refresh(size)) {
+                    Ok(added) if added > 0 => {
+                        info!(
+                            added,
+                            triplets = self.triplets.len(),
+                            clusters = self.clusters,
+                            "training set grew"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "cannot refresh the training set; retrying later"),
+                }
+                last_refresh = Some(Instant::now());
+            }
+            if self.triplets.is_empty() {
+                runtime.block_on(async {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                });
+                continue;
+            }
+            let started = Instant::now();
+            let loss = apprentice_step(
+                &mut trainer,
+                &self.triplets,
+                &self.config.apprentice,
+                &self.text,
+            )
+            .map_err(|e| HandlerError::permanent("model", e))?;
+            self.examples_seen += self.config.apprentice.batch as u64;
+            self.recent_losses.push(loss);
+            if self.recent_losses.len() > 50 {
+                self.recent_losses.remove(0);
+            }
+            let mean = self.recent_losses.iter().sum::<f32>() / self.recent_losses.len() as f32;
+            if let Some(m) = &self.metrics {
+                m.steps.inc();
+                m.examples_seen.inc_by(self.config.apprentice.batch as u64);
+                m.loss.set(f64::from(mean));
+                m.busy_seconds.inc_by(started.elapsed().as_secs_f64());
+            }
+            let step = trainer.steps_done();
+            bar.set_message(format!(
+                "apprentice step {step}, {} examples seen, loss {mean:.4}, {} clusters",
+                self.examples_seen, self.clusters
+            ));
+            bar.tick();
+            if step % self.config.checkpoint_every == 0
+                && let Err(e) = runtime.block_on(self.checkpoint(&trainer))
+            {
+                warn!(error = %e, "checkpoint failed; training goes on");
+            }
+            if step % self.config.release_every == 0
+                && let Err(e) = runtime.block_on(self.release(&trainer))
+            {
+                warn!(error = %e, "release failed; the next one will try again");
+            }
+        }
+        bar.finish_and_clear();
+        if trainer.steps_done() > 0 {
+            runtime.block_on(self.checkpoint(&trainer))?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The host (admin port, backends) failed.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A model or the configuration is unusable.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Runs the apprentice-trainer until `shutdown` is cancelled.
+pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
+    let device = Device::Cpu;
+    let text = suti_factory::towers::load_text_encoder(
+        &suti_factory::towers::text_encoder_dir(&config.models.text_encoder),
+        &device,
+    )
+    .map_err(|e| ServiceError::Setup(e.to_string()))?;
+    let settings = loop_config(&config);
+    let poll = Duration::from_secs(config.models.poll_secs);
+    let host = ServiceHost::start(ServiceName::ApprenticeTrainer, config, shutdown.clone()).await?;
+    let base = Arc::new(
+        VersionedModels::new(
+            BASE_MODEL,
+            host.backends.storage.clone(),
+            base_loader(device),
+        )
+        .with_health(host.health.clone()),
+    );
+    if !base.wait_for_first(poll, &shutdown).await {
+        return Ok(());
+    }
+    let (base_version, base_model) = base
+        .latest()
+        .await
+        .map_err(|e| ServiceError::Setup(e.to_string()))?;
+    let metrics = TrainerMetrics::register(&host.registry)
+        .map_err(|e| ServiceError::Setup(format!("metrics: {e}")))?;
+    let training = TrainingLoop::new(
+        TrainerBackends {
+            storage: host.backends.storage.clone(),
+            state: host.backends.state.clone(),
+            broker: host.backends.broker.clone(),
+            topology: host.backends.topology.clone(),
+        },
+        Arc::new(text),
+        settings,
+        Some(metrics),
+    );
+    let runtime = tokio::runtime::Handle::current();
+    let stop_training = shutdown.clone();
+    // A trainer that fails stops the whole process, so the orchestrator restarts it from the
+    // last checkpoint instead of leaving a consumer that no longer trains.
+    let trainer = tokio::task::spawn_blocking(move || {
+        let result = training.run(base_model, base_version, runtime, stop_training.clone());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "the training loop failed; stopping the service");
+            stop_training.cancel();
+        }
+        result
+    });
+    host.run_stage(IndexHandler).await?;
+    match trainer.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServiceError::Setup(format!("training stopped: {e}"))),
+        Err(e) => Err(ServiceError::Setup(format!("training panicked: {e}"))),
+    }
+}
