@@ -53,6 +53,12 @@ enum Command {
         #[arg(long, short, env = "SUTI_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Run serving: the HTTP API and web page over the latest apprentice release.
+    Serving {
+        /// A YAML file layered over the compiled-in defaults.
+        #[arg(long, short, env = "SUTI_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Train the base model or the scorer from the crawled pairs and publish it.
     Train {
         #[command(subcommand)]
@@ -144,6 +150,10 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
+        Command::Serving { config } => run_service(config, |config, shutdown| async move {
+            serving::run(config, shutdown).await?;
+            Ok(())
+        }),
         Command::Train { command } => {
             suti_models::tune_allocator();
             run_async(train_cmd::run(command))

@@ -113,10 +113,15 @@ async fn read_version_files(
 
 /// Loads base-model versions from storage onto `device`.
 pub fn base_loader(device: Device) -> ModelLoader<BaseModel> {
+    dit_loader(BASE_MODEL, device)
+}
+
+/// Loads versions of a DiT model (`base`, `apprentice`) from storage onto `device`.
+pub fn dit_loader(name: &'static str, device: Device) -> ModelLoader<BaseModel> {
     Arc::new(move |store: SharedStore, version: String| {
         let device = device.clone();
         Box::pin(async move {
-            let (config, weights) = read_version_files(&store, BASE_MODEL, &version).await?;
+            let (config, weights) = read_version_files(&store, name, &version).await?;
             blocking(move || BaseModel::from_bytes(&config, &weights, &device)).await
         })
     })

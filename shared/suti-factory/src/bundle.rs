@@ -28,7 +28,8 @@ fn parse_config<T: serde::de::DeserializeOwned>(json: &[u8], what: &str) -> Resu
     serde_json::from_slice(json).map_err(|e| FactoryError::Invalid(format!("{what} config: {e}")))
 }
 
-/// A trained base text-to-image model.
+/// A trained DiT: the base text-to-image model, or an apprentice release (the same bundle with
+/// `max_demos > 0`).
 #[derive(Clone)]
 pub struct BaseModel {
     /// Its shape.

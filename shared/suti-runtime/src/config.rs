@@ -315,6 +315,44 @@ pub struct ApprenticeStageConfig {
     pub refresh_secs: u64,
 }
 
+/// serving: the HTTP API, its limits and dynamic batching.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingConfig {
+    /// Address of the API and web page.
+    pub listen: String,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest demonstration image, pixels (width × height).
+    pub max_image_pixels: u64,
+    /// Most demonstrations per request (the model takes up to 8).
+    pub max_demos: usize,
+    /// Longest prompt or caption, characters.
+    pub max_prompt_chars: usize,
+    /// Most images per request.
+    pub max_images: usize,
+    /// Most denoising steps per request.
+    pub max_steps: usize,
+    /// Denoising steps when a request gives none.
+    pub default_steps: usize,
+    /// Guidance weight when a request gives none (the paper serves with 15).
+    pub default_guidance: f32,
+    /// Images denoised together at most.
+    pub max_batch_images: usize,
+    /// How long a batch waits for more requests before it starts, milliseconds.
+    pub batch_wait_ms: u64,
+    /// Requests waiting for the model at most; more get 429.
+    pub max_queued: usize,
+    /// Deadline of one request, seconds.
+    pub request_timeout_secs: u64,
+    /// SHA-256 (hex) of the accepted API keys; empty: no key needed.
+    pub api_key_hashes: Vec<String>,
+    /// Requests per second per API key, sustained (shared by every replica).
+    pub key_rate_per_second: f64,
+    /// Burst of requests per API key.
+    pub key_burst: f64,
+}
+
 /// clip-filter: the ΔCLIP thresholds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -381,6 +419,8 @@ pub struct SutiConfig {
     pub clip_filter: ClipFilterConfig,
     /// apprentice-trainer.
     pub apprentice: ApprenticeStageConfig,
+    /// serving.
+    pub serving: ServingConfig,
     /// Queue-consuming stages.
     pub stages: StagesConfig,
 }
@@ -518,7 +558,8 @@ impl SutiConfig {
             // SUTI__CRAWLER__ALLOW_PRIVATE=127.0.0.0/8,::1
             .list_separator(",")
             .with_list_parse_key("crawler.allow_private")
-            .with_list_parse_key("generator.families");
+            .with_list_parse_key("generator.families")
+            .with_list_parse_key("serving.api_key_hashes");
         if let Some(vars) = &sources.env {
             env = env.source(Some(vars.iter().cloned().collect()));
         }
@@ -653,6 +694,32 @@ impl SutiConfig {
         if a.min_demos == 0 || a.min_demos > a.max_demos || a.max_demos > 8 {
             problems.push(
                 "apprentice demonstrations must satisfy 1 <= min_demos <= max_demos <= 8".into(),
+            );
+        }
+        let sv = &self.serving;
+        if sv.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!("serving.listen {:?} is not an address", sv.listen));
+        }
+        if sv.max_demos > 8 {
+            problems.push("serving.max_demos cannot exceed 8 (the model's limit)".into());
+        }
+        if sv.max_images == 0 || sv.max_steps == 0 || sv.max_batch_images == 0 || sv.max_queued == 0
+        {
+            problems.push(
+                "serving.max_images, max_steps, max_batch_images and max_queued must be at least 1"
+                    .into(),
+            );
+        }
+        if sv.default_steps == 0 || sv.default_steps > sv.max_steps {
+            problems.push("serving.default_steps must be between 1 and serving.max_steps".into());
+        }
+        if sv
+            .api_key_hashes
+            .iter()
+            .any(|h| h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            problems.push(
+                "serving.api_key_hashes must be SHA-256 digests in hex (64 characters)".into(),
             );
         }
         let families = ["recontextualisation", "accessorisation", "property"];

@@ -1,0 +1,348 @@
+//! The generation engine: the loaded apprentice release (swapped atomically on hot reload) and
+//! the dynamic batcher that denoises concurrent requests — each with its own demonstrations,
+//! prompt and seeds — as one batch, up to a cap on images and a wait deadline.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+use suti_data::RgbaImage;
+use suti_factory::BaseModel;
+use suti_factory::apprentice::DemoSet;
+use suti_factory::pixels::{images_from_tensor, to_chw};
+use suti_models::diffusion::{Conditioning, SamplerConfig, SamplerKind, sample_seeded};
+use suti_models::text::TextEncoder;
+use suti_models::{Demos, Dit, TextCond};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+/// A loaded apprentice release.
+pub struct LoadedModel {
+    /// Release version.
+    pub version: String,
+    /// The network, frozen.
+    pub dit: Dit,
+}
+
+impl LoadedModel {
+    /// Builds the network of a release from its stored bundle.
+    pub fn from_bundle(version: String, bundle: &BaseModel) -> suti_factory::Result<Self> {
+        if bundle.config.max_demos == 0 {
+            return Err(suti_factory::FactoryError::Invalid(format!(
+                "release {version} takes no demonstrations"
+            )));
+        }
+        Ok(Self {
+            version,
+            dit: bundle.dit()?,
+        })
+    }
+
+    /// The side of the images it renders.
+    pub fn image_size(&self) -> usize {
+        self.dit.config().image_size
+    }
+}
+
+/// The release requests are served with; replaced whole on hot reload, so a batch that started
+/// with one release finishes with it.
+#[derive(Clone, Default)]
+pub struct ModelSlot(Arc<RwLock<Option<Arc<LoadedModel>>>>);
+
+impl ModelSlot {
+    /// The current release, if one is loaded.
+    pub fn current(&self) -> Option<Arc<LoadedModel>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in `model`.
+    pub fn replace(&self, model: LoadedModel) {
+        info!(version = %model.version, "serving release swapped in");
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(model));
+    }
+}
+
+/// A demonstration: an image and its caption.
+#[derive(Debug, Clone)]
+pub struct Demonstration {
+    /// The image, any size (resampled to the model's).
+    pub image: RgbaImage,
+    /// Its caption.
+    pub caption: String,
+}
+
+/// One request to the engine.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// The prompt.
+    pub prompt: String,
+    /// 0–8 demonstrations.
+    pub demonstrations: Vec<Demonstration>,
+    /// One seed per image wanted.
+    pub seeds: Vec<u64>,
+    /// Denoising steps.
+    pub steps: usize,
+    /// Guidance weight.
+    pub guidance: f32,
+}
+
+/// What a generation produced.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The release that rendered it.
+    pub version: String,
+    /// One image per seed, in order.
+    pub images: Vec<RgbaImage>,
+    /// Requests in the batch it ran in (1 when alone).
+    pub batched_with: usize,
+}
+
+/// Why the engine could not render a request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// No release is loaded yet.
+    #[error("no apprentice release is loaded yet")]
+    NoModel,
+    /// Too many requests are waiting.
+    #[error("the server is at capacity; retry later")]
+    Busy,
+    /// The model failed.
+    #[error("generation failed: {0}")]
+    Failed(String),
+}
+
+struct Job {
+    request: Generation,
+    reply: oneshot::Sender<Result<Rendered, EngineError>>,
+}
+
+/// Batching limits.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Images denoised together at most.
+    pub max_images: usize,
+    /// How long the first request of a batch waits for company.
+    pub wait: Duration,
+    /// Requests queued at most.
+    pub max_queued: usize,
+}
+
+/// The handle requests go through.
+#[derive(Clone)]
+pub struct Engine {
+    jobs: mpsc::Sender<Job>,
+    slot: ModelSlot,
+}
+
+impl Engine {
+    /// Starts the batcher on its own thread.
+    pub fn start(slot: ModelSlot, text: Arc<TextEncoder>, limits: BatchLimits) -> Self {
+        let (jobs, receiver) = mpsc::channel(limits.max_queued.max(1));
+        let batch_slot = slot.clone();
+        std::thread::Builder::new()
+            .name("suti-batcher".into())
+            .spawn(move || batcher(receiver, batch_slot, text, limits))
+            .expect("spawning the batcher thread");
+        Self { jobs, slot }
+    }
+
+    /// The model slot.
+    pub fn slot(&self) -> &ModelSlot {
+        &self.slot
+    }
+
+    /// Renders a request, batched with whatever else is waiting.
+    pub async fn render(&self, request: Generation) -> Result<Rendered, EngineError> {
+        if self.slot.current().is_none() {
+            return Err(EngineError::NoModel);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .try_send(Job { request, reply })
+            .map_err(|_| EngineError::Busy)?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(EngineError::Failed("the batcher stopped".into())))
+    }
+}
+
+/// Collects jobs into batches of equal steps and guidance and renders them.
+fn batcher(
+    mut receiver: mpsc::Receiver<Job>,
+    slot: ModelSlot,
+    text: Arc<TextEncoder>,
+    limits: BatchLimits,
+) {
+    let mut pending: VecDeque<Job> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match receiver.blocking_recv() {
+                Some(job) => pending.push_back(job),
+                None => return,
+            }
+        }
+        // Company for the first job: wait up to the deadline or until the batch is full.
+        let deadline = Instant::now() + limits.wait;
+        loop {
+            let images: usize = pending.iter().map(|j| j.request.seeds.len()).sum();
+            if images >= limits.max_images {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            match receiver.try_recv() {
+                Ok(job) => pending.push_back(job),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep((deadline - now).min(Duration::from_millis(2)))
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        }
+        let first = pending.pop_front().expect("a pending job");
+        let key = (first.request.steps, first.request.guidance.to_bits());
+        let mut batch = vec![first];
+        let mut images = batch[0].request.seeds.len();
+        let mut rest = VecDeque::new();
+        while let Some(job) = pending.pop_front() {
+            let fits = images + job.request.seeds.len() <= limits.max_images;
+            if fits && (job.request.steps, job.request.guidance.to_bits()) == key {
+                images += job.request.seeds.len();
+                batch.push(job);
+            } else {
+                rest.push_back(job);
+            }
+        }
+        pending = rest;
+        let Some(model) = slot.current() else {
+            for job in batch {
+                let _ = job.reply.send(Err(EngineError::NoModel));
+            }
+            continue;
+        };
+        let requests: Vec<&Generation> = batch.iter().map(|j| &j.request).collect();
+        let started = Instant::now();
+        match render_batch(&model, &text, &requests) {
+            Ok(mut per_request) => {
+                let n = batch.len();
+                tracing::debug!(
+                    requests = n,
+                    images,
+                    ms = started.elapsed().as_millis() as u64,
+                    "batch rendered"
+                );
+                for job in batch.into_iter().rev() {
+                    let images = per_request.pop().unwrap_or_default();
+                    let _ = job.reply.send(Ok(Rendered {
+                        version: model.version.clone(),
+                        images,
+                        batched_with: n,
+                    }));
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "a batch failed");
+                for job in batch {
+                    let _ = job.reply.send(Err(EngineError::Failed(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Renders requests as one batch: one row per image, each row with its request's prompt and
+/// demonstrations (padded to the batch's most and masked), each from its own seed. Requests must
+/// share steps and guidance.
+pub fn render_batch(
+    model: &LoadedModel,
+    text: &TextEncoder,
+    requests: &[&Generation],
+) -> suti_factory::Result<Vec<Vec<RgbaImage>>> {
+    let Some(first) = requests.first() else {
+        return Ok(Vec::new());
+    };
+    let device = Device::Cpu;
+    let size = model.image_size();
+    let plane = 3 * size * size;
+    let dmax = requests
+        .iter()
+        .map(|r| r.demonstrations.len())
+        .max()
+        .unwrap_or(0);
+    let rows: Vec<(usize, u64)> = requests
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| r.seeds.iter().map(move |s| (i, *s)))
+        .collect();
+    let prompts: Vec<&str> = rows
+        .iter()
+        .map(|(i, _)| requests[*i].prompt.as_str())
+        .collect();
+    let prompt_cond = text.encode(&prompts)?;
+    let null = TextCond::null(rows.len(), model.dit.config().text_dim, &device)?;
+    let cache = if dmax == 0 {
+        None
+    } else {
+        // Each request's demonstrations once, then copied into its rows.
+        let encoded: Vec<DemoSet> = requests
+            .iter()
+            .map(|r| {
+                Ok(DemoSet {
+                    images: r
+                        .demonstrations
+                        .iter()
+                        .map(|d| to_chw(&d.image, size))
+                        .collect(),
+                    pooled: r
+                        .demonstrations
+                        .iter()
+                        .map(|d| text.sentence_vector(&d.caption))
+                        .collect::<Result<Vec<_>, _>>()?,
+                })
+            })
+            .collect::<suti_factory::Result<_>>()?;
+        let text_dim = model.dit.config().text_dim;
+        let mut images = vec![0f32; rows.len() * dmax * plane];
+        let mut pooled = vec![0f32; rows.len() * dmax * text_dim];
+        let mut mask = vec![0f32; rows.len() * dmax];
+        for (row, (i, _)) in rows.iter().enumerate() {
+            let set = &encoded[*i];
+            for (slot, (image, vector)) in set.images.iter().zip(&set.pooled).enumerate() {
+                let at = row * dmax + slot;
+                images[at * plane..(at + 1) * plane].copy_from_slice(image);
+                pooled[at * text_dim..(at + 1) * text_dim].copy_from_slice(vector);
+                mask[at] = 1.0;
+            }
+        }
+        let demos = Demos {
+            images: Tensor::from_vec(images, (rows.len(), dmax, 3, size, size), &device)?,
+            pooled: Tensor::from_vec(pooled, (rows.len(), dmax, text_dim), &device)?,
+            mask: Tensor::from_vec(mask, (rows.len(), dmax), &device)?.to_dtype(DType::F32)?,
+        };
+        Some(model.dit.encode_demos(&demos)?)
+    };
+    let sampler = SamplerConfig {
+        steps: first.steps,
+        guidance: first.guidance,
+        kind: SamplerKind::DpmSolver2m,
+        ..SamplerConfig::default()
+    };
+    let seeds: Vec<u64> = rows.iter().map(|(_, s)| *s).collect();
+    let images = sample_seeded(
+        &model.dit,
+        &Conditioning {
+            text: &prompt_cond,
+            demos: cache.as_ref(),
+            null_text: &null,
+        },
+        &sampler,
+        &seeds,
+    )?;
+    let mut images = images_from_tensor(&images)?.into_iter();
+    Ok(requests
+        .iter()
+        .map(|r| images.by_ref().take(r.seeds.len()).collect())
+        .collect())
+}

@@ -1,0 +1,54 @@
+//! Serving's request metrics: count and latency by status class.
+
+use std::time::Duration;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// Requests and their latency.
+#[derive(Clone)]
+pub struct ServingMetrics {
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+impl ServingMetrics {
+    /// Creates the metrics in `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "suti_serving_requests_total",
+                "Generation requests, by HTTP status",
+            ),
+            &["status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "suti_serving_request_duration_seconds",
+                "Generation request latency, by status class",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0,
+            ]),
+            &["class"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        Ok(Self { requests, latency })
+    }
+
+    /// Metrics that go nowhere (tests).
+    pub fn unregistered() -> Self {
+        Self::register(&Registry::new()).expect("fresh registry")
+    }
+
+    /// Records one request.
+    pub fn observe(&self, status: u16, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[&status.to_string()])
+            .inc();
+        let class = format!("{}xx", status / 100);
+        self.latency
+            .with_label_values(&[&class])
+            .observe(elapsed.as_secs_f64());
+    }
+}
