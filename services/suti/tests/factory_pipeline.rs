@@ -570,6 +570,86 @@ async fn amqp_the_apprentice_trainer_resumes_after_a_kill_and_publishes_releases
         after_stop > killed_at,
         "a graceful stop checkpoints: {after_stop} > {killed_at}"
     );
+
+    // Serving loads the latest release and renders with it.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut serving_env = env.clone();
+    serving_env.push(("SUTI__SERVING__LISTEN".into(), format!("127.0.0.1:{port}")));
+    let serving = suti(
+        &["serving"],
+        &serving_env,
+        &logs_dir.path().join("serving.log"),
+    );
+    let client = reqwest::Client::new();
+    let models_url = format!("http://127.0.0.1:{port}/v1/models");
+    let loaded = wait_until(
+        Duration::from_secs(60),
+        "serving to load a release",
+        || async {
+            match client.get(&models_url).send().await {
+                Ok(r) if r.status().is_success() => r
+                    .json::<serde_json::Value>()
+                    .await
+                    .map(|v| v["data"][0]["id"].as_str().is_some())
+                    .unwrap_or(false),
+                _ => false,
+            }
+        },
+    )
+    .await;
+    let models: serde_json::Value = match loaded {
+        Ok(()) => client
+            .get(&models_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap(),
+        Err(_) => {
+            stop(serving);
+            panic!("serving loaded no release\n{}", logs(logs_dir.path()));
+        }
+    };
+    let latest = store
+        .get(&ObjectKey::new("models/apprentice/LATEST").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        models["data"][0]["id"].as_str().unwrap(),
+        String::from_utf8_lossy(&latest).trim()
+    );
+    let demo = store
+        .get(&ObjectKey::new(&mined[0].image_keys[0]).unwrap())
+        .await
+        .unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("prompt", format!("a {} in the snow", mined[0].subject_noun))
+        .text("steps", "3")
+        .part(
+            "demonstration",
+            reqwest::multipart::Part::bytes(demo.to_vec())
+                .mime_str("image/png")
+                .unwrap(),
+        );
+    let answer = client
+        .post(format!("http://127.0.0.1:{port}/v1/generations"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let body: serde_json::Value = answer.json().await.unwrap();
+    stop(serving);
+    assert!(
+        status.is_success(),
+        "{status} {body}\n{}",
+        logs(logs_dir.path())
+    );
+    assert_eq!(body["images"].as_array().unwrap().len(), 1);
     drop(releases);
     broker.close().await;
 }
