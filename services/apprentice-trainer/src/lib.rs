@@ -176,13 +176,20 @@ pub struct TrainingLoop {
     base_version: String,
 }
 
+/// Checkpoint notes: where training came from, how far it got, and the model's shape (so that
+/// `suti generate` can render from a checkpoint folder).
 fn notes(
     base_version: &str,
     examples_seen: u64,
     config: &ApprenticeConfig,
+    model: &suti_models::DitConfig,
 ) -> BTreeMap<String, String> {
     [
         ("base_version".to_string(), base_version.to_string()),
+        (
+            "model".to_string(),
+            serde_json::to_string(model).unwrap_or_default(),
+        ),
         ("examples_seen".to_string(), examples_seen.to_string()),
         (
             "recipe".to_string(),
@@ -321,6 +328,7 @@ impl TrainingLoop {
                 &self.base_version,
                 self.examples_seen,
                 &self.config.apprentice,
+                trainer.config(),
             ))
             .map_err(|e| HandlerError::permanent("model", e))?;
         write_checkpoint(

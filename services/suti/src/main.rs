@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_models;
 mod config_cmd;
+mod generate_cmd;
 mod synthweb_cmd;
 mod train_cmd;
 
@@ -59,6 +60,9 @@ enum Command {
         #[arg(long, short, env = "SUTI_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Render a subject from demonstrations with an apprentice model folder or the latest release;
+    /// writes PNGs and a contact sheet.
+    Generate(generate_cmd::GenerateArgs),
     /// Train the base model or the scorer from the crawled pairs and publish it.
     Train {
         #[command(subcommand)]
@@ -154,6 +158,10 @@ fn main() -> ExitCode {
             serving::run(config, shutdown).await?;
             Ok(())
         }),
+        Command::Generate(args) => {
+            suti_models::tune_allocator();
+            run_async(generate_cmd::run(args))
+        }
         Command::Train { command } => {
             suti_models::tune_allocator();
             run_async(train_cmd::run(command))
