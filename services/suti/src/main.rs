@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_models;
 mod config_cmd;
+mod demo;
 mod generate_cmd;
 mod synthweb_cmd;
 mod train_cmd;
@@ -23,6 +24,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole pipeline in one process on EmojiWorld: crawl, train, fine-tune, generate,
+    /// filter, train the apprentice, render held-out subjects, write a report, serve the UI.
+    Demo(demo::DemoArgs),
     /// Run the crawler-clusterer service: consume crawl requests, publish subject clusters.
     CrawlerClusterer {
         /// A YAML file layered over the compiled-in defaults.
@@ -158,6 +162,10 @@ fn main() -> ExitCode {
             serving::run(config, shutdown).await?;
             Ok(())
         }),
+        Command::Demo(args) => {
+            suti_models::tune_allocator();
+            run_async(demo::run(args))
+        }
         Command::Generate(args) => {
             suti_models::tune_allocator();
             run_async(generate_cmd::run(args))

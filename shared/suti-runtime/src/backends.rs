@@ -83,7 +83,7 @@ impl Backends {
                 options.publish_attempts = config.queue.publish_attempts;
                 Arc::new(AmqpBroker::connect(options).await?)
             }
-            QueueBackend::InProcess => Arc::new(InProcessBroker::new()),
+            QueueBackend::InProcess => Arc::new(in_process_broker().connect()),
         };
         let storage = connect_storage(config).await?;
         let state: SharedState = match config.state.backend {
@@ -95,7 +95,7 @@ impl Backends {
                 )
                 .await?,
             ),
-            StateBackend::InProcess => Arc::new(InProcessState::new()),
+            StateBackend::InProcess => in_process_state(),
         };
         let topology = Topology::pipeline(&config.queue.namespace, config.queue.delivery_limit);
         broker.declare(&topology).await?;
@@ -149,4 +149,20 @@ pub async fn connect_storage(config: &SutiConfig) -> Result<SharedStore, Runtime
             Arc::new(LocalStore::open(config.storage.local_root.clone()).await?)
         }
     })
+}
+
+/// This process's in-process broker: every service of the process that is configured with
+/// `queue.backend: in_process` connects to this one (the embedded mode), as separate processes
+/// share one RabbitMQ. Each connection has its own handle, so closing one leaves the others up.
+fn in_process_broker() -> &'static InProcessBroker {
+    static BROKER: std::sync::OnceLock<InProcessBroker> = std::sync::OnceLock::new();
+    BROKER.get_or_init(InProcessBroker::new)
+}
+
+/// This process's in-process state, shared the same way.
+fn in_process_state() -> SharedState {
+    static STATE: std::sync::OnceLock<SharedState> = std::sync::OnceLock::new();
+    STATE
+        .get_or_init(|| Arc::new(InProcessState::new()))
+        .clone()
 }

@@ -1,0 +1,514 @@
+//! `suti demo`: the whole pipeline in one process on EmojiWorld, with embedded backends (the
+//! in-process queue and state, local storage under the output folder). It serves the synthetic
+//! web, starts the six services, crawls, trains the scorer and the base model, lets the experts,
+//! generator and filter make the training set, trains the apprentice, renders held-out subjects
+//! from their demonstrations, writes a contact sheet and an HTML report, and serves the web UI.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use candle_core::Device;
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serving::engine::{Demonstration, Generation, LoadedModel, render_batch};
+use suti_data::{Assets, RgbaImage, Scene, Split};
+use suti_messages::{CrawlLimits, CrawlRequestV1};
+use suti_queue::Envelope;
+use suti_runtime::{Backends, Health, SutiConfig};
+use suti_storage::{ObjectKey, SharedStore};
+use tokio_util::sync::CancellationToken;
+
+/// Options of `suti demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the report, the contact sheet and the run's data.
+    #[arg(long, default_value = "suti-demo")]
+    pub out: PathBuf,
+    /// Model preset.
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    /// Subject pages on the synthetic web (each can become a cluster).
+    #[arg(long, default_value_t = 16)]
+    pub subjects: usize,
+    /// Base model training steps.
+    #[arg(long, default_value_t = 600)]
+    pub base_steps: u64,
+    /// Scorer training steps.
+    #[arg(long, default_value_t = 400)]
+    pub scorer_steps: u64,
+    /// Fine-tuning steps per expert (the paper: 500).
+    #[arg(long, default_value_t = 150)]
+    pub expert_steps: u64,
+    /// Prompts each expert renders.
+    #[arg(long, default_value_t = 4)]
+    pub prompts: usize,
+    /// Images per prompt.
+    #[arg(long, default_value_t = 2)]
+    pub images_per_prompt: usize,
+    /// Apprentice training steps before its release.
+    #[arg(long, default_value_t = 600)]
+    pub apprentice_steps: u64,
+    /// Held-out subjects rendered at the end.
+    #[arg(long, default_value_t = 4)]
+    pub held_out: usize,
+    /// Port of the web UI served at the end.
+    #[arg(long, default_value_t = 8090)]
+    pub port: u16,
+    /// Exit after the report instead of serving the UI.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+/// How long each stage of the run took.
+struct Timings(Vec<(&'static str, Duration, String)>);
+
+impl Timings {
+    fn add(&mut self, stage: &'static str, since: Instant, detail: String) {
+        self.0.push((stage, since.elapsed(), detail));
+    }
+}
+
+fn spinner(progress: &MultiProgress, what: &str) -> ProgressBar {
+    let bar = progress.add(ProgressBar::new_spinner());
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{{spinner}} {what:<18} {{msg}} [{{elapsed}}]"))
+            .expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+async fn count(store: &SharedStore, prefix: &str, suffix: &str) -> usize {
+    store
+        .list(prefix)
+        .await
+        .map(|objects| {
+            objects
+                .iter()
+                .filter(|o| o.key.as_str().ends_with(suffix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The demo's configuration: embedded backends under `data`, the stages scaled by `args`.
+fn demo_config(args: &DemoArgs, data: &Path) -> SutiConfig {
+    let mut config = SutiConfig::embedded(data);
+    config.admin.listen = "127.0.0.1:0".into();
+    config.serving.listen = format!("127.0.0.1:{}", args.port);
+    config.crawler.allow_private = vec!["127.0.0.0/8".into()];
+    config.crawler.timeout_secs = 5;
+    config.crawler.host_rate_per_second = 200.0;
+    config.crawler.host_burst = 50.0;
+    config.models.poll_secs = 1;
+    config.expert.steps = args.expert_steps;
+    config.generator.prompts_per_cluster = args.prompts;
+    config.generator.images_per_prompt = args.images_per_prompt;
+    config.apprentice.schedule_steps = args.apprentice_steps;
+    config.apprentice.release_every = args.apprentice_steps;
+    config.apprentice.checkpoint_every = (args.apprentice_steps / 4).max(1);
+    config.apprentice.refresh_secs = 2;
+    config.apprentice.learning_rate = 5e-4;
+    config.telemetry.log_filter = "warn".into();
+    config
+}
+
+/// Runs the demo.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if suti_models::DitConfig::preset(&args.preset).is_none() {
+        bail!("unknown preset {:?}", args.preset);
+    }
+    let started = Instant::now();
+    let data = args.out.join("data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("clearing {}", data.display()))?;
+    }
+    std::fs::create_dir_all(&data)?;
+    let config = demo_config(&args, &data);
+    suti_runtime::init_logging(&config.telemetry);
+    let progress = MultiProgress::new();
+    let mut timings = Timings(Vec::new());
+    let shutdown = CancellationToken::new();
+
+    // The synthetic web.
+    let assets = Assets::open_default().context("EmojiWorld assets (run scripts/fetch-assets)")?;
+    let site = suti_data::synthweb::Site::new(
+        assets.clone(),
+        suti_data::synthweb::SiteParams {
+            subjects: args.subjects,
+            ..Default::default()
+        },
+    );
+    let served = suti_data::synthweb::serve(site, "127.0.0.1:0").await?;
+
+    // The six services, sharing this process's queue, state and storage.
+    let backends = Backends::connect(
+        &config,
+        "demo",
+        &prometheus::Registry::new(),
+        &Health::new(),
+    )
+    .await?;
+    let store = backends.storage.clone();
+    let mut services = tokio::task::JoinSet::new();
+    {
+        let c = config.clone();
+        let s = shutdown.clone();
+        services.spawn(async move {
+            crawler_clusterer::service::run(c, s)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+        let (c, s) = (config.clone(), shutdown.clone());
+        services.spawn(async move {
+            expert_finetuner::run(c, s)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+        let (c, s) = (config.clone(), shutdown.clone());
+        services.spawn(async move { generator::run(c, s).await.map_err(anyhow::Error::from) });
+        let (c, s) = (config.clone(), shutdown.clone());
+        services.spawn(async move { clip_filter::run(c, s).await.map_err(anyhow::Error::from) });
+        let (c, s) = (config.clone(), shutdown.clone());
+        services.spawn(async move {
+            apprentice_trainer::run(c, s)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+        let (c, s) = (config.clone(), shutdown.clone());
+        services.spawn(async move { serving::run(c, s).await.map_err(anyhow::Error::from) });
+    }
+
+    // 1. Crawl.
+    let stage = Instant::now();
+    let bar = spinner(&progress, "crawl + cluster");
+    let request = CrawlRequestV1 {
+        run_id: "demo".into(),
+        seed_urls: vec![format!("{}/", served.base_url())],
+        warc_keys: vec![],
+        limits: CrawlLimits::default(),
+    };
+    backends
+        .broker
+        .publish(
+            &backends.topology,
+            &Envelope::encode(&request, "crawl-demo", Some("demo".into()))?,
+        )
+        .await?;
+    while !backends
+        .state
+        .is_marked("crawler_clusterer:done:crawl-demo")
+        .await
+        .unwrap_or(false)
+    {
+        check_services(&mut services)?;
+        bar.set_message(format!(
+            "{} pages fetched, {} clusters",
+            served.requested().len(),
+            count(&store, "clusters/", ".msgpack").await
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let clusters = count(&store, "clusters/", ".msgpack").await;
+    bar.finish_with_message(format!("{clusters} clusters"));
+    eprintln!("demo: crawl done, {clusters} clusters");
+    timings.add("crawl + cluster", stage, format!("{clusters} clusters"));
+    if clusters == 0 {
+        bail!("the crawl found no clusters");
+    }
+
+    // 2. Scorer and base model (the stages waiting for them start as soon as they appear).
+    let stage = Instant::now();
+    let scorer_version = crate::train_cmd::train_scorer_job(
+        &store,
+        &config,
+        &crate::train_cmd::ScorerArgs {
+            config: None,
+            steps: args.scorer_steps,
+            batch: 64,
+            seed: 0,
+        },
+        true,
+    )
+    .await?;
+    timings.add("train scorer", stage, format!("version {scorer_version}"));
+    eprintln!("demo: scorer trained");
+    let stage = Instant::now();
+    let trained = crate::train_cmd::train_base(
+        &store,
+        &config,
+        &crate::train_cmd::BaseArgs {
+            config: None,
+            preset: args.preset.clone(),
+            steps: args.base_steps,
+            batch: 16,
+            learning_rate: 1e-3,
+            checkpoint_every: args.base_steps.max(1),
+            fresh: true,
+            stop_after: None,
+            seed: 0,
+        },
+        true,
+    )
+    .await?;
+    let (base_version, base_loss) = trained.context("the base model run stopped early")?;
+    eprintln!("demo: base model trained (evaluation loss {base_loss:.4})");
+    timings.add(
+        "train base",
+        stage,
+        format!("version {base_version}, evaluation loss {base_loss:.4}"),
+    );
+
+    // 3. Experts, generations, the filter and the apprentice run as services; follow them.
+    let stage = Instant::now();
+    let experts = spinner(&progress, "experts");
+    let candidates = spinner(&progress, "generator");
+    let filtered = spinner(&progress, "clip-filter");
+    let apprentice = spinner(&progress, "apprentice");
+    let latest_release = ObjectKey::new("models/apprentice/LATEST")?;
+    loop {
+        check_services(&mut services)?;
+        let e = count(&store, "experts/", ".safetensors").await;
+        let g = count(&store, "candidates/", ".png").await;
+        let f = count(&store, "datasets/apprentice/", ".msgpack").await;
+        experts.set_message(format!("{e}/{clusters} fine-tuned"));
+        candidates.set_message(format!("{g} images"));
+        filtered.set_message(format!("{f}/{clusters} shards"));
+        let step = suti_storage::read_pointer(
+            store.as_ref(),
+            &ObjectKey::new("models/apprentice/checkpoints/LATEST")?,
+        )
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "0".into());
+        apprentice.set_message(format!("step {step}/{}", args.apprentice_steps));
+        if store.head(&latest_release).await?.is_some() {
+            break;
+        }
+        if f >= clusters && accepted_examples(&store).await == 0 {
+            bail!(
+                "the filter accepted none of the {g} candidates of {clusters} clusters, so the \
+                 apprentice has nothing to learn from; train longer (--base-steps, --expert-steps) \
+                 or use more subjects"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for bar in [&experts, &candidates, &filtered, &apprentice] {
+        bar.finish();
+    }
+    let release = suti_storage::read_pointer(store.as_ref(), &latest_release)
+        .await?
+        .context("the release pointer vanished")?;
+    let shards = count(&store, "datasets/apprentice/", ".msgpack").await;
+    let accepted = accepted_examples(&store).await;
+    timings.add(
+        "experts → apprentice",
+        stage,
+        format!(
+            "{} experts, {} candidates, {shards} shards with {accepted} accepted, release {release}",
+            count(&store, "experts/", ".safetensors").await,
+            count(&store, "candidates/", ".png").await
+        ),
+    );
+
+    // 4. Held-out subjects from their demonstrations.
+    let stage = Instant::now();
+    let rows = render_held_out(&assets, &store, &release, args.held_out).await?;
+    let sheet = suti_data::contact::contact_sheet(
+        &rows
+            .iter()
+            .map(|r| {
+                let mut row = r.demos.clone();
+                row.extend(r.outputs.iter().cloned());
+                row.extend(r.truth.iter().cloned());
+                row
+            })
+            .collect::<Vec<_>>(),
+        4,
+    );
+    let sheet_path = args.out.join("contact-sheet.png");
+    std::fs::write(&sheet_path, sheet.to_png())?;
+    timings.add(
+        "render held-out",
+        stage,
+        format!("{} subjects → {}", rows.len(), sheet_path.display()),
+    );
+    let report = args.out.join("report.html");
+    std::fs::write(&report, report_html(&timings, &rows, started.elapsed()))?;
+
+    println!(
+        "\nsuti demo — {:.1} min on this machine\n",
+        started.elapsed().as_secs_f64() / 60.0
+    );
+    println!("| stage | time | result |\n|---|---|---|");
+    for (stage, took, detail) in &timings.0 {
+        println!("| {stage} | {:.0} s | {detail} |", took.as_secs_f64());
+    }
+    println!(
+        "\ncontact sheet: {} (each row: demonstrations | apprentice | true images)\nreport: {}",
+        sheet_path.display(),
+        report.display()
+    );
+    if args.no_serve {
+        shutdown.cancel();
+    } else {
+        println!("\nweb UI: http://127.0.0.1:{}/ (Ctrl-C to stop)", args.port);
+        tokio::signal::ctrl_c().await?;
+        shutdown.cancel();
+    }
+    while services.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Fails when a service stopped with an error.
+fn check_services(services: &mut tokio::task::JoinSet<anyhow::Result<()>>) -> anyhow::Result<()> {
+    match services.try_join_next() {
+        None => Ok(()),
+        Some(Ok(Ok(()))) => bail!("a service stopped early"),
+        Some(Ok(Err(e))) => Err(e.context("a service failed")),
+        Some(Err(e)) => bail!("a service panicked: {e}"),
+    }
+}
+
+async fn accepted_examples(store: &SharedStore) -> usize {
+    let mut total = 0;
+    for object in store.list("datasets/apprentice/").await.unwrap_or_default() {
+        if let Ok(body) = store.get(&object.key).await
+            && let Ok(shard) = rmp_serde::from_slice::<suti_messages::ExampleShard>(&body)
+        {
+            total += shard.examples.len();
+        }
+    }
+    total
+}
+
+/// One held-out subject: its demonstrations, the apprentice's images and the true renders.
+struct HeldOutRow {
+    subject: String,
+    prompt: String,
+    demos: Vec<RgbaImage>,
+    outputs: Vec<RgbaImage>,
+    truth: Vec<RgbaImage>,
+}
+
+async fn render_held_out(
+    assets: &Assets,
+    store: &SharedStore,
+    release: &str,
+    count: usize,
+) -> anyhow::Result<Vec<HeldOutRow>> {
+    let device = Device::Cpu;
+    let releases = suti_stage::VersionedModels::new(
+        "apprentice",
+        store.clone(),
+        suti_factory::artifacts::dit_loader("apprentice", device.clone()),
+    );
+    let bundle = releases
+        .version(release)
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the release: {e}"))?;
+    let model = LoadedModel::from_bundle(release.to_string(), &bundle)?;
+    let text = suti_factory::towers::load_text_encoder(
+        &suti_factory::towers::text_encoder_dir(""),
+        &device,
+    )?;
+    let side = model.image_size() as u32;
+    let shown = [Scene::Beach, Scene::City, Scene::WoodenFloor];
+    let asked = [
+        Scene::Snow,
+        Scene::Jungle,
+        Scene::PinkFabric,
+        Scene::EiffelTower,
+    ];
+    let subjects: Vec<_> = assets
+        .catalog()
+        .subjects(Split::HeldOut)
+        .into_iter()
+        .step_by(7)
+        .take(count)
+        .collect();
+    let mut rows = Vec::new();
+    for (i, subject) in subjects.iter().enumerate() {
+        let sprite = assets.sprite(subject)?;
+        let noun = &subject.class.noun;
+        let demos: Vec<Demonstration> = shown
+            .iter()
+            .enumerate()
+            .map(|(k, &scene)| Demonstration {
+                image: suti_data::render::render_with_box(
+                    &sprite,
+                    scene,
+                    None,
+                    None,
+                    300 + k as u64,
+                    64,
+                )
+                .0,
+                caption: format!("my {noun} {}", scene.phrase()),
+            })
+            .collect();
+        let scene = asked[i % asked.len()];
+        let prompt = format!("a {noun} {}", scene.phrase());
+        let request = Generation {
+            prompt: prompt.clone(),
+            demonstrations: demos.clone(),
+            seeds: vec![1, 2, 3],
+            steps: 25,
+            guidance: 7.5,
+        };
+        let outputs = tokio::task::block_in_place(|| render_batch(&model, &text, &[&request]))?
+            .pop()
+            .unwrap_or_default();
+        let truth = (0..2)
+            .map(|k| {
+                suti_data::render::render_with_box(&sprite, scene, None, None, 400 + k, side).0
+            })
+            .collect();
+        rows.push(HeldOutRow {
+            subject: subject.to_string(),
+            prompt,
+            demos: demos.iter().map(|d| d.image.centre_square(side)).collect(),
+            outputs,
+            truth,
+        });
+    }
+    Ok(rows)
+}
+
+fn report_html(timings: &Timings, rows: &[HeldOutRow], total: Duration) -> String {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut html = String::from(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>suti demo</title>\
+         <style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto}\
+         td,th{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:left}\
+         img.sheet{image-rendering:pixelated;width:100%}</style></head><body><h1>suti demo</h1>",
+    );
+    html.push_str(&format!(
+        "<p>The whole pipeline on EmojiWorld in {:.1} minutes.</p><table><tr><th>stage</th><th>time</th><th>result</th></tr>",
+        total.as_secs_f64() / 60.0
+    ));
+    for (stage, took, detail) in &timings.0 {
+        html.push_str(&format!(
+            "<tr><td>{stage}</td><td>{:.0} s</td><td>{}</td></tr>",
+            took.as_secs_f64(),
+            escape(detail)
+        ));
+    }
+    html.push_str("</table><h2>Held-out subjects</h2><p>Each row: three demonstrations, the apprentice's three images for the prompt, two true renders of the subject there.</p><ol>");
+    for row in rows {
+        html.push_str(&format!(
+            "<li>{} — “{}”</li>",
+            escape(&row.subject),
+            escape(&row.prompt)
+        ));
+    }
+    html.push_str("</ol><img class=\"sheet\" src=\"contact-sheet.png\" alt=\"contact sheet\"></body></html>\n");
+    html
+}
