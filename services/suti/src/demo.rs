@@ -151,34 +151,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     let store = backends.storage.clone();
-    let mut services = tokio::task::JoinSet::new();
-    {
-        let c = config.clone();
-        let s = shutdown.clone();
-        services.spawn(async move {
-            crawler_clusterer::service::run(c, s)
-                .await
-                .map_err(anyhow::Error::from)
-        });
-        let (c, s) = (config.clone(), shutdown.clone());
-        services.spawn(async move {
-            expert_finetuner::run(c, s)
-                .await
-                .map_err(anyhow::Error::from)
-        });
-        let (c, s) = (config.clone(), shutdown.clone());
-        services.spawn(async move { generator::run(c, s).await.map_err(anyhow::Error::from) });
-        let (c, s) = (config.clone(), shutdown.clone());
-        services.spawn(async move { clip_filter::run(c, s).await.map_err(anyhow::Error::from) });
-        let (c, s) = (config.clone(), shutdown.clone());
-        services.spawn(async move {
-            apprentice_trainer::run(c, s)
-                .await
-                .map_err(anyhow::Error::from)
-        });
-        let (c, s) = (config.clone(), shutdown.clone());
-        services.spawn(async move { serving::run(c, s).await.map_err(anyhow::Error::from) });
-    }
+    let mut services = crate::all::spawn_services(&config, &shutdown);
 
     // 1. Crawl.
     let stage = Instant::now();

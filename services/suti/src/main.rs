@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod all;
 mod bench;
 mod bench_models;
 mod config_cmd;
@@ -27,6 +28,13 @@ enum Command {
     /// The whole pipeline in one process on EmojiWorld: crawl, train, fine-tune, generate,
     /// filter, train the apprentice, render held-out subjects, write a report, serve the UI.
     Demo(demo::DemoArgs),
+    /// Every service in one process against the configured RabbitMQ, S3 and Redis (a single box),
+    /// or against in-process backends when the configuration says so.
+    All {
+        /// A YAML file layered over the compiled-in defaults.
+        #[arg(long, short, env = "SUTI_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Run the crawler-clusterer service: consume crawl requests, publish subject clusters.
     CrawlerClusterer {
         /// A YAML file layered over the compiled-in defaults.
@@ -162,6 +170,7 @@ fn main() -> ExitCode {
             serving::run(config, shutdown).await?;
             Ok(())
         }),
+        Command::All { config } => run_service(config, all::run),
         Command::Demo(args) => {
             suti_models::tune_allocator();
             run_async(demo::run(args))
