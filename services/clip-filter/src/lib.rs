@@ -133,6 +133,9 @@ impl Handler for FilterHandler {
         let mut rejected = 0u32;
         for ((candidate, prompt), score) in input.candidates.iter().zip(prompts).zip(&scores) {
             let verdict = judge(score, &self.thresholds);
+            tracing::debug!(image = %candidate.image_key, clip_t = score.clip_t,
+                delta_clip_t = score.delta_clip_t, subject_similarity = score.subject_similarity,
+                verdict = verdict.map_or_else(|r| r.label(), |()| "accepted"), "candidate scored");
             if let Some(m) = &self.metrics {
                 m.delta_clip.observe(f64::from(score.delta_clip_t));
                 m.subject_similarity
@@ -156,7 +159,15 @@ impl Handler for FilterHandler {
             }
         }
         let accepted = examples.len() as u32;
-        tracing::info!(cluster = %input.cluster_id, accepted, rejected, "candidates filtered");
+        let n = scores.len().max(1) as f32;
+        tracing::info!(
+            cluster = %input.cluster_id,
+            accepted,
+            rejected,
+            mean_delta_clip_t = scores.iter().map(|s| s.delta_clip_t).sum::<f32>() / n,
+            mean_subject_similarity = scores.iter().map(|s| s.subject_similarity).sum::<f32>() / n,
+            "candidates filtered"
+        );
         let shard = ExampleShard {
             run_id: input.run_id.clone(),
             cluster_id: input.cluster_id.clone(),
