@@ -428,12 +428,9 @@ impl TrainingLoop {
                 last_refresh = Some(Instant::now());
             }
             if self.triplets.is_empty() {
-                runtime.block_on(async {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
-                });
+                // A plain sleep, not the runtime's timer: this thread may outlive the runtime's
+                // timer when the process is shutting down.
+                std::thread::sleep(Duration::from_millis(200));
                 continue;
             }
             let started = Instant::now();

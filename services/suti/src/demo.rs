@@ -128,7 +128,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = demo_config(&args, &data);
     suti_runtime::init_logging(&config.telemetry);
     let progress = MultiProgress::new();
-    let mut timings = Timings(Vec::new());
     let shutdown = CancellationToken::new();
 
     // The synthetic web.
@@ -150,12 +149,48 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &Health::new(),
     )
     .await?;
-    let store = backends.storage.clone();
     let mut services = crate::all::spawn_services(&config, &shutdown);
+    let result = run_stages(
+        &args,
+        &config,
+        &assets,
+        &served,
+        &backends,
+        &mut services,
+        &progress,
+        started,
+    )
+    .await;
+    if result.is_err() || args.no_serve {
+        shutdown.cancel();
+    } else {
+        println!("\nweb UI: http://127.0.0.1:{}/ (Ctrl-C to stop)", args.port);
+        tokio::signal::ctrl_c().await?;
+        shutdown.cancel();
+    }
+    // Every service stops before the runtime does, also after a failure.
+    while services.join_next().await.is_some() {}
+    result
+}
+
+/// The demo's stages, in order; the caller stops the services afterwards.
+#[allow(clippy::too_many_arguments)]
+async fn run_stages(
+    args: &DemoArgs,
+    config: &SutiConfig,
+    assets: &Assets,
+    served: &suti_data::synthweb::ServedSite,
+    backends: &Backends,
+    services: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    progress: &MultiProgress,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let store = backends.storage.clone();
+    let mut timings = Timings(Vec::new());
 
     // 1. Crawl.
     let stage = Instant::now();
-    let bar = spinner(&progress, "crawl + cluster");
+    let bar = spinner(progress, "crawl + cluster");
     let request = CrawlRequestV1 {
         run_id: "demo".into(),
         seed_urls: vec![format!("{}/", served.base_url())],
@@ -175,7 +210,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .unwrap_or(false)
     {
-        check_services(&mut services)?;
+        check_services(services)?;
         bar.set_message(format!(
             "{} pages fetched, {} clusters",
             served.requested().len(),
@@ -195,12 +230,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let stage = Instant::now();
     let scorer_version = crate::train_cmd::train_scorer_job(
         &store,
-        &config,
+        config,
         &crate::train_cmd::ScorerArgs {
             config: None,
             steps: args.scorer_steps,
             batch: 64,
             seed: 0,
+            image_size: suti_models::DitConfig::preset(&args.preset)
+                .map(|c| c.image_size as u32)
+                .unwrap_or(32),
         },
         true,
     )
@@ -210,7 +248,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let stage = Instant::now();
     let trained = crate::train_cmd::train_base(
         &store,
-        &config,
+        config,
         &crate::train_cmd::BaseArgs {
             config: None,
             preset: args.preset.clone(),
@@ -235,13 +273,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     // 3. Experts, generations, the filter and the apprentice run as services; follow them.
     let stage = Instant::now();
-    let experts = spinner(&progress, "experts");
-    let candidates = spinner(&progress, "generator");
-    let filtered = spinner(&progress, "clip-filter");
-    let apprentice = spinner(&progress, "apprentice");
+    let experts = spinner(progress, "experts");
+    let candidates = spinner(progress, "generator");
+    let filtered = spinner(progress, "clip-filter");
+    let apprentice = spinner(progress, "apprentice");
     let latest_release = ObjectKey::new("models/apprentice/LATEST")?;
     loop {
-        check_services(&mut services)?;
+        check_services(services)?;
         let e = count(&store, "experts/", ".safetensors").await;
         let g = count(&store, "candidates/", ".png").await;
         let f = count(&store, "datasets/apprentice/", ".msgpack").await;
@@ -289,7 +327,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     // 4. Held-out subjects from their demonstrations.
     let stage = Instant::now();
-    let rows = render_held_out(&assets, &store, &release, args.held_out).await?;
+    let rows = render_held_out(assets, &store, &release, args.held_out).await?;
     let sheet = suti_data::contact::contact_sheet(
         &rows
             .iter()
@@ -325,14 +363,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         sheet_path.display(),
         report.display()
     );
-    if args.no_serve {
-        shutdown.cancel();
-    } else {
-        println!("\nweb UI: http://127.0.0.1:{}/ (Ctrl-C to stop)", args.port);
-        tokio::signal::ctrl_c().await?;
-        shutdown.cancel();
-    }
-    while services.join_next().await.is_some() {}
     Ok(())
 }
 

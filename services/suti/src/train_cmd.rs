@@ -82,6 +82,10 @@ pub struct ScorerArgs {
     /// Seed of initialisation, the held-out split and batches.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Side the images are resampled to before the image tower: the generations' side (the
+    /// model preset's resolution), so the scorer judges them in the domain it learned.
+    #[arg(long, default_value_t = 32)]
+    pub image_size: u32,
 }
 
 /// Runs a training job.
@@ -264,7 +268,10 @@ pub async fn train_scorer_job(
     let bar = progress_bar(pairs.len() as u64, "image features", show_progress);
     let mut features = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(16) {
-        let images: Vec<_> = chunk.iter().map(|(i, _)| i.clone()).collect();
+        let images: Vec<_> = chunk
+            .iter()
+            .map(|(i, _)| i.centre_square(args.image_size))
+            .collect();
         features.extend(tokio::task::block_in_place(|| {
             tower_features(&tower, &images)
         })?);

@@ -110,7 +110,15 @@ impl FilterModels<'_> {
             return Ok(Vec::new());
         }
         let device = self.tower.device().clone();
-        let demo_features = tower_features(self.tower, demos)?;
+        // Demonstrations are compared at the generations' resolution: a crisp crawled photo and a
+        // model-sized render of the same thing must not look different for their size alone.
+        let side = candidates
+            .iter()
+            .map(|(i, _)| i.width.min(i.height))
+            .min()
+            .unwrap_or(1);
+        let demos_at_side: Vec<RgbaImage> = demos.iter().map(|d| d.centre_square(side)).collect();
+        let demo_features = tower_features(self.tower, &demos_at_side)?;
         let candidate_images: Vec<RgbaImage> = candidates.iter().map(|(i, _)| i.clone()).collect();
         let candidate_features = tower_features(self.tower, &candidate_images)?;
         let scorer = &self.scorer.scorer;
