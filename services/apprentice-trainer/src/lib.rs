@@ -29,7 +29,7 @@ use suti_models::text::TextEncoder;
 use suti_queue::{Broker, Envelope, Topology};
 use suti_runtime::{ServiceName, SutiConfig};
 use suti_stage::{
-    HandleContext, Handler, HandlerError, HostError, Outcome, ServiceHost, VersionedModels,
+    HandleContext, Handler, HandlerError, Outcome, ServiceHost, VersionedModels,
     publish_model_version,
 };
 use suti_state::SharedState;
@@ -478,25 +478,13 @@ impl TrainingLoop {
     }
 }
 
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The host (admin port, backends) failed.
-    #[error(transparent)]
-    Host(#[from] HostError),
-    /// A model or the configuration is unusable.
-    #[error("{0}")]
-    Setup(String),
-}
+pub use suti_stage::ServiceError;
 
 /// Runs the apprentice-trainer until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let device = Device::Cpu;
-    let text = suti_factory::towers::load_text_encoder(
-        &suti_factory::towers::text_encoder_dir(&config.models.text_encoder),
-        &device,
-    )
-    .map_err(|e| ServiceError::Setup(e.to_string()))?;
+    let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
+        .map_err(|e| ServiceError::Setup(e.to_string()))?;
     let settings = loop_config(&config);
     let poll = Duration::from_secs(config.models.poll_secs);
     let host = ServiceHost::start(ServiceName::ApprenticeTrainer, config, shutdown.clone()).await?;

@@ -21,9 +21,7 @@ use suti_messages::{
 use suti_models::image_tower::ImageTower;
 use suti_models::text::TextEncoder;
 use suti_runtime::{ServiceName, SutiConfig};
-use suti_stage::{
-    HandleContext, Handler, HandlerError, HostError, Outcome, ServiceHost, VersionedModels,
-};
+use suti_stage::{HandleContext, Handler, HandlerError, Outcome, ServiceHost, VersionedModels};
 use tokio_util::sync::CancellationToken;
 
 /// Acceptance and score distributions, besides the harness's standard metrics.
@@ -205,26 +203,14 @@ impl Handler for FilterHandler {
     }
 }
 
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The host (admin port, backends) failed.
-    #[error(transparent)]
-    Host(#[from] HostError),
-    /// A model or the configuration is unusable.
-    #[error("{0}")]
-    Setup(String),
-}
+pub use suti_stage::ServiceError;
 
 /// Runs the clip-filter until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let device = Device::Cpu;
     let setup = |e: suti_factory::FactoryError| ServiceError::Setup(e.to_string());
-    let text = suti_factory::towers::load_text_encoder(
-        &suti_factory::towers::text_encoder_dir(&config.models.text_encoder),
-        &device,
-    )
-    .map_err(setup)?;
+    let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
+        .map_err(setup)?;
     let tower = suti_factory::towers::load_image_tower(
         &suti_factory::towers::image_tower_path(&config.models.image_tower),
         &device,

@@ -20,9 +20,7 @@ use suti_messages::{Candidate, CandidatesGeneratedV1, ExpertTrainedV1};
 use suti_models::diffusion::{SamplerConfig, SamplerKind};
 use suti_models::text::TextEncoder;
 use suti_runtime::{ServiceName, SutiConfig};
-use suti_stage::{
-    HandleContext, Handler, HandlerError, HostError, Outcome, ServiceHost, VersionedModels,
-};
+use suti_stage::{HandleContext, Handler, HandlerError, Outcome, ServiceHost, VersionedModels};
 use tokio_util::sync::CancellationToken;
 
 /// Generation throughput and cost, besides the harness's standard metrics.
@@ -190,26 +188,14 @@ impl Handler for GeneratorHandler {
     }
 }
 
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The host (admin port, backends) failed.
-    #[error(transparent)]
-    Host(#[from] HostError),
-    /// A model or the configuration is unusable.
-    #[error("{0}")]
-    Setup(String),
-}
+pub use suti_stage::ServiceError;
 
 /// Runs the generator until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let device = Device::Cpu;
     let settings = generator_settings(&config).map_err(ServiceError::Setup)?;
-    let text = suti_factory::towers::load_text_encoder(
-        &suti_factory::towers::text_encoder_dir(&config.models.text_encoder),
-        &device,
-    )
-    .map_err(|e| ServiceError::Setup(e.to_string()))?;
+    let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
+        .map_err(|e| ServiceError::Setup(e.to_string()))?;
     let poll = Duration::from_secs(config.models.poll_secs);
     let host = ServiceHost::start(ServiceName::Generator, config, shutdown.clone()).await?;
     let base = Arc::new(

@@ -16,7 +16,7 @@ use suti_factory::BaseModel;
 use suti_factory::artifacts::dit_loader;
 use suti_messages::ApprenticePublishedV1;
 use suti_runtime::{ServiceName, SutiConfig};
-use suti_stage::{HostError, ServiceHost, VersionedModels};
+use suti_stage::{ServiceHost, VersionedModels};
 use suti_state::TokenBucket;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -28,16 +28,7 @@ use crate::metrics::ServingMetrics;
 /// Model name of the apprentice releases (`models/apprentice/…`).
 pub const RELEASES: &str = "apprentice";
 
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The host (admin port, backends) failed.
-    #[error(transparent)]
-    Host(#[from] HostError),
-    /// A model, the configuration or the listener is unusable.
-    #[error("{0}")]
-    Setup(String),
-}
+pub use suti_stage::ServiceError;
 
 /// Request limits from the configuration.
 pub fn api_limits(config: &SutiConfig) -> ApiLimits {
@@ -107,11 +98,8 @@ async fn adopt(
 /// Runs serving until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let device = Device::Cpu;
-    let text = suti_factory::towers::load_text_encoder(
-        &suti_factory::towers::text_encoder_dir(&config.models.text_encoder),
-        &device,
-    )
-    .map_err(|e| ServiceError::Setup(e.to_string()))?;
+    let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
+        .map_err(|e| ServiceError::Setup(e.to_string()))?;
     let keys = api_keys(&config).map_err(ServiceError::Setup)?;
     let (limits, batching) = (api_limits(&config), batch_limits(&config));
     let listen = config.serving.listen.clone();

@@ -114,10 +114,7 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
     };
     let model = LoadedModel::from_bundle(version.clone(), &bundle)?;
-    let text = suti_factory::towers::load_text_encoder(
-        &suti_factory::towers::text_encoder_dir(&config.models.text_encoder),
-        &device,
-    )?;
+    let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)?;
     let limits = DecodeLimits::default();
     let demonstrations = args
         .demos

@@ -150,10 +150,7 @@ pub async fn train_base(
     let model_config = DitConfig::preset(&args.preset)
         .with_context(|| format!("unknown preset {:?}", args.preset))?;
     let device = Device::Cpu;
-    let text = towers::load_text_encoder(
-        &towers::text_encoder_dir(&config.models.text_encoder),
-        &device,
-    )?;
+    let text = towers::configured_text_encoder(&config.models.text_encoder, &device)?;
     let raw = load_pairs(store).await?;
     let size = model_config.image_size;
     let pairs: Vec<Pair> = raw
@@ -256,10 +253,7 @@ pub async fn train_scorer_job(
     show_progress: bool,
 ) -> anyhow::Result<String> {
     let device = Device::Cpu;
-    let text = towers::load_text_encoder(
-        &towers::text_encoder_dir(&config.models.text_encoder),
-        &device,
-    )?;
+    let text = towers::configured_text_encoder(&config.models.text_encoder, &device)?;
     let tower = towers::load_image_tower(
         &towers::image_tower_path(&config.models.image_tower),
         &device,

@@ -37,6 +37,11 @@ pub fn load_text_encoder(dir: &Path, device: &Device) -> Result<TextEncoder> {
     })
 }
 
+/// Loads MiniLM from its configured folder (`models.text_encoder`; empty for the fetched copy).
+pub fn configured_text_encoder(configured: &str, device: &Device) -> Result<TextEncoder> {
+    load_text_encoder(&text_encoder_dir(configured), device)
+}
+
 /// Loads the image tower from its `.pth` file.
 pub fn load_image_tower(path: &Path, device: &Device) -> Result<ImageTower> {
     let bytes = std::fs::read(path).map_err(|e| {

@@ -39,6 +39,18 @@ pub enum HostError {
     Queue(#[from] suti_queue::QueueError),
 }
 
+/// Why a service stopped before its shutdown was asked: its host failed, or a model, the
+/// configuration or a listener it needs is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The host (admin port, backends) failed.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A model, the configuration or a listener is unusable.
+    #[error("{0}")]
+    Setup(String),
+}
+
 /// A running service process: its registry, readiness, admin port and backends.
 pub struct ServiceHost {
     /// Which service this is.

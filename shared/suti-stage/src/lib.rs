@@ -29,7 +29,7 @@ mod host;
 mod metrics;
 pub mod models;
 
-pub use host::{HostError, ServiceHost};
+pub use host::{HostError, ServiceError, ServiceHost};
 pub use metrics::StageMetrics;
 pub use models::{VersionedModels, publish_model_version};
 
