@@ -1,4 +1,4 @@
-"""A PyTorch twin of suti's `tiny` DiT denoiser (same layers, widths and token counts: 32x32,
+"""A PyTorch twin of suti's `small` DiT denoiser (same layers, widths and token counts: 32x32,
 patch 4, width 256, depth 6, 4 heads, 12 text tokens, adaLN-Zero, v-prediction, AdamW), timed on
 the same machine as `suti bench train` / `suti bench sample` to give the candle/PyTorch ratio.
 Reference only: not part of the product."""
@@ -130,7 +130,7 @@ def main():
         opt.step()
         if step > 0:
             total += time.perf_counter() - start
-    print(f"pytorch {torch.__version__} tiny twin ({params / 1e6:.1f}M params), batch {b}, {args.threads} threads: "
+    print(f"pytorch {torch.__version__} small twin ({params / 1e6:.1f}M params), batch {b}, {args.threads} threads: "
           f"{b * args.steps / total:.2f} img/s, {1000 * total / args.steps:.1f} ms/step")
     n = args.sample_images
     with torch.no_grad():
@@ -140,7 +140,7 @@ def main():
         for i in range(args.sample_steps):
             model(x, torch.full((2 * n,), 0.5), tokens, mask, pooled)
         elapsed = time.perf_counter() - start
-    print(f"pytorch tiny twin sampling: {1000 * elapsed:.0f} ms per request of {n} images "
+    print(f"pytorch small twin sampling: {1000 * elapsed:.0f} ms per request of {n} images "
           f"({args.sample_steps} steps, both guidance branches batched)")
 
 

@@ -2,17 +2,16 @@
 //! in-process queue and state, local storage under the output folder). It serves the synthetic
 //! web, starts the six services, crawls, trains the scorer and the base model, lets the experts,
 //! generator and filter make the training set, trains the apprentice, renders held-out subjects
-//! from their demonstrations, writes a contact sheet and an HTML report, and serves the web UI.
+//! from their demonstrations with the `suti eval` protocol, writes a contact sheet and an HTML
+//! report, and serves the web UI.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use candle_core::Device;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serving::engine::{Demonstration, Generation, LoadedModel, render_batch};
-use suti_data::{Assets, RgbaImage, Scene, Split};
+use suti_data::{Assets, RgbaImage};
 use suti_messages::{CrawlLimits, CrawlRequestV1};
 use suti_queue::Envelope;
 use suti_runtime::{Backends, Health, SutiConfig};
@@ -32,7 +31,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 16)]
     pub subjects: usize,
     /// Base model training steps.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 2500)]
     pub base_steps: u64,
     /// Scorer training steps.
     #[arg(long, default_value_t = 400)]
@@ -46,12 +45,19 @@ pub struct DemoArgs {
     /// Images per prompt.
     #[arg(long, default_value_t = 2)]
     pub images_per_prompt: usize,
+    /// Guidance weight of the experts' generations, the evaluation and the web UI's default. The
+    /// `tiny` models render best with little guidance; the paper's 7.5–15 suit larger ones.
+    #[arg(long, default_value_t = 1.5)]
+    pub guidance: f32,
     /// Apprentice training steps before its release.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 400)]
     pub apprentice_steps: u64,
-    /// Held-out subjects rendered at the end.
+    /// Held-out subjects evaluated at the end.
     #[arg(long, default_value_t = 4)]
     pub held_out: usize,
+    /// Prompts per held-out subject.
+    #[arg(long, default_value_t = 2)]
+    pub eval_prompts: usize,
     /// Port of the web UI served at the end.
     #[arg(long, default_value_t = 8090)]
     pub port: u16,
@@ -105,6 +111,8 @@ fn demo_config(args: &DemoArgs, data: &Path) -> SutiConfig {
     config.expert.steps = args.expert_steps;
     config.generator.prompts_per_cluster = args.prompts;
     config.generator.images_per_prompt = args.images_per_prompt;
+    config.generator.guidance = args.guidance;
+    config.serving.default_guidance = args.guidance;
     config.apprentice.schedule_steps = args.apprentice_steps;
     config.apprentice.release_every = args.apprentice_steps;
     config.apprentice.checkpoint_every = (args.apprentice_steps / 4).max(1);
@@ -136,6 +144,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         assets.clone(),
         suti_data::synthweb::SiteParams {
             subjects: args.subjects,
+            // More photos per page give the base model more pairs at no cost to the experts.
+            min_images: 5,
             ..Default::default()
         },
     );
@@ -325,16 +335,19 @@ async fn run_stages(
         ),
     );
 
-    // 4. Held-out subjects from their demonstrations.
+    // 4. Held-out subjects: the evaluation protocol, and the contact sheet from its images.
     let stage = Instant::now();
-    let rows = render_held_out(assets, &store, &release, args.held_out).await?;
+    let (report, sheets) = evaluate_held_out(args, config, assets, &store, progress).await?;
     let sheet = suti_data::contact::contact_sheet(
-        &rows
+        &sheets
             .iter()
-            .map(|r| {
-                let mut row = r.demos.clone();
-                row.extend(r.outputs.iter().cloned());
-                row.extend(r.truth.iter().cloned());
+            .map(|s| {
+                let mut row: Vec<RgbaImage> = s.demos.iter().take(3).cloned().collect();
+                for (method, images) in &s.methods {
+                    if method == "apprentice, 3 demos" || method == "real images" {
+                        row.extend(images.iter().take(3).cloned());
+                    }
+                }
                 row
             })
             .collect::<Vec<_>>(),
@@ -342,14 +355,22 @@ async fn run_stages(
     );
     let sheet_path = args.out.join("contact-sheet.png");
     std::fs::write(&sheet_path, sheet.to_png())?;
+    let eval_dir = args.out.join("eval");
+    crate::eval::write_outputs(&eval_dir, &report, &sheets)?;
     timings.add(
-        "render held-out",
+        "evaluate held-out",
         stage,
-        format!("{} subjects → {}", rows.len(), sheet_path.display()),
+        format!(
+            "{} subjects → {}",
+            sheets.len(),
+            eval_dir.join("eval.html").display()
+        ),
     );
-    let report = args.out.join("report.html");
-    std::fs::write(&report, report_html(&timings, &rows, started.elapsed()))?;
-
+    let report_path = args.out.join("report.html");
+    std::fs::write(
+        &report_path,
+        report_html(&timings, &report, started.elapsed()),
+    )?;
     println!(
         "\nsuti demo — {:.1} min on this machine\n",
         started.elapsed().as_secs_f64() / 60.0
@@ -358,10 +379,29 @@ async fn run_stages(
     for (stage, took, detail) in &timings.0 {
         println!("| {stage} | {:.0} s | {detail} |", took.as_secs_f64());
     }
+    println!("\nHeld-out subjects (suti eval protocol):\n");
+    println!("{}", crate::eval::markdown_table(&report));
+    if let (Some(base), Some(expert), Some(apprentice)) = (
+        crate::eval::row(&report, "base"),
+        crate::eval::row(&report, "expert"),
+        crate::eval::row(&report, "apprentice, 3"),
+    ) {
+        println!(
+            "The apprentice given 3 demonstrations: subject similarity {:.3} (base, text only: \
+             {:.3}; expert: {:.3}), {:.1} s per subject against the expert's {:.1} s ({:.0}× \
+             faster).\n",
+            apprentice.subject_similarity,
+            base.subject_similarity,
+            expert.subject_similarity,
+            apprentice.seconds_per_subject,
+            expert.seconds_per_subject,
+            expert.seconds_per_subject / apprentice.seconds_per_subject.max(1e-9)
+        );
+    }
     println!(
-        "\ncontact sheet: {} (each row: demonstrations | apprentice | true images)\nreport: {}",
+        "contact sheet: {} (each row: 3 demonstrations | the apprentice given them | true images)\nreport: {}",
         sheet_path.display(),
-        report.display()
+        report_path.display()
     );
     Ok(())
 }
@@ -388,100 +428,46 @@ async fn accepted_examples(store: &SharedStore) -> usize {
     total
 }
 
-/// One held-out subject: its demonstrations, the apprentice's images and the true renders.
-struct HeldOutRow {
-    subject: String,
-    prompt: String,
-    demos: Vec<RgbaImage>,
-    outputs: Vec<RgbaImage>,
-    truth: Vec<RgbaImage>,
-}
-
-async fn render_held_out(
+/// Runs the evaluation protocol over the first `held_out` held-out subjects.
+async fn evaluate_held_out(
+    args: &DemoArgs,
+    config: &SutiConfig,
     assets: &Assets,
     store: &SharedStore,
-    release: &str,
-    count: usize,
-) -> anyhow::Result<Vec<HeldOutRow>> {
-    let device = Device::Cpu;
-    let releases = suti_stage::VersionedModels::new(
-        "apprentice",
-        store.clone(),
-        suti_factory::artifacts::dit_loader("apprentice", device.clone()),
-    );
-    let bundle = releases
-        .version(release)
-        .await
-        .map_err(|e| anyhow::anyhow!("loading the release: {e}"))?;
-    let model = LoadedModel::from_bundle(release.to_string(), &bundle)?;
-    let text = suti_factory::towers::load_text_encoder(
-        &suti_factory::towers::text_encoder_dir(""),
-        &device,
+    progress: &MultiProgress,
+) -> anyhow::Result<(crate::eval::EvalReport, Vec<crate::eval::SubjectSheet>)> {
+    let models = crate::eval::load_models(store, config).await?;
+    let settings = crate::eval::EvalSettings {
+        images: 2,
+        demo_counts: vec![1, 3, 5],
+        expert: crate::eval::expert_settings(config, Some(args.expert_steps)),
+        steps: 25,
+        guidance: args.guidance,
+        seed: 0,
+    };
+    let dir = args.out.join("benchmark");
+    suti_data::benchmark::write_benchmark(assets, &dir, 64, 0, args.held_out)?;
+    let subjects = crate::eval::subjects_from_benchmark(
+        &dir,
+        args.held_out,
+        args.eval_prompts,
+        &settings.expert.identifier_token,
     )?;
-    let side = model.image_size() as u32;
-    let shown = [Scene::Beach, Scene::City, Scene::WoodenFloor];
-    let asked = [
-        Scene::Snow,
-        Scene::Jungle,
-        Scene::PinkFabric,
-        Scene::EiffelTower,
-    ];
-    let subjects: Vec<_> = assets
-        .catalog()
-        .subjects(Split::HeldOut)
-        .into_iter()
-        .step_by(7)
-        .take(count)
-        .collect();
-    let mut rows = Vec::new();
-    for (i, subject) in subjects.iter().enumerate() {
-        let sprite = assets.sprite(subject)?;
-        let noun = &subject.class.noun;
-        let demos: Vec<Demonstration> = shown
-            .iter()
-            .enumerate()
-            .map(|(k, &scene)| Demonstration {
-                image: suti_data::render::render_with_box(
-                    &sprite,
-                    scene,
-                    None,
-                    None,
-                    300 + k as u64,
-                    64,
-                )
-                .0,
-                caption: format!("my {noun} {}", scene.phrase()),
-            })
-            .collect();
-        let scene = asked[i % asked.len()];
-        let prompt = format!("a {noun} {}", scene.phrase());
-        let request = Generation {
-            prompt: prompt.clone(),
-            demonstrations: demos.clone(),
-            seeds: vec![1, 2, 3],
-            steps: 25,
-            guidance: 7.5,
-        };
-        let outputs = tokio::task::block_in_place(|| render_batch(&model, &text, &[&request]))?
-            .pop()
-            .unwrap_or_default();
-        let truth = (0..2)
-            .map(|k| {
-                suti_data::render::render_with_box(&sprite, scene, None, None, 400 + k, side).0
-            })
-            .collect();
-        rows.push(HeldOutRow {
-            subject: subject.to_string(),
-            prompt,
-            demos: demos.iter().map(|d| d.image.centre_square(side)).collect(),
-            outputs,
-            truth,
-        });
-    }
-    Ok(rows)
+    let bar = progress.add(crate::eval::progress_bar());
+    let result = tokio::task::block_in_place(|| {
+        crate::eval::run_protocol(
+            &subjects,
+            &models,
+            &settings,
+            "EmojiWorld held-out subjects",
+            &bar,
+        )
+    });
+    bar.finish();
+    result
 }
 
-fn report_html(timings: &Timings, rows: &[HeldOutRow], total: Duration) -> String {
+fn report_html(timings: &Timings, report: &crate::eval::EvalReport, total: Duration) -> String {
     let escape = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -504,14 +490,26 @@ fn report_html(timings: &Timings, rows: &[HeldOutRow], total: Duration) -> Strin
             escape(detail)
         ));
     }
-    html.push_str("</table><h2>Held-out subjects</h2><p>Each row: three demonstrations, the apprentice's three images for the prompt, two true renders of the subject there.</p><ol>");
-    for row in rows {
+    html.push_str(&format!(
+        "</table><h2>Held-out subjects</h2><p>The <code>suti eval</code> protocol over {} subjects \
+         the pipeline never saw ({} prompts each, {} images per prompt); the full report with \
+         every method's images is <a href=\"eval/eval.html\">eval/eval.html</a>.</p>\
+         <table><tr><th>method</th><th>subject similarity</th><th>CLIP-I</th><th>CLIP-T</th>\
+         <th>time per subject</th></tr>",
+        report.subjects.len(),
+        report.prompts_per_subject,
+        report.images_per_prompt
+    ));
+    for row in &report.rows {
         html.push_str(&format!(
-            "<li>{} — “{}”</li>",
-            escape(&row.subject),
-            escape(&row.prompt)
+            "<tr><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{:.1} s</td></tr>",
+            escape(&row.method),
+            row.subject_similarity,
+            row.clip_i,
+            row.clip_t.map_or("—".into(), |t| format!("{t:.3}")),
+            row.seconds_per_subject
         ));
     }
-    html.push_str("</ol><img class=\"sheet\" src=\"contact-sheet.png\" alt=\"contact sheet\"></body></html>\n");
+    html.push_str("</table><p>Each row of the sheet: three demonstrations, the apprentice's images given them, the true images of the subject in the prompted places.</p><img class=\"sheet\" src=\"contact-sheet.png\" alt=\"contact sheet\"></body></html>\n");
     html
 }

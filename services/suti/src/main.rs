@@ -11,6 +11,7 @@ mod bench;
 mod bench_models;
 mod config_cmd;
 mod demo;
+mod eval;
 mod generate_cmd;
 mod synthweb_cmd;
 mod train_cmd;
@@ -28,6 +29,9 @@ enum Command {
     /// The whole pipeline in one process on EmojiWorld: crawl, train, fine-tune, generate,
     /// filter, train the apprentice, render held-out subjects, write a report, serve the UI.
     Demo(demo::DemoArgs),
+    /// The DreamBench protocol over held-out subjects: base, experts and the apprentice with
+    /// 1/3/5 demonstrations, scored and timed; writes JSON, markdown, contact sheets and HTML.
+    Eval(eval::EvalArgs),
     /// Every service in one process against the configured RabbitMQ, S3 and Redis (a single box),
     /// or against in-process backends when the configuration says so.
     All {
@@ -174,6 +178,10 @@ fn main() -> ExitCode {
         Command::Demo(args) => {
             suti_models::tune_allocator();
             run_async(demo::run(args))
+        }
+        Command::Eval(args) => {
+            suti_models::tune_allocator();
+            run_async(eval::run(args))
         }
         Command::Generate(args) => {
             suti_models::tune_allocator();

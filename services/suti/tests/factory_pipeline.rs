@@ -1,6 +1,6 @@
 //! The data factory across processes (issue 6): crawled clusters in S3 (s3s-fs on loopback),
 //! `suti train base` and `suti train scorer` as jobs, then expert-finetuner → generator →
-//! clip-filter as three `suti` processes over the real RabbitMQ and Redis, at the `mini` preset.
+//! clip-filter as three `suti` processes over the real RabbitMQ and Redis, at the `tiny` preset.
 //! The accepted triplets must land in storage as dataset shards whose images exist.
 
 use std::path::Path;
@@ -179,7 +179,7 @@ async fn amqp_clusters_become_accepted_triplets_through_three_service_processes(
         (
             "train-base",
             vec![
-                "train", "base", "--preset", "mini", "--steps", "40", "--batch", "8",
+                "train", "base", "--preset", "tiny", "--steps", "40", "--batch", "8",
             ],
         ),
         (
@@ -272,7 +272,7 @@ async fn amqp_clusters_become_accepted_triplets_through_three_service_processes(
                 .await
                 .unwrap();
             let image = suti_data::RgbaImage::from_png(&png).unwrap();
-            assert_eq!((image.width, image.height), (32, 32), "mini renders 32×32");
+            assert_eq!((image.width, image.height), (32, 32), "tiny renders 32×32");
         }
         let adapter = store
             .list(&format!("experts/{}/", accepted.cluster_id))

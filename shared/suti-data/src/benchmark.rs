@@ -1,5 +1,5 @@
 //! The DreamBench-style evaluation set over EmojiWorld's held-out subjects (DESIGN §9): per
-//! subject, 4 captioned demonstration photos and its 25 prompts, each with the true image the
+//! subject, 5 captioned demonstration photos and its 25 prompts, each with the true image the
 //! renderer draws for it. Written as a folder with `manifest.json`, which `suti eval` reads.
 
 use std::path::{Path, PathBuf};
@@ -11,8 +11,9 @@ use crate::prompts::{PromptKind, Scene, prompts_for};
 use crate::render::{render, render_with_box};
 use crate::rng::SplitMix64;
 
-/// Demonstrations per subject, as in DreamBench's evaluation of SuTI.
-pub const DEMOS_PER_SUBJECT: usize = 4;
+/// Demonstrations per subject: DreamBench has 4–6 photos per subject, and five let the
+/// evaluation compare the apprentice with 1, 3 and 5 of them.
+pub const DEMOS_PER_SUBJECT: usize = 5;
 
 /// One demonstration photo.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
-//! The image type every part of suti passes around (8-bit RGBA) and its PNG codec, with decoding
-//! limits so that a hostile file (a decompression bomb, absurd dimensions) is refused before it
+//! The image type every part of suti passes around (8-bit RGBA), its PNG codec and a JPEG decoder
+//! (for photographs users bring, such as the real DreamBench set), with decoding limits so that a hostile file (a decompression bomb, absurd dimensions) is refused before it
 //! can allocate.
 
 use std::io::Cursor;
@@ -161,21 +161,7 @@ impl RgbaImage {
             .read_header_info()
             .map_err(|e| ImageError::Malformed(e.to_string()))?;
         let (width, height) = (header.width, header.height);
-        if width == 0 || height == 0 {
-            return Err(ImageError::Malformed("zero-sized image".into()));
-        }
-        if width > limits.max_side || height > limits.max_side {
-            return Err(ImageError::TooLarge(format!(
-                "{width}×{height} exceeds the {} pixel side limit",
-                limits.max_side
-            )));
-        }
-        if u64::from(width) * u64::from(height) > limits.max_pixels {
-            return Err(ImageError::TooLarge(format!(
-                "{width}×{height} exceeds {} pixels",
-                limits.max_pixels
-            )));
-        }
+        check_dimensions(width, height, limits)?;
         let mut reader = decoder.read_info().map_err(|e| match e {
             png::DecodingError::LimitsExceeded => {
                 ImageError::TooLarge("decoded size exceeds the memory limit".into())
@@ -232,6 +218,92 @@ impl RgbaImage {
             pixels,
         })
     }
+
+    /// Decodes a JPEG (greyscale, RGB or CMYK; 8-bit), refusing anything over `limits` from its
+    /// header before the pixels are decoded.
+    pub fn from_jpeg_with_limits(bytes: &[u8], limits: DecodeLimits) -> Result<Self, ImageError> {
+        let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+        decoder.set_max_decoding_buffer_size(limits.max_bytes);
+        decoder
+            .read_info()
+            .map_err(|e| ImageError::Malformed(e.to_string()))?;
+        let info = decoder
+            .info()
+            .ok_or_else(|| ImageError::Malformed("no JPEG header".into()))?;
+        let (width, height) = (u32::from(info.width), u32::from(info.height));
+        check_dimensions(width, height, limits)?;
+        let data = decoder.decode().map_err(|e| match e {
+            jpeg_decoder::Error::Format(m) if m.contains("buffer") => ImageError::TooLarge(m),
+            other => ImageError::Malformed(other.to_string()),
+        })?;
+        let count = width as usize * height as usize;
+        let mut pixels = Vec::with_capacity(count * 4);
+        match info.pixel_format {
+            jpeg_decoder::PixelFormat::L8 => {
+                for &v in data.iter().take(count) {
+                    pixels.extend_from_slice(&[v, v, v, 255]);
+                }
+            }
+            jpeg_decoder::PixelFormat::RGB24 => {
+                for px in data.chunks_exact(3).take(count) {
+                    pixels.extend_from_slice(&[px[0], px[1], px[2], 255]);
+                }
+            }
+            jpeg_decoder::PixelFormat::CMYK32 => {
+                // Adobe JPEGs store inverted CMYK; the decoder hands it back as stored.
+                for px in data.chunks_exact(4).take(count) {
+                    let k = u16::from(px[3]);
+                    let channel = |c: u8| (u16::from(c) * k / 255) as u8;
+                    pixels.extend_from_slice(&[
+                        channel(px[0]),
+                        channel(px[1]),
+                        channel(px[2]),
+                        255,
+                    ]);
+                }
+            }
+            jpeg_decoder::PixelFormat::L16 => {
+                return Err(ImageError::Unsupported("16-bit JPEG".into()));
+            }
+        }
+        if pixels.len() != count * 4 {
+            return Err(ImageError::Malformed("truncated image data".into()));
+        }
+        Ok(Self {
+            width,
+            height,
+            pixels,
+        })
+    }
+
+    /// Decodes a PNG or a JPEG, told apart by their signatures.
+    pub fn decode_with_limits(bytes: &[u8], limits: DecodeLimits) -> Result<Self, ImageError> {
+        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Self::from_jpeg_with_limits(bytes, limits)
+        } else {
+            Self::from_png_with_limits(bytes, limits)
+        }
+    }
+}
+
+/// Refuses zero-sized images and those over the side or pixel-count limits.
+fn check_dimensions(width: u32, height: u32, limits: DecodeLimits) -> Result<(), ImageError> {
+    if width == 0 || height == 0 {
+        return Err(ImageError::Malformed("zero-sized image".into()));
+    }
+    if width > limits.max_side || height > limits.max_side {
+        return Err(ImageError::TooLarge(format!(
+            "{width}×{height} exceeds the {} pixel side limit",
+            limits.max_side
+        )));
+    }
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(ImageError::TooLarge(format!(
+            "{width}×{height} exceeds {} pixels",
+            limits.max_pixels
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ pub fn default_thresholds() -> FilterThresholds {
 pub struct CandidateScores {
     /// cos(target, prompt).
     pub clip_t: f32,
+    /// Mean cos(target, demo) in the scorer's space (CLIP-I).
+    pub clip_i: f32,
     /// CLIP-T of the target minus the demonstrations' mean CLIP-T for the same prompt.
     pub delta_clip_t: f32,
     /// Mean cosine similarity of the target's image-tower features to the demonstrations'.
@@ -145,6 +147,11 @@ impl FilterModels<'_> {
                     .map(|d| dot(d, &prompt_joint[i]))
                     .sum::<f32>()
                     / demo_joint.len() as f32;
+                let clip_i = demo_joint
+                    .iter()
+                    .map(|d| dot(d, &candidate_joint[i]))
+                    .sum::<f32>()
+                    / demo_joint.len() as f32;
                 let subject_similarity = demo_unit
                     .iter()
                     .map(|d| dot(d, &candidate_unit[i]))
@@ -152,6 +159,7 @@ impl FilterModels<'_> {
                     / demo_unit.len() as f32;
                 CandidateScores {
                     clip_t,
+                    clip_i,
                     delta_clip_t: clip_t - demos_clip_t,
                     subject_similarity,
                 }
@@ -169,6 +177,7 @@ mod tests {
         let t = default_thresholds();
         let good = CandidateScores {
             clip_t: 0.3,
+            clip_i: 0.7,
             delta_clip_t: 0.05,
             subject_similarity: 0.8,
         };

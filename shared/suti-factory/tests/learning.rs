@@ -46,7 +46,7 @@ fn the_base_follows_prompts_and_an_expert_learns_its_subject() {
     suti_models::tune_allocator();
     let assets = assets();
     let text = text_encoder();
-    let config = DitConfig::mini();
+    let config = DitConfig::tiny();
     let size = config.image_size;
     let all = subjects(&assets, 7, 53);
     let (seen, unseen) = (&all[..6], &all[6]);

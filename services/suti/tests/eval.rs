@@ -1,0 +1,220 @@
+//! `suti eval` as a process over an embedded run's storage: it loads the base, scorer and
+//! apprentice named by their `LATEST` pointers, runs the protocol on EmojiWorld's held-out
+//! subjects and on a folder in the real DreamBench layout (a JPEG photograph among the photos),
+//! and writes the JSON, markdown, HTML and contact sheets. The models here are untrained, so the
+//! test checks the protocol and what the metrics can tell apart (true renders of the subject score
+//! above an untrained model's noise), not the models' quality.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use suti_data::{Assets, RgbaImage, Split};
+use suti_factory::apprentice::{ApprenticeConfig, apprentice_trainer};
+use suti_factory::base::base_model;
+use suti_factory::{BaseModel, ScorerModel};
+use suti_models::scorer::{Scorer, ScorerConfig};
+use suti_models::{Builders, Dit, DitConfig, Params};
+
+fn tensors_of(varmap: &VarMap) -> HashMap<String, Tensor> {
+    varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect()
+}
+
+/// Publishes an untrained base (the `test` preset), its apprentice and a scorer into the local
+/// storage under `data`, as the pipeline would.
+async fn publish_models(data: &Path) {
+    let device = Device::Cpu;
+    let config = DitConfig {
+        max_demos: 0,
+        ..DitConfig::test()
+    };
+    let varmap = VarMap::new();
+    Dit::new(&config, &Builders::base(Params::train(&varmap, 1, &device))).unwrap();
+    let base = BaseModel {
+        config,
+        tensors: tensors_of(&varmap),
+    };
+    let apprentice =
+        base_model(&apprentice_trainer(&base, &ApprenticeConfig::default()).unwrap()).unwrap();
+    let scorer_varmap = VarMap::new();
+    let scorer_config = ScorerConfig::default();
+    Scorer::new(&scorer_config, &Params::train(&scorer_varmap, 2, &device)).unwrap();
+    let scorer =
+        ScorerModel::from_tensors(scorer_config, tensors_of(&scorer_varmap), &device).unwrap();
+
+    let store = suti_runtime::connect_storage(&suti_runtime::SutiConfig::embedded(data))
+        .await
+        .unwrap();
+    for (name, (config_json, weights)) in [
+        ("base", base.to_bytes().unwrap()),
+        ("apprentice", apprentice.to_bytes().unwrap()),
+        ("scorer", scorer.to_bytes().unwrap()),
+    ] {
+        suti_stage::publish_model_version(
+            &store,
+            name,
+            "v1",
+            vec![("config.json", config_json), ("model.safetensors", weights)],
+        )
+        .await
+        .unwrap();
+    }
+}
+
+fn eval(data: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_suti"))
+        .arg("eval")
+        .arg("--data")
+        .arg(data)
+        .args([
+            "--subjects",
+            "1",
+            "--prompts",
+            "2",
+            "--images",
+            "1",
+            "--demos",
+            "1,2",
+            "--expert-steps",
+            "2",
+            "--steps",
+            "2",
+            "--out",
+        ])
+        .arg(out)
+        .args(extra)
+        .env_remove("SUTI_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("| method |"),
+        "the table is printed: {stdout}"
+    );
+    for file in ["eval.json", "eval.md", "eval.html"] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap()
+}
+
+fn methods(report: &serde_json::Value) -> Vec<String> {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_runs_the_protocol_on_emojiworld_and_on_a_dreambench_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    publish_models(&data).await;
+
+    // EmojiWorld's held-out subjects, rendered into the output folder.
+    let out = dir.path().join("emojiworld");
+    let report = eval(&data, &out, &[]);
+    assert_eq!(
+        methods(&report),
+        [
+            "real images",
+            "base (text only)",
+            "expert (2 steps)",
+            "apprentice, 1 demo",
+            "apprentice, 2 demos"
+        ]
+    );
+    let rows = report["rows"].as_array().unwrap();
+    for row in rows {
+        assert_eq!(row["images"], 2, "1 subject × 2 prompts × 1 image: {row}");
+        let similarity = row["subject_similarity"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&similarity), "{row}");
+        assert!(
+            row["clip_t"].is_number(),
+            "EmojiWorld has prompts for real images: {row}"
+        );
+    }
+    let real = rows[0]["subject_similarity"].as_f64().unwrap();
+    let base = rows[1]["subject_similarity"].as_f64().unwrap();
+    assert!(
+        real > base + 0.05,
+        "true renders of the subject ({real:.3}) score above an untrained model's output ({base:.3})"
+    );
+    assert!(
+        rows[2]["seconds_per_subject"].as_f64().unwrap()
+            > rows[1]["seconds_per_subject"].as_f64().unwrap(),
+        "the expert's time includes its fine-tune"
+    );
+    let subject = report["subjects"][0].as_str().unwrap();
+    let sheet = RgbaImage::from_png(
+        &std::fs::read(out.join("sheets").join(format!("{subject}.png"))).unwrap(),
+    )
+    .unwrap();
+    // The demonstrations' row and one row per method, each 16 pixels high plus padding.
+    assert!(sheet.height >= 6 * 16, "{}×{}", sheet.width, sheet.height);
+    let markdown = std::fs::read_to_string(out.join("eval.md")).unwrap();
+    assert_eq!(markdown.lines().count(), 2 + 5, "{markdown}");
+
+    // The real DreamBench layout: photos (a JPEG among them) and prompts_and_classes.txt.
+    let bench = dir.path().join("dreambench");
+    let assets = Assets::open_default().expect("scripts/fetch-assets");
+    let subject = &assets.catalog().subjects(Split::HeldOut)[3];
+    let sprite = assets.sprite(subject).unwrap();
+    let folder = bench.join("my_subject");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (k, scene) in [suti_data::Scene::Beach, suti_data::Scene::City]
+        .into_iter()
+        .enumerate()
+    {
+        let (img, _) = suti_data::render::render_with_box(&sprite, scene, None, None, k as u64, 96);
+        std::fs::write(folder.join(format!("0{k}.png")), img.to_png()).unwrap();
+    }
+    let assets_dir = std::env::var_os("SUTI_ASSETS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(&std::env::var_os("HOME").unwrap()).join(".cache/suti/assets")
+        });
+    std::fs::copy(
+        assets_dir.join("testimages/rocket.jpg"),
+        folder.join("02.jpg"),
+    )
+    .unwrap();
+    std::fs::write(
+        bench.join("prompts_and_classes.txt"),
+        format!(
+            "Classes\n\nsubject_name,class\nmy_subject,{}\n\nPrompts\n\nObject Prompts\n\n\
+             prompt_list = [\n'a {{0}} {{1}} in the jungle'.format(unique_token, class_token),\n\
+             'a {{0}} {{1}} in the snow'.format(unique_token, class_token),\n]\n\n\
+             Live Subject Prompts\n\nprompt_list = [\n\
+             'a {{0}} {{1}} wearing a red hat'.format(unique_token, class_token),\n]\n",
+            subject.class.noun
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("dreambench-out");
+    let report = eval(&data, &out, &["--dreambench", bench.to_str().unwrap()]);
+    assert!(report["set"].as_str().unwrap().starts_with("DreamBench"));
+    assert_eq!(report["subjects"][0], "my_subject");
+    let rows = report["rows"].as_array().unwrap();
+    assert!(
+        rows[0]["clip_t"].is_null(),
+        "real photos have no prompt to follow: {}",
+        rows[0]
+    );
+    assert_eq!(rows[0]["images"], 3, "each photo against the other two");
+    assert_eq!(rows[3]["images"], 2);
+}
