@@ -13,7 +13,7 @@ use suti_factory::ScorerModel;
 use suti_factory::artifacts::{
     SCORER_MODEL, blocking, read_cluster, read_image, scorer_loader, shard_key,
 };
-use suti_factory::filter::{FilterModels, judge};
+use suti_factory::filter::{DeltaReference, FilterModels, judge};
 use suti_messages::{
     AcceptedExample, CandidatesGeneratedV1, ExampleShard, ExamplesAcceptedV1, FilterThresholds,
     ShardDemonstration,
@@ -84,6 +84,8 @@ pub struct FilterHandler {
     pub text: Arc<TextEncoder>,
     /// Acceptance thresholds.
     pub thresholds: FilterThresholds,
+    /// What ΔCLIP-T is measured against.
+    pub delta_reference: DeltaReference,
     /// Metrics, when registered.
     pub metrics: Option<FilterMetrics>,
 }
@@ -117,14 +119,21 @@ impl Handler for FilterHandler {
             candidates.push((image, plain_prompt(&c.prompt, &input.identifier_token)));
         }
         let prompts: Vec<String> = candidates.iter().map(|(_, p)| p.clone()).collect();
+        let captions: Vec<String> = cluster
+            .manifest
+            .members
+            .iter()
+            .map(|m| m.caption.clone())
+            .collect();
         let (tower, text, demos) = (self.tower.clone(), self.text.clone(), cluster.images);
+        let reference = self.delta_reference;
         let scores = blocking(move || {
             FilterModels {
                 tower: &tower,
                 scorer: &scorer,
                 text: &text,
             }
-            .score(&demos, &candidates)
+            .score_against(&demos, &captions, &candidates, reference)
         })
         .await?;
         let mut examples = Vec::new();
@@ -220,6 +229,9 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         delta_clip_min: config.clip_filter.delta_clip_min,
         subject_similarity_min: config.clip_filter.subject_similarity_min,
     };
+    // The configuration was validated at load; an unknown name cannot reach here.
+    let delta_reference = DeltaReference::from_name(&config.clip_filter.delta_reference)
+        .unwrap_or(DeltaReference::Demonstrations);
     let poll = Duration::from_secs(config.models.poll_secs);
     let host = ServiceHost::start(ServiceName::ClipFilter, config, shutdown.clone()).await?;
     let scorer = Arc::new(
@@ -241,6 +253,7 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         tower: Arc::new(tower),
         text: Arc::new(text),
         thresholds,
+        delta_reference,
         metrics: Some(metrics),
     })
     .await?;

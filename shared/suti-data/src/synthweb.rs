@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::canvas::{Canvas, rgb};
-use crate::emoji::{AssetError, Assets, Split, Subject};
+use crate::emoji::{AssetError, Assets, Split, Subject, SubjectClass, Vendor};
 use crate::image::RgbaImage;
 use crate::prompts::Scene;
 use crate::render::render_with_box;
@@ -32,6 +32,10 @@ pub struct SiteParams {
     pub min_images: usize,
     /// Most subject photos on a page.
     pub max_images: usize,
+    /// Draw whole classes: both vendors' drawings of each class get a page, so a class noun
+    /// never tells the two instances apart (DreamBench's situation); otherwise subjects are drawn
+    /// one by one.
+    pub both_vendors: bool,
     /// Subject pages listed per index page.
     pub index_page_size: usize,
     /// Size of the huge hostile body, bytes.
@@ -48,6 +52,7 @@ impl Default for SiteParams {
             image_size: 96,
             min_images: 3,
             max_images: 8,
+            both_vendors: false,
             index_page_size: 40,
             huge_bytes: 64 << 20,
             slow_duration: Duration::from_secs(30),
@@ -234,6 +239,24 @@ impl Site {
         // A seeded shuffle, then the first N: a size parameter that still mixes categories.
         for i in (1..subjects.len()).rev() {
             subjects.swap(i, rng.below(i + 1));
+        }
+        if params.both_vendors {
+            // Each class at its first place in the shuffled order, with both its drawings.
+            let mut classes: Vec<Arc<SubjectClass>> = Vec::new();
+            for subject in &subjects {
+                if !classes.iter().any(|c| Arc::ptr_eq(c, &subject.class)) {
+                    classes.push(subject.class.clone());
+                }
+            }
+            subjects = classes
+                .into_iter()
+                .flat_map(|class| {
+                    Vendor::ALL.into_iter().map(move |vendor| Subject {
+                        class: class.clone(),
+                        vendor,
+                    })
+                })
+                .collect();
         }
         if params.subjects > 0 {
             subjects.truncate(params.subjects);

@@ -341,3 +341,40 @@ fn our_warc_reader_reads_back_what_the_writer_wrote() {
     );
     assert!(suti_data::warc::read_warc(b"GET / HTTP/1.1\r\n\r\n", 64 << 20).is_err());
 }
+
+#[test]
+fn a_site_of_whole_classes_gives_both_drawings_of_every_class_a_page() {
+    let site = Site::new(
+        assets(),
+        SiteParams {
+            subjects: 8,
+            both_vendors: true,
+            ..SiteParams::default()
+        },
+    );
+    let mut by_class: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for page in site.pages() {
+        by_class
+            .entry(page.subject.class.noun.clone())
+            .or_default()
+            .push(format!("{:?}", page.subject.vendor));
+    }
+    assert_eq!(by_class.len(), 4, "{by_class:?}");
+    for (noun, vendors) in &by_class {
+        assert_eq!(vendors.len(), 2, "{noun}: {vendors:?}");
+        assert_ne!(vendors[0], vendors[1], "{noun}");
+    }
+    let unpaired = Site::new(
+        assets(),
+        SiteParams {
+            subjects: 8,
+            ..SiteParams::default()
+        },
+    );
+    let classes: std::collections::BTreeSet<_> = unpaired
+        .pages()
+        .iter()
+        .map(|p| p.subject.class.noun.clone())
+        .collect();
+    assert!(classes.len() > 4, "drawn one by one, classes rarely repeat");
+}

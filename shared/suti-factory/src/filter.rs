@@ -3,6 +3,10 @@
 //! - ΔCLIP-T = cos(target, prompt) − mean over demonstrations of cos(demo, prompt), in the
 //!   scorer's joint space: the target must follow the new prompt better than the demonstrations
 //!   already do. A copy of a demonstration scores about zero and is rejected.
+//!   With [`DeltaReference::Captions`] the subtrahend is instead the target's own mean cosine to
+//!   the demonstrations' captions: one image against two texts, so a generation that is merely less
+//!   crisp than the crawled photos is not penalised for it, while a copy of a demonstration still
+//!   matches its caption at least as well as the new prompt and is rejected.
 //! - Subject similarity = mean cos(target, demo) of image-tower features: a generation that lost
 //!   the subject falls below the floor and is rejected.
 
@@ -24,6 +28,26 @@ pub fn default_thresholds() -> FilterThresholds {
     }
 }
 
+/// What ΔCLIP-T subtracts from the target's CLIP-T.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeltaReference {
+    /// The demonstrations' mean CLIP-T for the same prompt (the paper).
+    Demonstrations,
+    /// The target's mean CLIP-T against the demonstrations' captions.
+    Captions,
+}
+
+impl DeltaReference {
+    /// From its configuration name (`demonstrations`, `captions`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "demonstrations" => Some(Self::Demonstrations),
+            "captions" => Some(Self::Captions),
+            _ => None,
+        }
+    }
+}
+
 /// A candidate's scores.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CandidateScores {
@@ -31,7 +55,8 @@ pub struct CandidateScores {
     pub clip_t: f32,
     /// Mean cos(target, demo) in the scorer's space (CLIP-I).
     pub clip_i: f32,
-    /// CLIP-T of the target minus the demonstrations' mean CLIP-T for the same prompt.
+    /// CLIP-T of the target minus the reference: the demonstrations' mean CLIP-T for the same
+    /// prompt, or the target's mean CLIP-T against the demonstrations' captions.
     pub delta_clip_t: f32,
     /// Mean cosine similarity of the target's image-tower features to the demonstrations'.
     pub subject_similarity: f32,
@@ -102,12 +127,29 @@ fn matrix(rows: &[Vec<f32>], device: &Device) -> Result<Tensor> {
 
 impl FilterModels<'_> {
     /// Scores each candidate (an image and the prompt, with the class noun, it was generated
-    /// for) against the cluster's demonstrations.
+    /// for) against the cluster's demonstrations, ΔCLIP-T as the paper defines it.
     pub fn score(
         &self,
         demos: &[RgbaImage],
         candidates: &[(RgbaImage, String)],
     ) -> Result<Vec<CandidateScores>> {
+        self.score_against(demos, &[], candidates, DeltaReference::Demonstrations)
+    }
+
+    /// [`Self::score`] with ΔCLIP-T against `reference`; `demo_captions` (one per demonstration)
+    /// are needed for [`DeltaReference::Captions`].
+    pub fn score_against(
+        &self,
+        demos: &[RgbaImage],
+        demo_captions: &[String],
+        candidates: &[(RgbaImage, String)],
+        reference: DeltaReference,
+    ) -> Result<Vec<CandidateScores>> {
+        if reference == DeltaReference::Captions && demo_captions.is_empty() {
+            return Err(crate::FactoryError::Invalid(
+                "ΔCLIP-T against captions needs the demonstrations' captions".into(),
+            ));
+        }
         if demos.is_empty() || candidates.is_empty() {
             return Ok(Vec::new());
         }
@@ -137,16 +179,36 @@ impl FilterModels<'_> {
         let prompt_joint: Vec<Vec<f32>> = scorer
             .embed_texts(&matrix(&sentences, &device)?)?
             .to_vec2()?;
+        let caption_joint: Vec<Vec<f32>> = if reference == DeltaReference::Captions {
+            let vectors = demo_captions
+                .iter()
+                .map(|c| self.text.sentence_vector(c))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            scorer.embed_texts(&matrix(&vectors, &device)?)?.to_vec2()?
+        } else {
+            Vec::new()
+        };
         let demo_unit = unit_rows(&demo_features);
         let candidate_unit = unit_rows(&candidate_features);
         Ok((0..candidates.len())
             .map(|i| {
                 let clip_t = dot(&candidate_joint[i], &prompt_joint[i]);
-                let demos_clip_t = demo_joint
-                    .iter()
-                    .map(|d| dot(d, &prompt_joint[i]))
-                    .sum::<f32>()
-                    / demo_joint.len() as f32;
+                let reference_clip_t = match reference {
+                    DeltaReference::Demonstrations => {
+                        demo_joint
+                            .iter()
+                            .map(|d| dot(d, &prompt_joint[i]))
+                            .sum::<f32>()
+                            / demo_joint.len() as f32
+                    }
+                    DeltaReference::Captions => {
+                        caption_joint
+                            .iter()
+                            .map(|c| dot(&candidate_joint[i], c))
+                            .sum::<f32>()
+                            / caption_joint.len() as f32
+                    }
+                };
                 let clip_i = demo_joint
                     .iter()
                     .map(|d| dot(d, &candidate_joint[i]))
@@ -160,7 +222,7 @@ impl FilterModels<'_> {
                 CandidateScores {
                     clip_t,
                     clip_i,
-                    delta_clip_t: clip_t - demos_clip_t,
+                    delta_clip_t: clip_t - reference_clip_t,
                     subject_similarity,
                 }
             })

@@ -8,7 +8,7 @@ mod common;
 use candle_core::Device;
 use common::*;
 use suti_data::Scene;
-use suti_factory::filter::{FilterModels, Rejection, default_thresholds, judge};
+use suti_factory::filter::{DeltaReference, FilterModels, Rejection, default_thresholds, judge};
 use suti_factory::scorer::{ScorerTrainConfig, tower_features, train_scorer};
 use suti_models::ScorerConfig;
 
@@ -89,4 +89,34 @@ fn the_scorer_ranks_captions_and_the_filter_judges_constructed_candidates() {
     );
     assert_eq!(judge(&scores[1], &thresholds), Ok(()));
     assert_eq!(judge(&scores[2], &thresholds), Err(Rejection::SubjectLost));
+
+    // ΔCLIP-T against the demonstrations' captions judges the same cases the same way: the copy
+    // matches its own caption as well as the new prompt, the subject in the snow follows it.
+    let demo_captions: Vec<String> = [Scene::Beach, Scene::City, Scene::WoodenFloor]
+        .iter()
+        .map(|&s| caption(subject, s))
+        .collect();
+    let scores = models
+        .score_against(
+            &demos,
+            &demo_captions,
+            &candidates,
+            DeltaReference::Captions,
+        )
+        .unwrap();
+    for (name, s) in ["copy", "new place", "subject lost"].iter().zip(&scores) {
+        println!("against captions, {name}: {s:?}");
+    }
+    assert_eq!(
+        judge(&scores[0], &thresholds),
+        Err(Rejection::PromptNotFollowed)
+    );
+    assert_eq!(judge(&scores[1], &thresholds), Ok(()));
+    assert_eq!(judge(&scores[2], &thresholds), Err(Rejection::SubjectLost));
+    assert!(
+        models
+            .score_against(&demos, &[], &candidates, DeltaReference::Captions)
+            .is_err(),
+        "captions are required"
+    );
 }

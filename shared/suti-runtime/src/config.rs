@@ -361,6 +361,10 @@ pub struct ClipFilterConfig {
     pub delta_clip_min: f32,
     /// Least mean image-tower similarity to the demonstrations accepted.
     pub subject_similarity_min: f32,
+    /// What ΔCLIP-T subtracts from the target's CLIP-T: `demonstrations` (the paper: the
+    /// demonstrations' CLIP-T for the same prompt) or `captions` (the target's own similarity to
+    /// the demonstrations' captions, so image quality cancels out).
+    pub delta_reference: String,
 }
 
 /// One queue-consuming stage.
@@ -680,6 +684,9 @@ impl SutiConfig {
                 "generator.prompts_per_cluster, images_per_prompt, steps and max_batch must be at least 1"
                     .into(),
             );
+        }
+        if !["demonstrations", "captions"].contains(&self.clip_filter.delta_reference.as_str()) {
+            problems.push("clip_filter.delta_reference must be demonstrations or captions".into());
         }
         if !["ddim", "dpm_solver2m"].contains(&g.sampler.as_str()) {
             problems.push("generator.sampler must be ddim or dpm_solver2m".into());
