@@ -354,9 +354,10 @@ async fn run_stages(
             .iter()
             .map(|s| {
                 let mut row: Vec<RgbaImage> = s.demos.iter().take(3).cloned().collect();
-                for (method, images) in &s.methods {
-                    if method == "apprentice, 3 demos" || method == "real images" {
-                        row.extend(images.iter().take(3).cloned());
+                // Demonstrations | the apprentice given them | the true images.
+                for wanted in ["apprentice, 3 demos", "real images"] {
+                    if let Some((_, images)) = s.methods.iter().find(|(m, _)| m == wanted) {
+                        row.extend(images.iter().cloned());
                     }
                 }
                 row
@@ -479,17 +480,8 @@ async fn evaluate_held_out(
 }
 
 fn report_html(timings: &Timings, report: &crate::eval::EvalReport, total: Duration) -> String {
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    let mut html = String::from(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>suti demo</title>\
-         <style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto}\
-         td,th{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:left}\
-         img.sheet{image-rendering:pixelated;width:100%}</style></head><body><h1>suti demo</h1>",
-    );
+    let escape = crate::eval::html_escape;
+    let mut html = crate::eval::html_head("suti demo");
     html.push_str(&format!(
         "<p>The whole pipeline on EmojiWorld in {:.1} minutes.</p><table><tr><th>stage</th><th>time</th><th>result</th></tr>",
         total.as_secs_f64() / 60.0
@@ -504,23 +496,12 @@ fn report_html(timings: &Timings, report: &crate::eval::EvalReport, total: Durat
     html.push_str(&format!(
         "</table><h2>Held-out subjects</h2><p>The <code>suti eval</code> protocol over {} subjects \
          the pipeline never saw ({} prompts each, {} images per prompt); the full report with \
-         every method's images is <a href=\"eval/eval.html\">eval/eval.html</a>.</p>\
-         <table><tr><th>method</th><th>subject similarity</th><th>CLIP-I</th><th>CLIP-T</th>\
-         <th>time per subject</th></tr>",
+         every method's images is <a href=\"eval/eval.html\">eval/eval.html</a>.</p>",
         report.subjects.len(),
         report.prompts_per_subject,
         report.images_per_prompt
     ));
-    for row in &report.rows {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{:.1} s</td></tr>",
-            escape(&row.method),
-            row.subject_similarity,
-            row.clip_i,
-            row.clip_t.map_or("—".into(), |t| format!("{t:.3}")),
-            row.seconds_per_subject
-        ));
-    }
-    html.push_str("</table><p>Each row of the sheet: three demonstrations, the apprentice's images given them, the true images of the subject in the prompted places.</p><img class=\"sheet\" src=\"contact-sheet.png\" alt=\"contact sheet\"></body></html>\n");
+    html.push_str(&crate::eval::html_table(report));
+    html.push_str("<p>Each row of the sheet: three demonstrations, the apprentice's images given them, the true images of the subject in the prompted places.</p><img src=\"contact-sheet.png\" alt=\"contact sheet\"></body></html>\n");
     html
 }

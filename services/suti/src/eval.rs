@@ -342,6 +342,21 @@ pub fn subjects_from_dreambench(
     Ok(subjects)
 }
 
+/// Renders every prompt `settings.images` times with a text-to-image network, prompt by prompt.
+fn render_text_only(
+    dit: &suti_models::Dit,
+    text: &TextEncoder,
+    prompts: &[String],
+    settings: &EvalSettings,
+) -> anyhow::Result<Vec<RgbaImage>> {
+    Ok(
+        generate(dit, text, prompts, settings.images, &sampler(settings), 16)?
+            .into_iter()
+            .map(|g| g.image)
+            .collect(),
+    )
+}
+
 fn sampler(settings: &EvalSettings) -> SamplerConfig {
     SamplerConfig {
         steps: settings.steps,
@@ -430,17 +445,7 @@ pub fn run_protocol(
         // Base: the text alone.
         bar.set_message(format!("{}: base", subject.id));
         let started = Instant::now();
-        let images: Vec<RgbaImage> = generate(
-            &base_dit,
-            &models.text,
-            &plain,
-            settings.images,
-            &sampler(settings),
-            16,
-        )?
-        .into_iter()
-        .map(|g| g.image)
-        .collect();
+        let images = render_text_only(&base_dit, &models.text, &plain, settings)?;
         let seconds = started.elapsed().as_secs_f64();
         base.add(
             &scorers.score(&demo_images, &labelled(&images))?,
@@ -481,17 +486,7 @@ pub fn run_protocol(
             .iter()
             .map(|p| p.personalised.clone())
             .collect();
-        let images: Vec<RgbaImage> = generate(
-            &expert_dit,
-            &models.text,
-            &personalised,
-            settings.images,
-            &sampler(settings),
-            16,
-        )?
-        .into_iter()
-        .map(|g| g.image)
-        .collect();
+        let images = render_text_only(&expert_dit, &models.text, &personalised, settings)?;
         let seconds = started.elapsed().as_secs_f64();
         expert.add(
             &scorers.score(&demo_images, &labelled(&images))?,
@@ -586,6 +581,45 @@ pub fn row<'a>(report: &'a EvalReport, prefix: &str) -> Option<&'a MethodRow> {
     report.rows.iter().find(|r| r.method.starts_with(prefix))
 }
 
+/// `s` with the characters HTML gives meaning to escaped.
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The start of a report page: doctype, title, the shared style and the heading.
+pub fn html_head(title: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto}}\
+         td,th{{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:left}}\
+         img{{image-rendering:pixelated;width:100%}}</style></head><body><h1>{0}</h1>",
+        html_escape(title)
+    )
+}
+
+/// The table as HTML.
+pub fn html_table(report: &EvalReport) -> String {
+    let mut html = String::from(
+        "<table><tr><th>method</th><th>subject similarity</th><th>CLIP-I</th><th>CLIP-T</th>\
+         <th>time per subject</th></tr>",
+    );
+    for row in &report.rows {
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{:.1} s</td></tr>",
+            html_escape(&row.method),
+            row.subject_similarity,
+            row.clip_i,
+            row.clip_t.map_or("—".into(), |t| format!("{t:.3}")),
+            row.seconds_per_subject
+        ));
+    }
+    html.push_str("</table>");
+    html
+}
+
 /// Writes eval.json, eval.md, `sheets/<subject>.png` and eval.html into `out`.
 pub fn write_outputs(
     out: &Path,
@@ -595,21 +629,11 @@ pub fn write_outputs(
     std::fs::create_dir_all(out.join("sheets"))?;
     std::fs::write(out.join("eval.json"), serde_json::to_vec_pretty(report)?)?;
     std::fs::write(out.join("eval.md"), markdown_table(report))?;
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    let mut html = String::from(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>suti eval</title>\
-         <style>body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto}\
-         td,th{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:left}\
-         img{image-rendering:pixelated;width:100%}</style></head><body><h1>suti eval</h1>",
-    );
+    let escape = html_escape;
+    let mut html = html_head("suti eval");
     html.push_str(&format!(
         "<p>{} — {} subjects × {} prompts × {} images; experts fine-tuned for {} steps; apprentice \
-         release {}.</p><table><tr><th>method</th><th>subject similarity</th><th>CLIP-I</th>\
-         <th>CLIP-T</th><th>time per subject</th></tr>",
+         release {}.</p>",
         escape(&report.set),
         report.subjects.len(),
         report.prompts_per_subject,
@@ -617,17 +641,8 @@ pub fn write_outputs(
         report.expert_steps,
         escape(&report.apprentice_version)
     ));
-    for row in &report.rows {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{:.1} s</td></tr>",
-            escape(&row.method),
-            row.subject_similarity,
-            row.clip_i,
-            row.clip_t.map_or("—".into(), |t| format!("{t:.3}")),
-            row.seconds_per_subject
-        ));
-    }
-    html.push_str("</table><p>Each sheet: the demonstrations, then one row per method (real images, base, expert, apprentice with 1/3/5 demonstrations), prompt by prompt.</p>");
+    html.push_str(&html_table(report));
+    html.push_str("<p>Each sheet: the demonstrations, then one row per method (real images, base, expert, apprentice with 1/3/5 demonstrations), prompt by prompt.</p>");
     for sheet in sheets {
         let mut rows = vec![sheet.demos.clone()];
         rows.extend(sheet.methods.iter().map(|(_, images)| images.clone()));
