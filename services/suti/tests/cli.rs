@@ -153,7 +153,7 @@ fn synthweb_writes_the_benchmark_set_and_lists_held_out_subjects() {
     let subjects = manifest["subjects"].as_array().unwrap();
     assert_eq!(subjects.len(), 2);
     for subject in subjects {
-        assert_eq!(subject["demos"].as_array().unwrap().len(), 4);
+        assert_eq!(subject["demos"].as_array().unwrap().len(), 5);
         assert_eq!(subject["prompts"].as_array().unwrap().len(), 25);
         let first = subject["prompts"][0]["true_image"].as_str().unwrap();
         assert!(dir.path().join(first).exists());
