@@ -458,7 +458,13 @@ async fn evaluate_held_out(
         seed: 0,
     };
     let dir = args.out.join("benchmark");
-    suti_data::benchmark::write_benchmark(assets, &dir, 64, 0, args.held_out)?;
+    suti_data::benchmark::write_benchmark(
+        assets,
+        &dir,
+        crate::eval::BENCHMARK_SIDE,
+        0,
+        args.held_out,
+    )?;
     let subjects = crate::eval::subjects_from_benchmark(
         &dir,
         args.held_out,

@@ -78,6 +78,15 @@ pub struct EvalArgs {
     pub out: PathBuf,
 }
 
+/// Side of the EmojiWorld evaluation set's photos: demonstrations as large as crawled ones, reduced
+/// to the model's side when used.
+pub const BENCHMARK_SIDE: u32 = 64;
+
+/// At most `limit` items (0: all).
+fn at_most(limit: usize) -> usize {
+    if limit == 0 { usize::MAX } else { limit }
+}
+
 /// One prompt of an evaluation subject.
 #[derive(Debug, Clone)]
 pub struct EvalPrompt {
@@ -237,11 +246,7 @@ pub fn subjects_from_benchmark(
         )?)
     };
     let mut subjects = Vec::new();
-    for entry in manifest
-        .subjects
-        .iter()
-        .take(if limit == 0 { usize::MAX } else { limit })
-    {
+    for entry in manifest.subjects.iter().take(at_most(limit)) {
         let demos = entry
             .demos
             .iter()
@@ -303,11 +308,7 @@ pub fn subjects_from_dreambench(
         max_bytes: 256 << 20,
     };
     let mut subjects = Vec::new();
-    for subject in set
-        .subjects
-        .iter()
-        .take(if limit == 0 { usize::MAX } else { limit })
-    {
+    for subject in set.subjects.iter().take(at_most(limit)) {
         let demos = subject
             .photos
             .iter()
@@ -775,7 +776,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                 let dir = args.out.join("benchmark");
                 let assets = Assets::open_default()
                     .context("EmojiWorld assets (run scripts/fetch-assets)")?;
-                write_benchmark(&assets, &dir, 64, args.seed, args.subjects)?;
+                write_benchmark(&assets, &dir, BENCHMARK_SIDE, args.seed, args.subjects)?;
                 dir
             }
         };
