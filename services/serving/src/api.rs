@@ -142,6 +142,9 @@ pub struct JsonGeneration {
     /// Guidance weight.
     #[serde(default)]
     pub guidance: Option<f32>,
+    /// Separate guidance weight of the demonstrations (absent: `guidance` for both).
+    #[serde(default)]
+    pub demo_guidance: Option<f32>,
     /// Seed of the first image (the others follow it).
     #[serde(default)]
     pub seed: Option<u64>,
@@ -268,6 +271,7 @@ struct Parsed {
     num_images: Option<usize>,
     steps: Option<usize>,
     guidance: Option<f32>,
+    demo_guidance: Option<f32>,
     seed: Option<u64>,
 }
 
@@ -308,6 +312,7 @@ async fn parse_json(request: Request, state: &ApiState) -> Result<Parsed, ApiErr
         num_images: json.num_images,
         steps: json.steps,
         guidance: json.guidance,
+        demo_guidance: json.demo_guidance,
         seed: json.seed,
     })
 }
@@ -332,6 +337,7 @@ async fn parse_multipart(request: Request, state: &ApiState) -> Result<Parsed, A
         num_images: None,
         steps: None,
         guidance: None,
+        demo_guidance: None,
         seed: None,
     };
     let mut captions = Vec::new();
@@ -353,6 +359,7 @@ async fn parse_multipart(request: Request, state: &ApiState) -> Result<Parsed, A
             "num_images" => parsed.num_images = Some(field_number(&name, &text())?),
             "steps" => parsed.steps = Some(field_number(&name, &text())?),
             "guidance" => parsed.guidance = Some(field_number(&name, &text())?),
+            "demo_guidance" => parsed.demo_guidance = Some(field_number(&name, &text())?),
             "seed" => parsed.seed = Some(field_number(&name, &text())?),
             "caption" => captions.push(text()),
             "demonstration" => {
@@ -443,6 +450,14 @@ fn validate(parsed: Parsed, limits: &ApiLimits) -> Result<Generation, ApiError> 
             "guidance must be between 0 and 50",
         ));
     }
+    if let Some(demo_guidance) = parsed.demo_guidance
+        && (!demo_guidance.is_finite() || !(0.0..=50.0).contains(&demo_guidance))
+    {
+        return Err(ApiError::unprocessable(
+            "bad_demo_guidance",
+            "demo_guidance must be between 0 and 50",
+        ));
+    }
     let side = (limits.max_image_pixels as f64).sqrt().ceil() as u32;
     let decode_limits = DecodeLimits {
         max_side: side.max(1),
@@ -493,6 +508,7 @@ fn validate(parsed: Parsed, limits: &ApiLimits) -> Result<Generation, ApiError> 
             .collect(),
         steps,
         guidance,
+        demo_guidance: parsed.demo_guidance,
     })
 }
 

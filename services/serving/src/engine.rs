@@ -85,6 +85,8 @@ pub struct Generation {
     pub steps: usize,
     /// Guidance weight.
     pub guidance: f32,
+    /// Separate guidance weight of the demonstrations (`SamplerConfig::demo_guidance`).
+    pub demo_guidance: Option<f32>,
 }
 
 /// What a generation produced.
@@ -202,13 +204,22 @@ fn batcher(
             }
         }
         let first = pending.pop_front().expect("a pending job");
-        let key = (first.request.steps, first.request.guidance.to_bits());
+        let key = (
+            first.request.steps,
+            first.request.guidance.to_bits(),
+            first.request.demo_guidance.map(f32::to_bits),
+        );
         let mut batch = vec![first];
         let mut images = batch[0].request.seeds.len();
         let mut rest = VecDeque::new();
         while let Some(job) = pending.pop_front() {
             let fits = images + job.request.seeds.len() <= limits.max_images;
-            if fits && (job.request.steps, job.request.guidance.to_bits()) == key {
+            let job_key = (
+                job.request.steps,
+                job.request.guidance.to_bits(),
+                job.request.demo_guidance.map(f32::to_bits),
+            );
+            if fits && job_key == key {
                 images += job.request.seeds.len();
                 batch.push(job);
             } else {
@@ -326,6 +337,7 @@ pub fn render_batch(
     let sampler = SamplerConfig {
         steps: first.steps,
         guidance: first.guidance,
+        demo_guidance: first.demo_guidance,
         kind: SamplerKind::DpmSolver2m,
         ..SamplerConfig::default()
     };

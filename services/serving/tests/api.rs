@@ -175,6 +175,11 @@ async fn every_limit_and_hostile_input_gets_its_documented_error() {
             422,
             "bad_guidance",
         ),
+        (
+            json!({"prompt": "a dog", "demo_guidance": 51.0}),
+            422,
+            "bad_demo_guidance",
+        ),
         (json!({"prompt": "a dog", "colour": "red"}), 400, "bad_json"),
         (
             json!({"prompt": "a dog", "demonstrations": [{"image": "***"}]}),
@@ -362,7 +367,8 @@ async fn api_keys_are_required_checked_and_rate_limited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_are_batched_and_each_gets_its_own_images() {
-    // A long batching window, so the three requests share one batch.
+    // A long batching window, so the first three requests share one batch; the fourth guides
+    // its demonstrations separately, so it is denoised on its own.
     let server = serve(None, Duration::from_millis(400), true).await;
     let requests = [
         json!({"prompt": "a dog on the beach", "seed": 11, "num_images": 2, "steps": 4,
@@ -370,6 +376,9 @@ async fn concurrent_requests_are_batched_and_each_gets_its_own_images() {
         json!({"prompt": "a cat in the snow", "seed": 12, "steps": 4,
                "demonstrations": [{"image": BASE64.encode(png(22, 24))}, {"image": BASE64.encode(png(23, 16))}]}),
         json!({"prompt": "a teapot", "seed": 13, "steps": 4}),
+        json!({"prompt": "a dog on the beach", "seed": 11, "num_images": 2, "steps": 4,
+               "demo_guidance": 3.0,
+               "demonstrations": [{"image": BASE64.encode(png(21, 16)), "caption": "my dog"}]}),
     ];
     let answers = futures::future::join_all(requests.iter().map(|r| server.post(r.clone()))).await;
     let model = LoadedModel::from_bundle("r1".into(), &random_apprentice()).unwrap();
@@ -378,7 +387,12 @@ async fn concurrent_requests_are_batched_and_each_gets_its_own_images() {
     for ((status, body), request) in answers.iter().zip(&requests) {
         assert_eq!(*status, 200, "{body}");
         let out: GenerationOut = serde_json::from_value(body.clone()).unwrap();
-        assert_eq!(out.batched_with, 3, "the requests were denoised together");
+        let demo_guidance = request["demo_guidance"].as_f64().map(|g| g as f32);
+        let company = if demo_guidance.is_some() { 1 } else { 3 };
+        assert_eq!(
+            out.batched_with, company,
+            "requests alike are denoised together"
+        );
         // The same request alone, same seeds.
         let demonstrations = request["demonstrations"]
             .as_array()
@@ -403,6 +417,7 @@ async fn concurrent_requests_are_batched_and_each_gets_its_own_images() {
             seeds: out.images.iter().map(|i| i.seed).collect(),
             steps: 4,
             guidance: 15.0,
+            demo_guidance,
         };
         let expected = render_batch(&model, &text, &[&alone]).unwrap().remove(0);
         for (got, want) in out.images.iter().zip(&expected) {
@@ -421,6 +436,10 @@ async fn concurrent_requests_are_batched_and_each_gets_its_own_images() {
     assert_ne!(
         outputs[0].images[0].png_base64, outputs[1].images[0].png_base64,
         "different requests get different images"
+    );
+    assert_ne!(
+        outputs[0].images[0].png_base64, outputs[3].images[0].png_base64,
+        "the demonstrations' own guidance weight changes the image"
     );
 }
 

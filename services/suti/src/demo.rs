@@ -60,7 +60,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 500)]
     pub eval_expert_steps: u64,
     /// Prompts per held-out subject.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     pub eval_prompts: usize,
     /// Port of the web UI served at the end.
     #[arg(long, default_value_t = 8090)]
@@ -455,6 +455,7 @@ async fn evaluate_held_out(
         expert: crate::eval::expert_settings(config, Some(args.eval_expert_steps)),
         steps: 25,
         guidance: args.guidance,
+        demo_guidance: None,
         seed: 0,
     };
     let dir = args.out.join("benchmark");

@@ -70,6 +70,10 @@ pub struct EvalArgs {
     /// Guidance weight of every method (default: the configuration's `generator.guidance`).
     #[arg(long)]
     pub guidance: Option<f32>,
+    /// Separate guidance weight of the apprentice's demonstrations, from the text alone towards
+    /// text and demonstrations (default: none, `--guidance` weighs both).
+    #[arg(long)]
+    pub demo_guidance: Option<f32>,
     /// Seed of the images (the same seeds for every method).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -124,6 +128,8 @@ pub struct EvalSettings {
     pub steps: usize,
     /// Guidance weight.
     pub guidance: f32,
+    /// Separate guidance weight of the apprentice's demonstrations.
+    pub demo_guidance: Option<f32>,
     /// Image seed.
     pub seed: u64,
 }
@@ -512,6 +518,7 @@ pub fn run_protocol(
                         .collect(),
                     steps: settings.steps,
                     guidance: settings.guidance,
+                    demo_guidance: settings.demo_guidance,
                 })
                 .collect();
             let refs: Vec<&Generation> = requests.iter().collect();
@@ -761,6 +768,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         expert: expert_settings(&config, args.expert_steps),
         steps: args.steps,
         guidance: args.guidance.unwrap_or(config.generator.guidance),
+        demo_guidance: args.demo_guidance,
         seed: args.seed,
     };
     let identifier = settings.expert.identifier_token.clone();

@@ -141,6 +141,7 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .collect(),
         steps: args.steps,
         guidance: args.guidance,
+        demo_guidance: None,
     };
     let started = std::time::Instant::now();
     let images = tokio::task::block_in_place(|| render_batch(&model, &text, &[&request]))?

@@ -134,6 +134,12 @@ pub struct SamplerConfig {
     pub steps: usize,
     /// Classifier-free guidance weight (1 = no guidance; the paper serves with 15).
     pub guidance: f32,
+    /// A separate weight for the demonstrations (the apprentice only): the prediction is pushed
+    /// from the unconditional branch towards the text by `guidance` and from the text alone
+    /// towards text and demonstrations by this weight (InstructPix2Pix's two scales; a third
+    /// branch per step unless `guidance` is 1). `None`: one weight for both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demo_guidance: Option<f32>,
     /// Quantile of |x̂₀| that dynamic thresholding scales by (Imagen: 0.995); 0 disables it.
     pub threshold_quantile: f32,
     /// Which sampler.
@@ -147,6 +153,7 @@ impl Default for SamplerConfig {
         Self {
             steps: 25,
             guidance: 15.0,
+            demo_guidance: None,
             threshold_quantile: 0.995,
             kind: SamplerKind::DpmSolver2m,
             seed: 0,
@@ -231,16 +238,7 @@ fn sample_from(
     let times: Vec<f32> = (0..=steps)
         .map(|i| T_MAX * (1.0 - i as f32 / steps as f32))
         .collect();
-    // Both branches of guidance run as one batch of 2b: one pass per step instead of two.
-    let guided = (config.guidance - 1.0).abs() > f32::EPSILON;
-    let batched = if guided {
-        Some((
-            cond.text.with_unconditional(cond.null_text)?,
-            cond.demos.map(DemoCache::with_unconditional).transpose()?,
-        ))
-    } else {
-        None
-    };
+    let branches = GuidanceBranches::new(cond, config)?;
     let mut previous_x0: Option<Tensor> = None;
     let mut previous_h: Option<f32> = None;
     for i in 0..steps {
@@ -257,7 +255,7 @@ fn sample_from(
             t,
             (a, s),
             cond,
-            batched.as_ref(),
+            branches.as_ref(),
             config,
             &device,
         )?;
@@ -297,8 +295,54 @@ fn sample_from(
     x.clamp(-1f32, 1f32)
 }
 
-/// The guided, thresholded x̂₀ at time `t`. `batched` holds the conditional and unconditional
-/// conditioning stacked into one batch when guiding.
+/// The branches of guidance, stacked into one batch so that each step is one forward pass:
+/// which conditions each branch sees, and its weight in the combined x̂₀ (the weights sum to 1).
+struct GuidanceBranches {
+    weights: Vec<f32>,
+    text: TextCond,
+    demos: Option<DemoCache>,
+}
+
+impl GuidanceBranches {
+    /// `None` when the full conditioning alone carries all the weight (no guidance).
+    fn new(cond: &Conditioning<'_>, config: &SamplerConfig) -> Result<Option<Self>> {
+        let g = config.guidance;
+        // (sees the text, sees the demonstrations, weight):
+        // x̂₀ = u + g·(text − u) + g_d·(text+demos − text), or one weight for both.
+        let all: Vec<(bool, bool, f32)> = match (cond.demos, config.demo_guidance) {
+            (Some(_), Some(gd)) => vec![
+                (true, true, gd),
+                (true, false, g - gd),
+                (false, false, 1.0 - g),
+            ],
+            (Some(_), None) => vec![(true, true, g), (false, false, 1.0 - g)],
+            (None, _) => vec![(true, false, g), (false, false, 1.0 - g)],
+        };
+        let kept: Vec<(bool, bool, f32)> = all
+            .into_iter()
+            .filter(|&(_, _, w)| w.abs() > f32::EPSILON)
+            .collect();
+        let full = |&(text, demos, _): &(bool, bool, f32)| text && (demos || cond.demos.is_none());
+        if kept.len() == 1 && full(&kept[0]) {
+            return Ok(None);
+        }
+        let texts: Vec<&TextCond> = kept
+            .iter()
+            .map(|&(text, _, _)| if text { cond.text } else { cond.null_text })
+            .collect();
+        let visible: Vec<bool> = kept.iter().map(|&(_, demos, _)| demos).collect();
+        Ok(Some(Self {
+            weights: kept.iter().map(|&(_, _, w)| w).collect(),
+            text: TextCond::stack(&texts)?,
+            demos: cond
+                .demos
+                .map(|cache| cache.stack_branches(&visible))
+                .transpose()?,
+        }))
+    }
+}
+
+/// The guided, thresholded x̂₀ at time `t`.
 #[allow(clippy::too_many_arguments)]
 fn predict_x0(
     model: &Dit,
@@ -306,19 +350,23 @@ fn predict_x0(
     t: f32,
     (a, s): (f32, f32),
     cond: &Conditioning<'_>,
-    batched: Option<&(TextCond, Option<DemoCache>)>,
+    branches: Option<&GuidanceBranches>,
     config: &SamplerConfig,
     device: &Device,
 ) -> Result<Tensor> {
     let b = x.dim(0)?;
-    let x0 = match batched {
-        Some((text, demos)) => {
-            let both = Tensor::cat(&[x, x], 0)?;
-            let t_batch = Tensor::full(t, 2 * b, device)?.to_dtype(DType::F32)?;
-            let v = model.forward(&both, &t_batch, text, demos.as_ref())?;
-            let x0 = ((&both * f64::from(a))? - (v * f64::from(s))?)?;
-            let (x0_cond, x0_uncond) = (x0.narrow(0, 0, b)?, x0.narrow(0, b, b)?);
-            (&x0_uncond + ((x0_cond - &x0_uncond)? * f64::from(config.guidance))?)?
+    let x0 = match branches {
+        Some(branches) => {
+            let k = branches.weights.len();
+            let stacked = Tensor::cat(&vec![x; k], 0)?;
+            let t_batch = Tensor::full(t, k * b, device)?.to_dtype(DType::F32)?;
+            let v = model.forward(&stacked, &t_batch, &branches.text, branches.demos.as_ref())?;
+            let x0 = ((&stacked * f64::from(a))? - (v * f64::from(s))?)?;
+            let mut combined = (x0.narrow(0, 0, b)? * f64::from(branches.weights[0]))?;
+            for (i, &w) in branches.weights.iter().enumerate().skip(1) {
+                combined = (combined + (x0.narrow(0, i * b, b)? * f64::from(w))?)?;
+            }
+            combined
         }
         None => {
             let t_batch = Tensor::full(t, b, device)?.to_dtype(DType::F32)?;
@@ -420,5 +468,117 @@ mod tests {
             assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "image {i}");
         }
         assert!(sample_seeded(&model, &cond, &config, &[1]).is_err());
+    }
+
+    #[test]
+    fn demonstration_guidance_combines_three_branches() {
+        let dev = Device::Cpu;
+        let cfg = crate::DitConfig {
+            depth: 1,
+            ..crate::DitConfig::test()
+        };
+        let varmap = candle_nn::VarMap::new();
+        let model = Dit::new(
+            &cfg,
+            &crate::Builders::base(crate::Params::train(&varmap, 7, &dev)),
+        )
+        .unwrap();
+        // A fresh model's zero-initialised gates ignore the demonstrations: give every weight a
+        // small random value instead.
+        for var in varmap.all_vars() {
+            let noise = Tensor::randn(0f32, 0.1, var.shape(), &dev).unwrap();
+            var.set(&noise).unwrap();
+        }
+        let (b, d, l) = (2, 3, 5);
+        let text = TextCond {
+            tokens: Tensor::randn(0f32, 1.0, (b, l, cfg.text_dim), &dev).unwrap(),
+            mask: Tensor::ones((b, l), DType::F32, &dev).unwrap(),
+            pooled: Tensor::randn(0f32, 0.1, (b, cfg.text_dim), &dev).unwrap(),
+        };
+        let null = TextCond::null(b, cfg.text_dim, &dev).unwrap();
+        let side = cfg.image_size;
+        let cache = model
+            .encode_demos(&crate::Demos {
+                images: Tensor::randn(0f32, 1.0, (b, d, 3, side, side), &dev).unwrap(),
+                pooled: Tensor::randn(0f32, 0.1, (b, d, cfg.text_dim), &dev).unwrap(),
+                mask: Tensor::ones((b, d), DType::F32, &dev).unwrap(),
+            })
+            .unwrap();
+        // One prediction at mid-noise, thresholding off: the guided x̂₀ against the branches'
+        // own x̂₀ computed by hand.
+        let t = 0.5f32;
+        let (a, s) = alpha_sigma(t);
+        let x = Tensor::randn(0f32, 1.0, (b, 3, side, side), &dev).unwrap();
+        let guided = |guidance: f32, demo_guidance: Option<f32>| {
+            let cond = Conditioning {
+                text: &text,
+                demos: Some(&cache),
+                null_text: &null,
+            };
+            let config = SamplerConfig {
+                guidance,
+                demo_guidance,
+                threshold_quantile: 0.0,
+                ..SamplerConfig::default()
+            };
+            let branches = GuidanceBranches::new(&cond, &config).unwrap();
+            let x0 = predict_x0(
+                &model,
+                &x,
+                t,
+                (a, s),
+                &cond,
+                branches.as_ref(),
+                &config,
+                &dev,
+            );
+            (x0.unwrap(), branches.map_or(1, |g| g.weights.len()))
+        };
+        let branch = |text: &TextCond, demos: Option<&DemoCache>| {
+            let times = Tensor::full(t, b, &dev).unwrap();
+            let v = model.forward(&x, &times, text, demos).unwrap();
+            ((&x * f64::from(a)).unwrap() - (v * f64::from(s)).unwrap()).unwrap()
+        };
+        let full = branch(&text, Some(&cache));
+        let text_only = branch(&text, None);
+        let unconditional = branch(&null, None);
+        let distance = |p: &Tensor, q: &Tensor| {
+            let d = (p - q).unwrap().abs().unwrap().max_all().unwrap();
+            d.to_scalar::<f32>().unwrap()
+        };
+        let demo_effect = distance(&full, &text_only);
+        assert!(
+            demo_effect > 1e-3,
+            "the demonstrations matter: {demo_effect}"
+        );
+
+        let (g, gd) = (1.2f32, 1.6f32);
+        let expected = ((&full * f64::from(gd)).unwrap()
+            + (&text_only * f64::from(g - gd)).unwrap()
+            + (&unconditional * f64::from(1.0 - g)).unwrap())
+        .unwrap()
+        .clamp(-1f32, 1f32)
+        .unwrap();
+        let (two_scales, passes) = guided(g, Some(gd));
+        assert_eq!(passes, 3);
+        assert!(distance(&two_scales, &expected) < 1e-5);
+
+        // One weight for both is the two-branch guidance it always was.
+        let (single, passes) = guided(g, None);
+        assert_eq!(passes, 2);
+        let expected_single = ((&full * f64::from(g)).unwrap()
+            + (&unconditional * f64::from(1.0 - g)).unwrap())
+        .unwrap()
+        .clamp(-1f32, 1f32)
+        .unwrap();
+        assert!(distance(&single, &expected_single) < 1e-5);
+        assert_eq!(guided(g, Some(g)).1, 2, "a zero-weight branch is not run");
+        assert!(distance(&guided(g, Some(g)).0, &single) < 1e-5);
+        // Text unguided: only the text-only and full branches run.
+        assert_eq!(guided(1.0, Some(gd)).1, 2);
+        // No guidance at all takes the single-branch path.
+        let (plain, passes) = guided(1.0, Some(1.0));
+        assert_eq!(passes, 1);
+        assert!(distance(&plain, &full.clamp(-1f32, 1f32).unwrap()) < 1e-6);
     }
 }

@@ -46,36 +46,43 @@ impl TextCond {
 }
 
 impl TextCond {
-    /// The conditional batch followed by the unconditional one, padded to one token length, so
-    /// both branches of guidance run as one batch.
-    pub fn with_unconditional(&self, null: &TextCond) -> Result<Self> {
-        let pad = |t: &TextCond, len: usize| -> Result<(Tensor, Tensor)> {
+    /// Several conditionings of one batch size stacked along the batch, padded to one token
+    /// length, so that all branches of guidance run as one batch.
+    pub fn stack(parts: &[&TextCond]) -> Result<Self> {
+        let len = parts
+            .iter()
+            .map(|t| t.tokens.dim(1))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .max()
+            .unwrap_or(1);
+        let mut tokens = Vec::with_capacity(parts.len());
+        let mut masks = Vec::with_capacity(parts.len());
+        for t in parts {
             let (b, l, d) = t.tokens.dims3()?;
             if l == len {
-                return Ok((t.tokens.clone(), t.mask.clone()));
+                tokens.push(t.tokens.clone());
+                masks.push(t.mask.clone());
+                continue;
             }
             let device = t.tokens.device();
-            Ok((
-                Tensor::cat(
-                    &[
-                        &t.tokens,
-                        &Tensor::zeros((b, len - l, d), DType::F32, device)?,
-                    ],
-                    1,
-                )?,
-                Tensor::cat(
-                    &[&t.mask, &Tensor::zeros((b, len - l), DType::F32, device)?],
-                    1,
-                )?,
-            ))
-        };
-        let len = self.tokens.dim(1)?.max(null.tokens.dim(1)?);
-        let (ct, cm) = pad(self, len)?;
-        let (nt, nm) = pad(null, len)?;
+            tokens.push(Tensor::cat(
+                &[
+                    &t.tokens,
+                    &Tensor::zeros((b, len - l, d), DType::F32, device)?,
+                ],
+                1,
+            )?);
+            masks.push(Tensor::cat(
+                &[&t.mask, &Tensor::zeros((b, len - l), DType::F32, device)?],
+                1,
+            )?);
+        }
+        let pooled: Vec<&Tensor> = parts.iter().map(|t| &t.pooled).collect();
         Ok(Self {
-            tokens: Tensor::cat(&[ct, nt], 0)?,
-            mask: Tensor::cat(&[cm, nm], 0)?,
-            pooled: Tensor::cat(&[&self.pooled, &null.pooled], 0)?,
+            tokens: Tensor::cat(&tokens, 0)?,
+            mask: Tensor::cat(&masks, 0)?,
+            pooled: Tensor::cat(&pooled, 0)?,
         })
     }
 }
@@ -100,28 +107,27 @@ pub struct DemoCache {
 }
 
 impl DemoCache {
-    /// This cache followed by a fully masked copy: the unconditional half of a guidance batch
-    /// sees no demonstrations.
-    pub fn with_unconditional(&self) -> Result<Self> {
-        let double = |t: &Tensor| Tensor::cat(&[t, t], 0);
+    /// One copy of this cache per guidance branch, stacked along the batch; the copies whose
+    /// flag is false have every demonstration masked (the branches without demonstrations).
+    pub fn stack_branches(&self, visible: &[bool]) -> Result<Self> {
+        let copies = |t: &Tensor| Tensor::cat(&vec![t; visible.len()], 0);
+        let hidden = (self.key_mask.ones_like()? * f64::from(MASKED))?;
+        let masks: Vec<&Tensor> = visible
+            .iter()
+            .map(|&v| if v { &self.key_mask } else { &hidden })
+            .collect();
         Ok(Self {
             per_block: self
                 .per_block
                 .iter()
                 .map(|kv| {
                     Ok(KeyValues {
-                        k: double(&kv.k)?,
-                        v: double(&kv.v)?,
+                        k: copies(&kv.k)?,
+                        v: copies(&kv.v)?,
                     })
                 })
                 .collect::<Result<_>>()?,
-            key_mask: Tensor::cat(
-                &[
-                    &self.key_mask,
-                    &(self.key_mask.ones_like()? * f64::from(MASKED))?,
-                ],
-                0,
-            )?,
+            key_mask: Tensor::cat(&masks, 0)?,
         })
     }
 
