@@ -48,6 +48,8 @@ pub struct ApiLimits {
     pub default_steps: usize,
     /// Guidance when none is given.
     pub default_guidance: f32,
+    /// Separate guidance of the demonstrations when none is given (none: one weight for both).
+    pub default_demo_guidance: Option<f32>,
     /// Deadline of one request.
     pub request_timeout: Duration,
 }
@@ -450,7 +452,8 @@ fn validate(parsed: Parsed, limits: &ApiLimits) -> Result<Generation, ApiError> 
             "guidance must be between 0 and 50",
         ));
     }
-    if let Some(demo_guidance) = parsed.demo_guidance
+    let demo_guidance = parsed.demo_guidance.or(limits.default_demo_guidance);
+    if let Some(demo_guidance) = demo_guidance
         && (!demo_guidance.is_finite() || !(0.0..=50.0).contains(&demo_guidance))
     {
         return Err(ApiError::unprocessable(
@@ -508,7 +511,7 @@ fn validate(parsed: Parsed, limits: &ApiLimits) -> Result<Generation, ApiError> 
             .collect(),
         steps,
         guidance,
-        demo_guidance: parsed.demo_guidance,
+        demo_guidance,
     })
 }
 

@@ -42,6 +42,7 @@ pub fn api_limits(config: &SutiConfig) -> ApiLimits {
         max_steps: s.max_steps,
         default_steps: s.default_steps,
         default_guidance: s.default_guidance,
+        default_demo_guidance: s.default_demo_guidance,
         request_timeout: Duration::from_secs(s.request_timeout_secs),
     }
 }

@@ -64,6 +64,7 @@ fn limits() -> ApiLimits {
         max_steps: 100,
         default_steps: 4,
         default_guidance: 15.0,
+        default_demo_guidance: None,
         request_timeout: Duration::from_secs(60),
     }
 }

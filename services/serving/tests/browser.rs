@@ -59,6 +59,7 @@ async fn the_web_page_renders_a_subject_in_a_real_browser() {
             max_steps: 100,
             default_steps: 4,
             default_guidance: 15.0,
+            default_demo_guidance: None,
             request_timeout: Duration::from_secs(60),
         }),
         keys: None,

@@ -45,10 +45,19 @@ pub struct DemoArgs {
     /// Images per prompt.
     #[arg(long, default_value_t = 2)]
     pub images_per_prompt: usize,
-    /// Guidance weight of the experts' generations, the evaluation and the web UI's default. The
-    /// `tiny` models render best with little guidance; the paper's 7.5–15 suit larger ones.
+    /// Guidance weight of the experts' generations and of the base model and experts in the
+    /// evaluation. The `tiny` models render best with little guidance; the paper's 7.5–15 suit
+    /// larger ones.
     #[arg(long, default_value_t = 1.5)]
     pub guidance: f32,
+    /// Guidance weight of the apprentice's text (the evaluation and the web UI's default).
+    #[arg(long, default_value_t = 1.0)]
+    pub apprentice_guidance: f32,
+    /// Guidance weight of the apprentice's demonstrations, pushed from the text alone (the
+    /// evaluation and the web UI's default). It amplifies what the apprentice takes from its
+    /// demonstrations; with the text unguided it costs no extra denoising pass.
+    #[arg(long, default_value_t = 2.5)]
+    pub demo_guidance: f32,
     /// Apprentice training steps before its release.
     #[arg(long, default_value_t = 400)]
     pub apprentice_steps: u64,
@@ -116,7 +125,8 @@ fn demo_config(args: &DemoArgs, data: &Path) -> SutiConfig {
     config.generator.prompts_per_cluster = args.prompts;
     config.generator.images_per_prompt = args.images_per_prompt;
     config.generator.guidance = args.guidance;
-    config.serving.default_guidance = args.guidance;
+    config.serving.default_guidance = args.apprentice_guidance;
+    config.serving.default_demo_guidance = Some(args.demo_guidance);
     // The tiny models' generations are far less crisp than the crawled photos, so the paper's
     // ΔCLIP-T (against the demonstrations' own CLIP-T) rejects nearly all of them for that alone;
     // comparing each generation with the demonstrations' captions cancels image quality out.
@@ -455,7 +465,8 @@ async fn evaluate_held_out(
         expert: crate::eval::expert_settings(config, Some(args.eval_expert_steps)),
         steps: 25,
         guidance: args.guidance,
-        demo_guidance: None,
+        apprentice_guidance: args.apprentice_guidance,
+        demo_guidance: Some(args.demo_guidance),
         seed: 0,
     };
     let dir = args.out.join("benchmark");

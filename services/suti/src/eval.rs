@@ -67,11 +67,15 @@ pub struct EvalArgs {
     /// Denoising steps of every method.
     #[arg(long, default_value_t = 25)]
     pub steps: usize,
-    /// Guidance weight of every method (default: the configuration's `generator.guidance`).
+    /// Guidance weight of the base model and the experts (default: the configuration's
+    /// `generator.guidance`).
     #[arg(long)]
     pub guidance: Option<f32>,
+    /// Guidance weight of the apprentice's text (default: `--guidance`).
+    #[arg(long)]
+    pub apprentice_guidance: Option<f32>,
     /// Separate guidance weight of the apprentice's demonstrations, from the text alone towards
-    /// text and demonstrations (default: none, `--guidance` weighs both).
+    /// text and demonstrations (default: none, the apprentice's guidance weighs both).
     #[arg(long)]
     pub demo_guidance: Option<f32>,
     /// Seed of the images (the same seeds for every method).
@@ -126,8 +130,10 @@ pub struct EvalSettings {
     pub expert: ExpertConfig,
     /// Denoising steps.
     pub steps: usize,
-    /// Guidance weight.
+    /// Guidance weight of the base model and the experts.
     pub guidance: f32,
+    /// Guidance weight of the apprentice's text.
+    pub apprentice_guidance: f32,
     /// Separate guidance weight of the apprentice's demonstrations.
     pub demo_guidance: Option<f32>,
     /// Image seed.
@@ -517,7 +523,7 @@ pub fn run_protocol(
                         .map(|j| image_seed(settings.seed, i, j))
                         .collect(),
                     steps: settings.steps,
-                    guidance: settings.guidance,
+                    guidance: settings.apprentice_guidance,
                     demo_guidance: settings.demo_guidance,
                 })
                 .collect();
@@ -762,12 +768,14 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let store = suti_runtime::connect_storage(&config).await?;
     let models = load_models(&store, &config).await?;
+    let guidance = args.guidance.unwrap_or(config.generator.guidance);
     let settings = EvalSettings {
         images: args.images,
         demo_counts: args.demos.clone(),
         expert: expert_settings(&config, args.expert_steps),
         steps: args.steps,
-        guidance: args.guidance.unwrap_or(config.generator.guidance),
+        guidance,
+        apprentice_guidance: args.apprentice_guidance.unwrap_or(guidance),
         demo_guidance: args.demo_guidance,
         seed: args.seed,
     };

@@ -337,6 +337,9 @@ pub struct ServingConfig {
     pub default_steps: usize,
     /// Guidance weight when a request gives none (the paper serves with 15).
     pub default_guidance: f32,
+    /// Separate guidance weight of the demonstrations when a request gives none: the text is
+    /// guided by `default_guidance`, the demonstrations by this (null: one weight for both).
+    pub default_demo_guidance: Option<f32>,
     /// Images denoised together at most.
     pub max_batch_images: usize,
     /// How long a batch waits for more requests before it starts, milliseconds.
@@ -714,6 +717,16 @@ impl SutiConfig {
         {
             problems.push(
                 "serving.max_images, max_steps, max_batch_images and max_queued must be at least 1"
+                    .into(),
+            );
+        }
+        if !(0.0..=50.0).contains(&sv.default_guidance)
+            || sv
+                .default_demo_guidance
+                .is_some_and(|g| !(0.0..=50.0).contains(&g))
+        {
+            problems.push(
+                "serving.default_guidance and default_demo_guidance must be between 0 and 50"
                     .into(),
             );
         }
