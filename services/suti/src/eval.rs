@@ -184,6 +184,14 @@ pub struct EvalReport {
     pub images_per_prompt: usize,
     /// Expert fine-tuning steps.
     pub expert_steps: u64,
+    /// Denoising steps of every method.
+    pub steps: usize,
+    /// Guidance weight of the base model and the experts.
+    pub guidance: f32,
+    /// Guidance weight of the apprentice's text.
+    pub apprentice_guidance: f32,
+    /// Separate guidance weight of the apprentice's demonstrations (none: one weight for both).
+    pub demo_guidance: Option<f32>,
     /// Apprentice release version.
     pub apprentice_version: String,
     /// The table.
@@ -561,6 +569,10 @@ pub fn run_protocol(
             prompts_per_subject: subjects.first().map(|s| s.prompts.len()).unwrap_or(0),
             images_per_prompt: settings.images,
             expert_steps: settings.expert.steps,
+            steps: settings.steps,
+            guidance: settings.guidance,
+            apprentice_guidance: settings.apprentice_guidance,
+            demo_guidance: settings.demo_guidance,
             apprentice_version: models.apprentice.version.clone(),
             rows,
         },

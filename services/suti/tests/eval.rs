@@ -11,6 +11,7 @@ use std::process::Command;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
+use serde_json::json;
 use suti_data::{Assets, RgbaImage, Split};
 use suti_factory::apprentice::{ApprenticeConfig, apprentice_trainer};
 use suti_factory::base::base_model;
@@ -127,7 +128,25 @@ async fn eval_runs_the_protocol_on_emojiworld_and_on_a_dreambench_folder() {
 
     // EmojiWorld's held-out subjects, rendered into the output folder.
     let out = dir.path().join("emojiworld");
-    let report = eval(&data, &out, &[]);
+    // The apprentice with its text unguided and its demonstrations guided on their own.
+    let guidance = [
+        "--guidance",
+        "2",
+        "--apprentice-guidance",
+        "1",
+        "--demo-guidance",
+        "3",
+    ];
+    let report = eval(&data, &out, &guidance);
+    assert_eq!(
+        (
+            &report["guidance"],
+            &report["apprentice_guidance"],
+            &report["demo_guidance"]
+        ),
+        (&json!(2.0), &json!(1.0), &json!(3.0)),
+        "the report records how each method was guided"
+    );
     assert_eq!(
         methods(&report),
         [

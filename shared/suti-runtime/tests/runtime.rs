@@ -28,6 +28,9 @@ fn the_compiled_in_defaults_load_and_validate() {
         config.stages.expert_finetuner.prefetch, 1,
         "GPU stages take one item at a time"
     );
+    assert_eq!(config.serving.default_demo_guidance, None);
+    let tuned = SutiConfig::load(&env(&[("SUTI__SERVING__DEFAULT_DEMO_GUIDANCE", "2.5")])).unwrap();
+    assert_eq!(tuned.serving.default_demo_guidance, Some(2.5));
     for service in ServiceName::ALL {
         assert_eq!(service.as_str().parse::<ServiceName>().unwrap(), service);
         assert_eq!(
@@ -96,13 +99,15 @@ fn invalid_values_are_all_reported_together() {
         ("SUTI__QUEUE__URL", "http://wrong"),
         ("SUTI__ADMIN__LISTEN", "not-an-address"),
         ("SUTI__STAGES__CLIP_FILTER__PREFETCH", "0"),
+        ("SUTI__SERVING__DEFAULT_DEMO_GUIDANCE", "99"),
     ]))
     .unwrap_err();
     let ConfigError::Invalid(problems) = &err else {
         panic!("{err}")
     };
-    assert_eq!(problems.len(), 4, "{problems:?}");
+    assert_eq!(problems.len(), 5, "{problems:?}");
     let text = err.to_string();
+    assert!(text.contains("default_demo_guidance"));
     assert!(text.contains("queue.url"));
     assert!(text.contains("admin.listen"));
     assert!(text.contains("stages.clip_filter.prefetch"));
