@@ -3,6 +3,9 @@
 //! a small synthetic web. The test seeds a crawl, runs the two training jobs when the clusters are
 //! in, waits for an apprentice release, asks serving to render held-out subjects from their
 //! demonstrations, and reads on each service's metrics endpoint the work that flowed through it.
+//! Then Debian's Prometheus scrapes the six services and RabbitMQ, and every query of the Grafana
+//! dashboards (issue 9) is run against it: each returns data, except those that only have series
+//! once something has failed.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -331,6 +334,136 @@ async fn amqp_the_six_services_as_processes_turn_a_crawl_into_a_served_apprentic
         assert!(value >= 1.0, "{name} shows no work: {seen:?}\n{metrics}");
     }
     println!("work per service: {seen:?}");
+    dashboards_return_data(&admin, logs.path()).await;
     stop_all(children);
     broker.close().await;
+}
+
+/// Series that exist only once something has failed (an error of some kind, a 5xx, a 429): a
+/// healthy run leaves their panels empty.
+fn only_after_failures(expr: &str) -> bool {
+    expr.contains("_errors_total")
+        || expr.contains(r#"status=~"5.."#)
+        || expr.contains(r#"status="429""#)
+}
+
+/// Starts Prometheus against the services' admin ports (labelled as the scrape configuration of
+/// deploy/prometheus labels them) and RabbitMQ's per-object metrics, then runs every query of the
+/// committed dashboards and asserts each returns data.
+async fn dashboards_return_data(admin: &[(&str, SocketAddr)], logs: &Path) {
+    let prometheus = which("prometheus")
+        .expect("Debian's prometheus is needed (scripts/test and scripts/check-deploy install it)");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = String::from("global:\n  scrape_interval: 1s\nscrape_configs:\n");
+    config.push_str("  - job_name: suti\n    static_configs:\n");
+    for (name, addr) in admin {
+        config.push_str(&format!(
+            "      - targets: [\"{addr}\"]\n        labels: {{service: {name}}}\n"
+        ));
+    }
+    config.push_str(
+        "  - job_name: rabbitmq\n    metrics_path: /metrics/per-object\n    static_configs:\n      - targets: [\"127.0.0.1:15692\"]\n",
+    );
+    let config_path = dir.path().join("prometheus.yml");
+    std::fs::write(&config_path, config).unwrap();
+    let port = free_port();
+    let mut child = Command::new(prometheus)
+        .arg(format!("--config.file={}", config_path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(logs.join("prometheus.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let query = |expr: String| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let answer: serde_json::Value = client
+                .get(format!("{base}/api/v1/query"))
+                .query(&[("query", expr.as_str())])
+                .send()
+                .await?
+                .json()
+                .await?;
+            query_result(answer)
+        }
+    };
+    // Every target scraped at least three times, so that rates have samples to work with.
+    let targets = admin.len() + 1;
+    wait_until(
+        Duration::from_secs(60),
+        "Prometheus to scrape every target (RabbitMQ's needs rabbitmq_prometheus: scripts/services-up enables it)",
+        || {
+            let up = query("min_over_time(up[1m]) == 1 and count_over_time(up[1m]) >= 3".into());
+            async move { up.await.is_ok_and(|series| series.len() == targets) }
+        },
+    )
+    .await
+    .unwrap();
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/dashboards");
+    let mut report = Vec::new();
+    let mut empty = Vec::new();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        let board: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for panel in board["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                let concrete = expr
+                    .replace("$__rate_interval", "30s")
+                    .replace("$service", "generator");
+                let series = query(concrete.clone()).await.unwrap_or_else(|e| {
+                    panic!("{}: {expr}: {e}", path.display());
+                });
+                report.push(format!("{:>3} series  {}", series.len(), panel["title"]));
+                if series.is_empty() && !only_after_failures(expr) {
+                    empty.push(format!(
+                        "{}: {}: {concrete}",
+                        path.display(),
+                        panel["title"]
+                    ));
+                }
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("dashboard queries:\n{}", report.join("\n"));
+    assert!(
+        report.len() >= 20,
+        "the three dashboards' queries: {report:?}"
+    );
+    assert!(
+        empty.is_empty(),
+        "queries without data:\n{}",
+        empty.join("\n")
+    );
+}
+
+/// The `result` array of a Prometheus query answer (a refused query fails the test).
+fn query_result(answer: serde_json::Value) -> Result<Vec<serde_json::Value>, reqwest::Error> {
+    if answer["status"] != "success" {
+        panic!("Prometheus refused a query: {answer}");
+    }
+    Ok(answer["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// A program on the PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
 }
