@@ -407,6 +407,12 @@ async fn dashboards_return_data(admin: &[(&str, SocketAddr)], logs: &Path) {
     .await
     .unwrap();
 
+    // Every service exports its readiness with each scrape, and all six are ready by now.
+    let ready = query(r#"suti_ready{job="suti"} == 1"#.into())
+        .await
+        .unwrap();
+    assert_eq!(ready.len(), admin.len(), "services ready: {ready:?}");
+
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/dashboards");
     let mut report = Vec::new();
     let mut empty = Vec::new();

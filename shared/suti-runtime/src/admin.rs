@@ -1,5 +1,9 @@
 //! The admin HTTP port every service exposes: Prometheus metrics and the liveness and readiness
 //! probes that Kubernetes and compose healthchecks call.
+//!
+//! Each scrape of `/metrics` also runs the readiness checks and exports them as `suti_ready` and
+//! `suti_readiness_check_ok{check}`, so a process that answers but cannot work (its broker, bucket
+//! or model missing) shows in Prometheus and alerts, not only in a probe's log.
 
 use std::net::SocketAddr;
 
@@ -8,16 +12,69 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use tokio_util::sync::CancellationToken;
 
-use crate::Health;
+use crate::{Health, ReadinessReport};
 
 #[derive(Clone)]
 struct AdminState {
     registry: Registry,
     health: Health,
+    readiness: ReadinessGauges,
     shutdown: CancellationToken,
+}
+
+/// The readiness probe's answer as metrics, refreshed on every scrape.
+#[derive(Clone)]
+struct ReadinessGauges {
+    /// 1 while every check passes and the process is not shutting down.
+    ready: IntGauge,
+    /// 1 or 0 per named check.
+    check_ok: IntGaugeVec,
+}
+
+impl ReadinessGauges {
+    fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let ready = IntGauge::new(
+            "suti_ready",
+            "1 while every readiness check passes (the answer of /health/readyz), else 0",
+        )?;
+        let check_ok = IntGaugeVec::new(
+            Opts::new(
+                "suti_readiness_check_ok",
+                "1 while the named readiness check passes, else 0",
+            ),
+            &["check"],
+        )?;
+        registry.register(Box::new(ready.clone()))?;
+        registry.register(Box::new(check_ok.clone()))?;
+        Ok(Self { ready, check_ok })
+    }
+
+    fn record(&self, report: &ReadinessReport) {
+        // A check that was removed must not keep its last value.
+        self.check_ok.reset();
+        for (check, outcome) in &report.checks {
+            self.check_ok
+                .with_label_values(&[check.as_str()])
+                .set(i64::from(outcome == "ok"));
+        }
+        self.ready.set(i64::from(report.ready));
+    }
+}
+
+/// Runs the readiness checks, counting a cancelled shutdown token as not ready.
+async fn readiness(state: &AdminState) -> ReadinessReport {
+    let mut report = state.health.report().await;
+    if state.shutdown.is_cancelled() {
+        report.ready = false;
+        report
+            .checks
+            .insert("shutdown".into(), "shutting down".into());
+    }
+    state.readiness.record(&report);
+    report
 }
 
 /// A running admin server.
@@ -30,6 +87,7 @@ pub struct AdminServer {
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    readiness(&state).await;
     let mut body = Vec::new();
     match TextEncoder::new().encode(&state.registry.gather(), &mut body) {
         Ok(()) => (
@@ -47,13 +105,7 @@ async fn livez() -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    let mut report = state.health.report().await;
-    if state.shutdown.is_cancelled() {
-        report.ready = false;
-        report
-            .checks
-            .insert("shutdown".into(), "shutting down".into());
-    }
+    let report = readiness(&state).await;
     let status = if report.ready {
         StatusCode::OK
     } else {
@@ -72,13 +124,15 @@ async fn not_found() -> impl IntoResponse {
     )
 }
 
-/// Binds `listen` and serves the admin routes until `shutdown` is cancelled.
+/// Binds `listen` and serves the admin routes until `shutdown` is cancelled. Registers the readiness
+/// gauges in `registry`, so it fails if another admin server already serves that registry.
 pub async fn serve_admin(
     listen: &str,
     registry: Registry,
     health: Health,
     shutdown: CancellationToken,
 ) -> std::io::Result<AdminServer> {
+    let readiness = ReadinessGauges::register(&registry).map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let app = Router::new()
@@ -89,6 +143,7 @@ pub async fn serve_admin(
         .with_state(AdminState {
             registry,
             health,
+            readiness,
             shutdown: shutdown.clone(),
         });
     let task = tokio::spawn(async move {

@@ -145,6 +145,7 @@ async fn the_admin_port_serves_metrics_liveness_and_readiness() {
     let registry = build_info_registry("generator");
     let health = Health::new();
     let shutdown = CancellationToken::new();
+    let server_registry = registry.clone();
     let server = serve_admin("127.0.0.1:0", registry, health.clone(), shutdown.clone())
         .await
         .unwrap();
@@ -175,6 +176,19 @@ async fn the_admin_port_serves_metrics_liveness_and_readiness() {
         .unwrap();
     assert_eq!(status, 503);
     assert!(body.contains("bucket unreachable"), "{body}");
+    // The same answer reaches Prometheus: each scrape runs the checks.
+    let (_, metrics) = suti_testkit::http_get(server.addr, "/metrics")
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nsuti_ready 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("suti_readiness_check_ok{check=\"storage\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("suti_readiness_check_ok{check=\"broker\"} 1"),
+        "{metrics}"
+    );
     health.add_check("storage", || Box::pin(async { Ok(()) }));
     health.set_flag("model", Some("no model loaded yet".into()));
     let (status, body) = suti_testkit::http_get(server.addr, "/health/readyz")
@@ -187,6 +201,23 @@ async fn the_admin_port_serves_metrics_liveness_and_readiness() {
         .await
         .unwrap();
     assert_eq!(status, 200);
+    let (_, metrics) = suti_testkit::http_get(server.addr, "/metrics")
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nsuti_ready 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("suti_readiness_check_ok{check=\"model\"} 1"),
+        "{metrics}"
+    );
+    // One admin server per registry: a second would export a second readiness answer.
+    let second = serve_admin(
+        "127.0.0.1:0",
+        server_registry,
+        Health::new(),
+        shutdown.clone(),
+    )
+    .await;
+    assert!(second.is_err());
 
     let (status, body) = suti_testkit::http_get(server.addr, "/nope").await.unwrap();
     assert_eq!(status, 404);
