@@ -254,10 +254,13 @@ where
 }
 
 /// A polite breadth-first crawl from `seeds` within their hosts: at most `max_pages` pages and
-/// `max_depth` link hops; every URL (page or image) claimed once in the run's shared frontier.
+/// `max_depth` link hops; every URL (page or image) claimed once in the run's shared frontier, by
+/// `owner` (the crawl request's message id, so that its redelivery may fetch its URLs again).
+#[allow(clippy::too_many_arguments)]
 pub async fn crawl_web(
     seeds: &[Url],
     run_id: &str,
+    owner: &str,
     max_pages: usize,
     max_depth: usize,
     fetcher: &Fetcher,
@@ -274,11 +277,23 @@ pub async fn crawl_web(
     // Images this crawler fetched, by URL: an image on many pages (a logo, a thumbnail) is fetched
     // once but belongs to every page it appears on.
     let fetched_images: std::sync::Mutex<HashMap<Url, bytes::Bytes>> = Default::default();
+    // URLs this crawl has already tried: the frontier answers yes again for its owner, so it cannot
+    // tell a second link to a page from a redelivery.
+    let tried: std::sync::Mutex<std::collections::HashSet<Url>> = Default::default();
+    let first_try = |url: &Url| {
+        tried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(url.clone())
+    };
     while let Some((url, depth)) = queue.pop_front() {
         if pages.len() >= max_pages {
             break;
         }
-        match politeness.claim(run_id, &url).await {
+        if !first_try(&url) {
+            continue;
+        }
+        match politeness.claim(run_id, owner, &url).await {
             Ok(true) => {}
             Ok(false) => continue,
             Err(_) => {
@@ -322,15 +337,19 @@ pub async fn crawl_web(
             if let Some(bytes) = cached {
                 return Ok(bytes);
             }
-            match politeness.claim(run_id, &image_url).await {
+            if !first_try(&image_url) {
+                // Tried on an earlier page of this crawl and skipped there.
+                return Err(FetchSkip::AlreadyTried);
+            }
+            match politeness.claim(run_id, owner, &image_url).await {
                 Ok(true) => {}
                 // Claimed by another replica of this run: it is that replica's to fetch.
-                Ok(false) => return Err(FetchSkip::Status(0)),
+                Ok(false) => return Err(FetchSkip::ClaimedElsewhere),
                 Err(e) => return Err(FetchSkip::Connect(e.to_string())),
             }
             fetcher.policy().check(&image_url).await?;
             if !politeness.allowed(&image_url).await {
-                return Err(FetchSkip::Status(0));
+                return Err(FetchSkip::RobotsDisallowed);
             }
             politeness
                 .wait_turn(&image_url)

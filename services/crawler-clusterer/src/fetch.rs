@@ -75,6 +75,16 @@ pub enum FetchSkip {
     /// The connection failed.
     #[error("connection failed: {0}")]
     Connect(String),
+    /// Another replica of the run claimed the URL in the shared frontier: it is that one's to
+    /// fetch.
+    #[error("claimed by another crawl of the run")]
+    ClaimedElsewhere,
+    /// This crawl already tried the URL (an image on several pages) and skipped it then.
+    #[error("already tried by this crawl")]
+    AlreadyTried,
+    /// robots.txt disallows the URL.
+    #[error("disallowed by robots.txt")]
+    RobotsDisallowed,
 }
 
 impl FetchSkip {
@@ -90,6 +100,9 @@ impl FetchSkip {
             Self::Status(_) => "http_status",
             Self::ContentType(_) => "content_type",
             Self::Connect(_) => "connect",
+            Self::ClaimedElsewhere => "claimed_elsewhere",
+            Self::AlreadyTried => "already_tried",
+            Self::RobotsDisallowed => "robots_disallowed",
         }
     }
 }

@@ -107,6 +107,7 @@ impl Handler for CrawlHandler {
         let (mut pages, mut stats) = crawl_web(
             &seeds,
             &request.run_id,
+            &ctx.message_id,
             limits.max_pages as usize,
             limits.max_depth as usize,
             &self.fetcher,

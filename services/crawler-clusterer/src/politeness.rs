@@ -95,11 +95,22 @@ impl Politeness {
         }
     }
 
-    /// Claims `url` in the run's frontier: true for exactly one caller across every replica.
-    pub async fn claim(&self, run_id: &str, url: &Url) -> Result<bool, StateError> {
-        self.state
+    /// Claims `url` in the run's frontier for `owner` (the crawl request's message id): true for
+    /// exactly one owner across every replica, and true again for that owner. A crawl redelivered
+    /// after its worker died thus fetches again what its first attempt had claimed, instead of
+    /// finding everything taken and mining nothing. (A crash between the two writes below loses
+    /// that one URL to the redelivery: the window is one Redis round trip.)
+    pub async fn claim(&self, run_id: &str, owner: &str, url: &Url) -> Result<bool, StateError> {
+        let owned = format!("frontier:{run_id}:owner:{owner}");
+        if self
+            .state
             .set_add(&format!("frontier:{run_id}"), url.as_str())
-            .await
+            .await?
+        {
+            self.state.set_add(&owned, url.as_str()).await?;
+            return Ok(true);
+        }
+        self.state.set_contains(&owned, url.as_str()).await
     }
 
     /// Waits until the host of `url` has a token in the shared bucket.

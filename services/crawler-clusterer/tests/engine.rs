@@ -46,6 +46,7 @@ async fn a_synthweb_crawl_finds_the_planted_subjects_and_the_warc_gives_the_same
     let (pages, stats) = crawl_web(
         &[base.join("/").unwrap()],
         "run",
+        "crawl-1",
         100,
         4,
         &fetcher,

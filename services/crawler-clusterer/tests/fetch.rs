@@ -148,14 +148,24 @@ async fn robots_frontier_and_rate_are_shared_by_replicas() {
         .count();
     assert_eq!(robots_fetches, 1, "robots.txt is cached per origin");
 
-    // The frontier: each URL is claimed by exactly one replica.
+    // The frontier: each URL is claimed by exactly one crawl request of the run, whichever
+    // replica handles it; the same request claims it again when it is redelivered.
     let mut wins = 0;
-    for p in &[&a, &b, &a, &b] {
-        wins += usize::from(p.claim("run-1", &page).await.unwrap());
+    for (p, owner) in [
+        (&a, "crawl-x"),
+        (&b, "crawl-y"),
+        (&a, "crawl-y"),
+        (&b, "crawl-z"),
+    ] {
+        wins += usize::from(p.claim("run-1", owner, &page).await.unwrap());
     }
     assert_eq!(wins, 1);
     assert!(
-        a.claim("run-2", &page).await.unwrap(),
+        b.claim("run-1", "crawl-x", &page).await.unwrap(),
+        "a redelivered request (another replica, same message id) claims its URLs again"
+    );
+    assert!(
+        a.claim("run-2", "crawl-y", &page).await.unwrap(),
         "frontiers are per run"
     );
 

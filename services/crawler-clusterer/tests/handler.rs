@@ -79,11 +79,12 @@ async fn a_crawl_request_becomes_one_cluster_message_per_planted_subject() {
         handler_timeout: Duration::from_secs(600),
         idempotency_ttl: Duration::from_secs(3600),
         shutdown_grace: Duration::from_secs(10),
+        outage_patience: Duration::from_secs(30),
     };
     let backends = StageBackends {
         broker: Arc::new(broker.clone()),
         storage: storage.clone(),
-        state,
+        state: state.clone(),
         topology: topology.clone(),
     };
     let stage = tokio::spawn(run_stage(
@@ -116,6 +117,22 @@ async fn a_crawl_request_becomes_one_cluster_message_per_planted_subject() {
     .await
     .unwrap();
     assert_eq!(broker.ready_count(&clusters_queue).await.unwrap(), 5);
+    // A worker that died after its writes but before marking the request done: the redelivery
+    // crawls again (the frontier gives the request back its own URLs) and mines the same clusters
+    // under the same message ids, which the next stage then takes as duplicates.
+    state
+        .unmark("crawler_clusterer:done:crawl-run-1")
+        .await
+        .unwrap();
+    broker.publish(&topology, &envelope).await.unwrap();
+    suti_testkit::wait_until(
+        Duration::from_secs(240),
+        "the redelivered crawl",
+        || async { metrics.processed("done") == 2 },
+    )
+    .await
+    .unwrap();
+    assert_eq!(broker.ready_count(&clusters_queue).await.unwrap(), 10);
 
     let mut consumer = broker.consume(&clusters_queue, 10).await.unwrap();
     let mut nouns = Vec::new();
@@ -170,10 +187,11 @@ async fn a_crawl_request_becomes_one_cluster_message_per_planted_subject() {
     )
     .unwrap();
     let text = String::from_utf8(text).unwrap();
+    // Two crawls of the site: the first and its redelivery.
     for line in [
-        "suti_crawler_clusterer_clusters_total 5",
-        "suti_crawler_clusterer_skips_total{reason=\"robots_disallowed\"} 1",
-        "suti_crawler_clusterer_skips_total{reason=\"redirect_loop\"} 1",
+        "suti_crawler_clusterer_clusters_total 10",
+        "suti_crawler_clusterer_skips_total{reason=\"robots_disallowed\"} 2",
+        "suti_crawler_clusterer_skips_total{reason=\"redirect_loop\"} 2",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }

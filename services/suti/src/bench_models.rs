@@ -294,6 +294,7 @@ pub async fn crawl(args: CrawlBenchArgs) -> anyhow::Result<()> {
     let (pages, stats) = crawl_web(
         &[seed],
         "bench",
+        "bench",
         10_000,
         6,
         &fetcher,
