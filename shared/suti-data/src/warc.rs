@@ -194,6 +194,12 @@ pub enum WarcError {
     /// Decompression or reading failed.
     #[error("reading the WARC file: {0}")]
     Io(#[from] io::Error),
+    /// The decompressed file would exceed its bound (a gzip bomb, or simply too big to hold).
+    #[error("the WARC file decompresses to more than {limit} bytes")]
+    TooLarge {
+        /// The bound, bytes.
+        limit: usize,
+    },
     /// A record is malformed.
     #[error("malformed WARC record at byte {offset}: {message}")]
     Malformed {
@@ -220,13 +226,24 @@ fn parse_fields(head: &[u8]) -> (String, Vec<(String, String)>) {
     (first, fields)
 }
 
+/// How many times `max_record` the whole decompressed file may take: it is held in memory, so a
+/// gzip bomb must stop while decompressing, not after.
+pub const MAX_FILE_RECORDS: usize = 4;
+
 /// Reads every record of a WARC file — gzip-compressed per record (`.warc.gz`) or plain.
-/// Records larger than `max_record` bytes are refused rather than held in memory.
+/// Records larger than `max_record` bytes are refused rather than held in memory, and so is a
+/// compressed file that inflates past [`MAX_FILE_RECORDS`] × `max_record`.
 pub fn read_warc(bytes: &[u8], max_record: usize) -> Result<Vec<WarcRecord>, WarcError> {
     use std::io::Read;
     let data = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let limit = max_record.saturating_mul(MAX_FILE_RECORDS);
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out)?;
+        flate2::read::MultiGzDecoder::new(bytes)
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)?;
+        if out.len() > limit {
+            return Err(WarcError::TooLarge { limit });
+        }
         out
     } else {
         bytes.to_vec()
@@ -290,4 +307,37 @@ pub fn read_warc(bytes: &[u8], max_record: usize) -> Result<Vec<WarcRecord>, War
         offset += head.len() + 4 + length;
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::*;
+
+    #[test]
+    fn a_gzip_bomb_is_refused_while_inflating() {
+        use std::io::Write;
+        // 64 MiB of zeros deflate to about 64 KiB.
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            encoder.write_all(&zeros).unwrap();
+        }
+        let bomb = encoder.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+        let limit = (1 << 20) * MAX_FILE_RECORDS;
+        match read_warc(&bomb, 1 << 20) {
+            Err(WarcError::TooLarge { limit: l }) => assert_eq!(l, limit),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn truncated_and_garbage_files_are_malformed_not_panics() {
+        let record = b"WARC/1.0\r\nWARC-Type: response\r\nContent-Length: 100\r\n\r\nshort";
+        assert!(read_warc(record, 1 << 20).is_err());
+        assert!(read_warc(b"GET / HTTP/1.1\r\n\r\n", 1 << 20).is_err());
+        assert!(read_warc(&[0x1f, 0x8b, 0, 1, 2, 3], 1 << 20).is_err());
+        let no_length = b"WARC/1.0\r\nWARC-Type: response\r\n\r\nbody";
+        assert!(read_warc(no_length, 1 << 20).is_err());
+    }
 }
