@@ -1,4 +1,6 @@
-//! Property test: every payload survives encode → decode unchanged, whatever its contents.
+//! Property tests: every payload survives encode → decode unchanged, whatever its contents; and
+//! hostile bytes (random, or valid encodings with bytes flipped, cut short or spliced) never panic
+//! any decoder (issue 10). `PROPTEST_CASES` raises the case count for a longer fuzzing run.
 
 use proptest::prelude::*;
 use suti_messages::*;
@@ -200,7 +202,98 @@ proptest! {
     /// Arbitrary bytes never panic the decoder: they decode or give an error.
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = decode::<CandidatesGeneratedV1>(&bytes);
-        let _ = decode::<ClusterMinedV1>(&bytes);
+        decode_as_every_type(&bytes);
+    }
+}
+
+/// Decodes `bytes` as every payload type; each must return (a value or an error), never panic.
+fn decode_as_every_type(bytes: &[u8]) {
+    let _ = decode::<CrawlRequestV1>(bytes);
+    let _ = decode::<ClusterMinedV1>(bytes);
+    let _ = decode::<ExpertTrainedV1>(bytes);
+    let _ = decode::<CandidatesGeneratedV1>(bytes);
+    let _ = decode::<ExamplesAcceptedV1>(bytes);
+    let _ = decode::<ApprenticePublishedV1>(bytes);
+}
+
+/// A valid encoding of some payload, so that mutations land close to the decoders' real paths.
+fn valid_encoding() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        crawl_request().prop_map(|m| encode(&m).unwrap()),
+        cluster_mined().prop_map(|m| encode(&m).unwrap()),
+        expert_trained().prop_map(|m| encode(&m).unwrap()),
+        candidates_generated().prop_map(|m| encode(&m).unwrap()),
+        examples_accepted().prop_map(|m| encode(&m).unwrap()),
+        apprentice_published().prop_map(|m| encode(&m).unwrap()),
+    ]
+}
+
+/// How to damage an encoding.
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// Overwrite the byte at (position mod length).
+    Set(usize, u8),
+    /// Keep only the first (position mod length) bytes.
+    Truncate(usize),
+    /// Insert bytes at (position mod length).
+    Insert(usize, Vec<u8>),
+    /// Repeat a slice: length prefixes then point past or into other fields.
+    Duplicate(usize, usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
+        any::<usize>().prop_map(Mutation::Truncate),
+        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16))
+            .prop_map(|(i, b)| Mutation::Insert(i, b)),
+        (any::<usize>(), 1usize..64).prop_map(|(i, n)| Mutation::Duplicate(i, n)),
+    ]
+}
+
+fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+    for m in mutations {
+        let len = bytes.len().max(1);
+        match m {
+            Mutation::Set(i, b) => {
+                if !bytes.is_empty() {
+                    bytes[i % len] = *b;
+                }
+            }
+            Mutation::Truncate(i) => bytes.truncate(i % len),
+            Mutation::Insert(i, b) => {
+                let at = (i % len).min(bytes.len());
+                bytes.splice(at..at, b.iter().copied());
+            }
+            Mutation::Duplicate(i, n) => {
+                let from = (i % len).min(bytes.len());
+                let to = (from + n).min(bytes.len());
+                let piece = bytes[from..to].to_vec();
+                bytes.splice(to..to, piece);
+            }
+        }
+    }
+    bytes
+}
+
+/// 2048 cases, or `PROPTEST_CASES`.
+fn fuzz_config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2048);
+    ProptestConfig::with_cases(cases)
+}
+
+proptest! {
+    #![proptest_config(fuzz_config())]
+
+    /// Valid encodings, damaged: every decoder answers with a value or an error.
+    #[test]
+    fn damaged_encodings_never_panic_a_decoder(
+        bytes in valid_encoding(),
+        mutations in prop::collection::vec(mutation(), 1..6),
+    ) {
+        decode_as_every_type(&mutate(bytes, &mutations));
     }
 }
