@@ -13,84 +13,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use suti_data::{Assets, Scene, Split};
+use suti_e2e::{sample, start, stop, tails};
 use suti_messages::{CrawlLimits, CrawlRequestV1};
 use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, Topology};
 use suti_storage::{ObjectKey, ObjectStore, S3Store};
-use suti_testkit::{S3Server, TopologyGuard, amqp_url, http_get, redis_url, unique, wait_until};
-
-/// The `suti` binary cargo built beside this test.
-fn suti_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let binary = dir.join("suti");
-    assert!(
-        binary.exists(),
-        "{} is missing: build the workspace",
-        binary.display()
-    );
-    binary
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(args: &[&str], env: &[(String, String)], log: &Path) -> Child {
-    let file = std::fs::File::create(log).unwrap();
-    Command::new(suti_binary())
-        .args(args)
-        .env_remove("SUTI_CONFIG")
-        .envs(env.iter().cloned())
-        .stdout(Stdio::from(file.try_clone().unwrap()))
-        .stderr(Stdio::from(file))
-        .spawn()
-        .unwrap()
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    for _ in 0..100 {
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn tails(dir: &Path) -> String {
-    let mut out = String::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        out.push_str(&format!("--- {}\n", entry.file_name().to_string_lossy()));
-        for line in &lines[lines.len().saturating_sub(15)..] {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// The value of the first sample of `metric` whose labels contain `labels`, from a Prometheus
-/// text exposition.
-fn sample(metrics: &str, metric: &str, labels: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(metric) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .next()
-        .unwrap_or(0.0)
-}
+use suti_testkit::{
+    S3Server, TopologyGuard, amqp_url, free_port, http_get, redis_url, unique, wait_until,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_the_six_services_as_processes_turn_a_crawl_into_a_served_apprentice() {
@@ -160,11 +89,11 @@ async fn amqp_the_six_services_as_processes_turn_a_crawl_into_a_served_apprentic
         "apprentice-trainer",
         "serving",
     ];
-    let serving_port = free_port();
+    let serving_port = free_port().unwrap();
     let mut admin = Vec::new();
     let mut children = Vec::new();
     for name in services {
-        let port = free_port();
+        let port = free_port().unwrap();
         let mut env = base_env.clone();
         env.push(("SUTI__ADMIN__LISTEN".into(), format!("127.0.0.1:{port}")));
         env.push((
@@ -366,7 +295,7 @@ async fn dashboards_return_data(admin: &[(&str, SocketAddr)], logs: &Path) {
     );
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).unwrap();
-    let port = free_port();
+    let port = free_port().unwrap();
     let mut child = Command::new(prometheus)
         .arg(format!("--config.file={}", config_path.display()))
         .arg(format!(

@@ -99,6 +99,7 @@ async fn amqp_two_crawler_replicas_share_the_frontier_over_real_backends() {
             handler_timeout: Duration::from_secs(600),
             idempotency_ttl: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(10),
+            outage_patience: Duration::from_secs(30),
         };
         let backends = StageBackends {
             broker,

@@ -110,6 +110,9 @@ pub struct QueueConfig {
     pub namespace: String,
     /// Failed deliveries before a message is dead-lettered.
     pub delivery_limit: u32,
+    /// How long a stage holds a failed delivery while its storage or state backend does not
+    /// answer, seconds, before requeueing it: an outage then costs one attempt, not all of them.
+    pub outage_patience_secs: u64,
     /// Limit on opening a connection, seconds.
     pub connect_timeout_secs: u64,
     /// Attempts a publish makes, reconnecting in between.

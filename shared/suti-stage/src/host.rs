@@ -109,9 +109,11 @@ impl ServiceHost {
             .stages
             .for_service(self.service)
             .ok_or(HostError::NotAStage(self.service))?;
-        let settings =
+        let mut settings =
             StageSettings::from_config(self.service, stage_config, &self.backends.topology)
                 .ok_or(HostError::NotAStage(self.service))?;
+        settings.outage_patience =
+            std::time::Duration::from_secs(self.config.queue.outage_patience_secs);
         let metrics = StageMetrics::register(&self.registry, self.service.metric_name())?;
         let result = run_stage(
             handler,

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+pub mod failpoint;
 mod host;
 mod metrics;
 pub mod models;
@@ -209,6 +210,9 @@ pub struct StageSettings {
     pub idempotency_ttl: Duration,
     /// How long in-flight work may take to finish after shutdown is asked.
     pub shutdown_grace: Duration,
+    /// How long a failed delivery is held while storage or state does not answer, before it is
+    /// requeued.
+    pub outage_patience: Duration,
 }
 
 impl StageSettings {
@@ -227,6 +231,7 @@ impl StageSettings {
             handler_timeout: Duration::from_secs(config.handler_timeout_secs),
             idempotency_ttl: Duration::from_secs(config.idempotency_ttl_hours * 3600),
             shutdown_grace: Duration::from_secs(30),
+            outage_patience: Duration::from_secs(600),
         })
     }
 }
@@ -295,7 +300,11 @@ struct Stage<H: Handler> {
     settings: StageSettings,
     backends: StageBackends,
     metrics: StageMetrics,
+    shutdown: CancellationToken,
 }
+
+/// How often a held delivery asks whether the backends answer again.
+const OUTAGE_POLL: Duration = Duration::from_secs(1);
 
 /// Runs `handler` until `shutdown` is cancelled. Returns once in-flight work has finished or the
 /// grace period has passed; deliveries not yet settled then return to the queue.
@@ -317,6 +326,7 @@ pub async fn run_stage<H: Handler>(
         settings,
         backends,
         metrics,
+        shutdown: shutdown.clone(),
     });
     let permits = Arc::new(Semaphore::new(stage.settings.concurrency.max(1)));
     let mut in_flight = JoinSet::new();
@@ -405,6 +415,7 @@ impl<H: Handler> Stage<H> {
     /// A retryable failure: requeue after a delay, or dead-letter on the last allowed attempt so
     /// that the dead-letter queue says why.
     async fn retry(&self, delivery: Delivery, kind: &str, message: String) -> Settled {
+        self.wait_out_outage().await;
         let limit = self.backends.topology.delivery_limit;
         if delivery.delivery_count >= limit {
             let reason = format!(
@@ -422,6 +433,45 @@ impl<H: Handler> Stage<H> {
                 self.error(e.kind());
                 Settled::Unsettled
             }
+        }
+    }
+
+    /// Holds the current delivery while storage or state does not answer (up to the outage
+    /// patience, or until shutdown). The failure was then the backend's, not the message's: without
+    /// the hold, the requeue delays of a few seconds would use up every attempt within one outage
+    /// and dead-letter messages that succeed once the backend is back.
+    async fn wait_out_outage(&self) {
+        let started = Instant::now();
+        let mut announced = false;
+        loop {
+            let (storage, state) = tokio::join!(
+                tokio::time::timeout(OUTAGE_POLL * 5, self.backends.storage.ping()),
+                tokio::time::timeout(OUTAGE_POLL * 5, self.backends.state.ping())
+            );
+            let problem = match (storage, state) {
+                (Ok(Ok(())), Ok(Ok(()))) => break,
+                (Ok(Err(e)), _) => format!("storage: {e}"),
+                (Err(_), _) => "storage: no answer".to_string(),
+                (_, Ok(Err(e))) => format!("state: {e}"),
+                (_, Err(_)) => "state: no answer".to_string(),
+            };
+            if started.elapsed() >= self.settings.outage_patience {
+                warn!(%problem, "backend still unavailable after the outage patience; requeueing");
+                return;
+            }
+            if !announced {
+                warn!(%problem, "backend unavailable; holding the delivery until it answers");
+                announced = true;
+            }
+            if tokio::time::timeout(OUTAGE_POLL, self.shutdown.cancelled())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        if announced {
+            info!(held = ?started.elapsed(), "backend answers again; requeueing the held delivery");
         }
     }
 
@@ -515,9 +565,14 @@ impl<H: Handler> Stage<H> {
 
     /// Writes the artifacts, then publishes the messages (confirmed), inheriting the run and trace.
     async fn deliver(&self, outcome: Outcome, input: &Envelope) -> Result<(), HandlerError> {
-        for (key, body) in outcome.artifacts {
+        let several = outcome.artifacts.len() >= 2;
+        for (written, (key, body)) in outcome.artifacts.into_iter().enumerate() {
             self.backends.storage.put(&key, body).await?;
+            if several && written == 0 {
+                failpoint::failpoint("artifacts_partly_written");
+            }
         }
+        failpoint::failpoint("artifacts_written");
         if outcome.messages.is_empty() {
             return Ok(());
         }
@@ -539,6 +594,7 @@ impl<H: Handler> Stage<H> {
             .publish_batch(&self.backends.topology, &messages)
             .await?;
         self.metrics.published.inc_by(messages.len() as u64);
+        failpoint::failpoint("published");
         Ok(())
     }
 

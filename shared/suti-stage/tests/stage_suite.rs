@@ -101,6 +101,13 @@ struct Env {
 
 impl Env {
     async fn real() -> Self {
+        let (mut env, server) = Self::real_keeping_s3().await;
+        env._guards.push(Box::new(server));
+        env
+    }
+
+    /// The real backends, with the S3 server handed to the test (to suspend it).
+    async fn real_keeping_s3() -> (Self, S3Server) {
         suti_testkit::init_tracing();
         let namespace = unique("t");
         let guard = suti_testkit::TopologyGuard::new(&Topology::pipeline(&namespace, 3));
@@ -118,14 +125,8 @@ impl Env {
                 Arc::new(AmqpBroker::connect(options).await.unwrap()) as Arc<dyn Broker>
             })
         });
-        Self::finish(
-            connect,
-            storage,
-            state,
-            &namespace,
-            vec![Box::new(server), Box::new(guard)],
-        )
-        .await
+        let env = Self::finish(connect, storage, state, &namespace, vec![Box::new(guard)]).await;
+        (env, server)
     }
 
     async fn in_process() -> Self {
@@ -171,6 +172,7 @@ impl Env {
             handler_timeout: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(10),
+            outage_patience: Duration::from_secs(30),
         }
     }
 
@@ -519,6 +521,52 @@ async fn graceful_shutdown(env: Env) {
         handled as usize + left.len(),
         200,
         "nothing lost at shutdown"
+    );
+    env.cleanup().await;
+}
+
+/// S3 goes away for far longer than every requeue delay together (the topology allows 3 attempts:
+/// 0.2 + 0.4 + 0.8 s). The workers hold their failed deliveries until storage answers again, so
+/// every message succeeds afterwards and none is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_a_storage_outage_longer_than_every_retry_dead_letters_nothing() {
+    let (env, mut s3) = Env::real_keeping_s3().await;
+    s3.suspend();
+    let messages: Vec<Envelope> = (0..4).map(|i| cluster(i, "teapot")).collect();
+    env.publish(&messages).await;
+    let worker = env.start_worker(2, Duration::ZERO).await;
+    let dead_queue = format!("{}.dead", env.queue());
+    // Both workers' deliveries have been tried and failed on the write; none may give up
+    // meanwhile.
+    wait_until(Duration::from_secs(30), "the first attempts", || async {
+        env.handled().await >= 2
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(worker.broker.ready_count(&dead_queue).await.unwrap(), 0);
+    assert_eq!(worker.metrics.processed("done"), 0);
+    s3.resume().await.unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the writes after the outage",
+        || {
+            let metrics = worker.metrics.clone();
+            async move { metrics.processed("done") == 4 }
+        },
+    )
+    .await
+    .unwrap();
+    let metrics = worker.stop().await;
+    assert_eq!(metrics.processed("dead_lettered"), 0);
+    assert!(env.drain(&dead_queue).await.is_empty());
+    for i in 0..4 {
+        let key = ObjectKey::new(format!("effects/c{i:05}")).unwrap();
+        assert!(env.storage.head(&key).await.unwrap().is_some());
+    }
+    assert_eq!(
+        env.drain(&env.topology.queue_name("experts")).await.len(),
+        4
     );
     env.cleanup().await;
 }

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use suti_storage::{S3Options, S3Store};
 
+pub mod private;
+pub use private::{PrivateRabbit, PrivateRedis, free_port};
+
 /// RabbitMQ URL for tests (`SUTI_TEST_AMQP_URL`, default the machine's broker).
 pub fn amqp_url() -> String {
     std::env::var("SUTI_TEST_AMQP_URL")
@@ -74,7 +77,7 @@ pub async fn rabbitmqctl(args: &[&str]) -> Result<String> {
 }
 
 /// An S3 server (s3s-fs) on a loopback port, serving a temporary folder, with its own credentials.
-/// It stops when dropped.
+/// It stops when dropped; [`S3Server::suspend`] and [`S3Server::resume`] make an outage.
 pub struct S3Server {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
@@ -85,7 +88,33 @@ pub struct S3Server {
     /// The folder the server stores buckets in.
     pub root: tempfile::TempDir,
     addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    service: s3s::service::S3Service,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Accepts S3 connections on `listener` until the task is aborted; aborting it also drops every
+/// open connection (they live in the task's join set), as a crashed server would.
+fn serve_s3(
+    listener: tokio::net::TcpListener,
+    service: s3s::service::S3Service,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let http =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let connection = http
+                .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                .into_owned();
+            connections.spawn(async move {
+                let _ = connection.await;
+            });
+            while connections.try_join_next().is_some() {}
+        }
+    })
 }
 
 impl S3Server {
@@ -111,29 +140,49 @@ impl S3Server {
             ));
             builder.build()
         };
-        let task = tokio::spawn(async move {
-            let http =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                let connection = http
-                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
-                    .into_owned();
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-            }
-        });
+        let task = serve_s3(listener, service.clone());
         Ok(Self {
             endpoint: format!("http://{addr}"),
             access_key,
             secret_key,
             root,
             addr,
-            task,
+            service,
+            task: Some(task),
         })
+    }
+
+    /// Stops listening and drops every open connection, keeping the stored objects: clients get
+    /// connection refused until [`S3Server::resume`].
+    pub fn suspend(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same port after [`S3Server::suspend`], with the same objects and
+    /// credentials.
+    pub async fn resume(&mut self) -> Result<()> {
+        if self.task.is_some() {
+            return Ok(());
+        }
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        // The aborted task may take a moment to release the port.
+        let started = Instant::now();
+        loop {
+            match socket.bind(self.addr) {
+                Ok(()) => break,
+                Err(e) if started.elapsed() < Duration::from_secs(5) => {
+                    tracing::debug!(error = %e, "S3 port still held; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e).context("rebinding the S3 server's port"),
+            }
+        }
+        let listener = socket.listen(1024)?;
+        self.task = Some(serve_s3(listener, self.service.clone()));
+        Ok(())
     }
 
     /// The address the server listens on.
@@ -166,7 +215,7 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        self.task.abort();
+        self.suspend();
     }
 }
 
