@@ -116,6 +116,19 @@ pub fn non_public_class(ip: IpAddr) -> Option<&'static str> {
             } else if first == 0x0064 && v6.segments()[1] == 0xff9b {
                 // NAT64 can reach any IPv4 address, private ones included.
                 Some("nat64")
+            } else if first & 0xffc0 == 0xfec0 {
+                Some("site-local")
+            } else if first == 0x2002 {
+                // 6to4 embeds an IPv4 address that a relay would reach, private ones included.
+                Some("6to4")
+            } else if first == 0x2001 && v6.segments()[1] == 0 {
+                // Teredo tunnels to an embedded IPv4 address.
+                Some("teredo")
+            } else if v6.segments()[..6] == [0; 6] {
+                // IPv4-compatible (::a.b.c.d, deprecated): the embedded address decides.
+                let [.., hi, lo] = v6.segments();
+                v4_class(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)))
+                    .or(Some("ipv4-compatible"))
             } else {
                 None
             }
@@ -227,6 +240,15 @@ mod tests {
             "http://[::ffff:127.0.0.1]/",
             "http://[64:ff9b::a00:1]/",
             "http://localhost:8080/",
+            // IPv6 forms that embed or tunnel to IPv4, and the deprecated site-local range.
+            "http://[2002:a00:1::]/",
+            "http://[2001:0:4136:e378::1]/",
+            "http://[::127.0.0.1]/",
+            "http://[fec0::1]/",
+            // Loopback spelled as a decimal, hexadecimal or short IPv4 literal.
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://127.1/",
         ] {
             let err = policy.check(&url(target)).await.unwrap_err();
             assert_eq!(err.reason(), "private_address", "{target}: {err}");

@@ -181,3 +181,116 @@ async fn robots_frontier_and_rate_are_shared_by_replicas() {
         started.elapsed()
     );
 }
+
+/// A raw HTTP server for the hostile cases the synthetic web does not serve: redirects to private
+/// addresses, an endless body, and headers dripped a byte at a time.
+async fn hostile_server() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // On 127.0.0.2, so that `localhost` (127.0.0.1) is another, refused, address.
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let n = socket.read(&mut request).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&request[..n]).into_owned();
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let redirect = |to: &str| {
+                    format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
+                };
+                match path.as_str() {
+                    "/to-metadata" => {
+                        let answer = redirect("http://169.254.169.254/latest/meta-data/");
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                    }
+                    "/to-private" => {
+                        let _ = socket
+                            .write_all(redirect("http://10.1.2.3/").as_bytes())
+                            .await;
+                    }
+                    "/to-loopback-v6" => {
+                        let answer = redirect(&format!("http://[::1]:{}/", addr.port()));
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                    }
+                    "/to-localhost" => {
+                        let answer = redirect(&format!("http://localhost:{}/", addr.port()));
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                    }
+                    "/endless" => {
+                        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n";
+                        if socket.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        // 0x10000 bytes of data per chunk, for as long as the client reads.
+                        let mut chunk = b"10000\r\n".to_vec();
+                        chunk.extend(std::iter::repeat_n(b'x', 0x10000));
+                        chunk.extend_from_slice(b"\r\n");
+                        while socket.write_all(&chunk).await.is_ok() {}
+                    }
+                    "/drip" => {
+                        for byte in b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Slow: yes"
+                            .iter()
+                            .cycle()
+                        {
+                            if socket.write_all(&[*byte]).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                    _ => {
+                        let body = "<html>ok</html>";
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn redirects_to_private_addresses_endless_bodies_and_dripped_headers_are_skipped() {
+    let addr = hostile_server().await;
+    // Only this server's own address is allowed: every other private address stays refused.
+    let fetcher = Fetcher::new(
+        UrlPolicy::new(vec![format!("{}/32", addr.ip()).parse().unwrap()]),
+        FetchLimits {
+            max_bytes: 1 << 20,
+            timeout: Duration::from_secs(2),
+            ..FetchLimits::default()
+        },
+    )
+    .unwrap();
+    let fetch = |path: &str| {
+        let fetcher = fetcher.clone();
+        let url = Url::parse(&format!("http://{addr}{path}")).unwrap();
+        async move { fetcher.fetch(&url, &["text/html"]).await }
+    };
+    assert!(fetch("/").await.is_ok());
+    for path in [
+        "/to-metadata",
+        "/to-private",
+        "/to-loopback-v6",
+        "/to-localhost",
+    ] {
+        let skip = fetch(path).await.unwrap_err();
+        assert_eq!(skip.reason(), "private_address", "{path}: {skip}");
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(fetch("/endless").await.unwrap_err().reason(), "too_large");
+    assert_eq!(fetch("/drip").await.unwrap_err().reason(), "timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the endless body and the dripped headers were cut off ({:?})",
+        started.elapsed()
+    );
+}
