@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod all;
 mod bench;
 mod bench_models;
+mod bench_serving;
 mod config_cmd;
 mod demo;
 mod eval;
@@ -141,6 +142,9 @@ enum BenchCommand {
     Crawl(bench_models::CrawlBenchArgs),
     /// Fine-tune an expert and generate with it; print fine-tune steps/s and images/s.
     Factory(bench_models::FactoryBenchArgs),
+    /// Start `suti serving` as a second process and load it: sustained concurrent clients, then
+    /// far more than it holds; print statuses, latency percentiles, throughput and its memory.
+    Serving(bench_serving::ServingBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -237,6 +241,7 @@ fn main() -> ExitCode {
                 suti_models::tune_allocator();
                 report(bench_models::factory(args))
             }
+            BenchCommand::Serving(args) => run_async(bench_serving::serving_load(args)),
         },
     }
 }
