@@ -60,8 +60,12 @@ struct Supervisor {
     workers: BTreeMap<&'static str, Worker>,
     /// Faults injected, in order, with the seconds since the start.
     faults: Vec<String>,
-    /// SIGKILLs the test sent (the rest of the deaths are failpoints).
+    /// SIGKILLs the test sent.
     kills_sent: usize,
+    /// Deaths by SIGKILL (the test's and the failpoints').
+    killed: usize,
+    /// Exits with an error status (a service that cannot reach a backend at start-up exits 1).
+    exited_with_error: usize,
     started: Instant,
 }
 
@@ -110,6 +114,12 @@ impl Supervisor {
             }
         }
         for (name, status) in dead {
+            use std::os::unix::process::ExitStatusExt;
+            if status.signal() == Some(9) {
+                self.killed += 1;
+            } else {
+                self.exited_with_error += 1;
+            }
             self.note(format!("{name} exited ({status}); restarted"));
             self.spawn(name);
         }
@@ -256,6 +266,8 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
         workers: BTreeMap::new(),
         faults: Vec::new(),
         kills_sent: 0,
+        killed: 0,
+        exited_with_error: 0,
         started: Instant::now(),
     };
     for name in SERVICES {
@@ -601,11 +613,29 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
         .unwrap()
         .workers
         .iter()
-        .filter(|(name, _)| **name != "serving")
         .map(|(name, worker)| (*name, worker.admin))
         .collect();
+    // No secret in any log or metric: the S3 secret key and the broker's password.
+    let secrets = [s3.secret_key.clone(), "guest:guest".to_string()];
+    let mut secrets_seen = Vec::new();
+    for entry in std::fs::read_dir(logs.path()).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for secret in &secrets {
+            if text.contains(secret.as_str()) {
+                secrets_seen.push(format!("{} holds {secret:?}", entry.path().display()));
+            }
+        }
+    }
     for (name, admin) in admins {
         if let Ok((_, metrics)) = http_get(admin, "/metrics").await {
+            for secret in &secrets {
+                if metrics.contains(secret.as_str()) {
+                    secrets_seen.push(format!("{name}'s metrics hold {secret:?}"));
+                }
+            }
+            if name == "serving" {
+                continue;
+            }
             duplicates += sample(
                 &metrics,
                 &format!("suti_{}_processed_total", name.replace('-', "_")),
@@ -616,6 +646,8 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
     let supervisor_state = supervisor.lock().unwrap();
     let deaths: usize = supervisor_state.workers.values().map(|w| w.deaths).sum();
     let kills = supervisor_state.kills_sent;
+    let at_failpoints = supervisor_state.killed.saturating_sub(kills);
+    let exited = supervisor_state.exited_with_error;
     println!(
         "chaos report (seed {seed}, {} form)",
         if full { "full" } else { "short" }
@@ -625,7 +657,7 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
         println!("  {fault}");
     }
     println!(
-        "worker deaths: {deaths} ({kills} SIGKILLs sent by the test, the rest at failpoints); per service: {}",
+        "worker deaths: {deaths} ({kills} SIGKILLs sent by the test, {at_failpoints} at failpoints, {exited} exits at start-up with a backend unreachable); per service: {}",
         supervisor_state
             .workers
             .iter()
@@ -645,11 +677,93 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
         "duplicates acknowledged without work by the last processes: {duplicates}; duplicate artifacts: {duplicate_artifacts}; dead-lettered: {dead_lettered}; lost: {}",
         clusters.len().saturating_sub(indexed),
     );
+    println!(
+        "secrets in {} log files and the metrics: {}",
+        std::fs::read_dir(logs.path()).map_or(0, |d| d.count()),
+        secrets_seen.len()
+    );
     drop(supervisor_state);
     supervisor.lock().unwrap().stop_all();
+    problems.extend(secrets_seen);
     assert!(problems.is_empty(), "{problems:#?}\n{}", tails(logs.path()));
     // Every stage died at least once.
     for (name, worker) in &supervisor.lock().unwrap().workers {
         assert!(worker.deaths >= 1, "{name} never died");
     }
+}
+
+/// S3 is away when a service starts: the process does not exit; it keeps trying, reports not ready
+/// (check `backends`) on its admin port meanwhile, and its backends are ready once S3 answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_a_service_started_while_s3_is_away_waits_for_it_and_reports_not_ready() {
+    let logs = tempfile::tempdir().unwrap();
+    let mut s3 = S3Server::start().await.unwrap();
+    let bucket = unique("b");
+    // The bucket exists before the outage; the service only has to reach it.
+    drop(S3Store::connect(&s3.options(&bucket), true).await.unwrap());
+    s3.suspend();
+    let namespace = unique("t");
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let env: Vec<(String, String)> = [
+        ("SUTI__QUEUE__URL", suti_testkit::amqp_url()),
+        ("SUTI__QUEUE__NAMESPACE", namespace.clone()),
+        ("SUTI__STATE__URL", suti_testkit::redis_url()),
+        ("SUTI__STATE__NAMESPACE", namespace.clone()),
+        ("SUTI__STORAGE__BACKEND", "s3".into()),
+        ("SUTI__STORAGE__ENDPOINT", s3.endpoint.clone()),
+        ("SUTI__STORAGE__BUCKET", bucket.clone()),
+        ("AWS_ACCESS_KEY_ID", s3.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_key.clone()),
+        ("SUTI__ADMIN__LISTEN", admin.to_string()),
+        ("RUST_LOG", "info".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let topology = Topology::pipeline(&namespace, 5);
+    let _cleanup = suti_testkit::TopologyGuard::new(&topology);
+    let mut child = start(
+        &["apprentice-trainer"],
+        &env,
+        &logs.path().join("apprentice-trainer.log"),
+    );
+    let not_ready = wait_until(Duration::from_secs(60), "a not-ready answer", || async {
+        http_get(admin, "/health/readyz")
+            .await
+            .is_ok_and(|(status, body)| status == 503 && body.contains("unreachable"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let exited = child.try_wait().unwrap();
+    s3.resume().await.unwrap();
+    // Its backends are then ready (the trainer itself still waits for a base model, and says so).
+    let ready = wait_until(
+        Duration::from_secs(60),
+        "backends once S3 answers",
+        || async {
+            http_get(admin, "/health/readyz")
+                .await
+                .is_ok_and(|(_, body)| {
+                    serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|report| {
+                        report["checks"]["backends"] == "ok" && report["checks"]["storage"] == "ok"
+                    })
+                })
+        },
+    )
+    .await;
+    let log = tails(logs.path());
+    stop(child);
+    assert!(
+        not_ready.is_ok(),
+        "no not-ready answer while S3 was away\n{log}"
+    );
+    assert!(
+        exited.is_none(),
+        "the service exited while S3 was away\n{log}"
+    );
+    assert!(
+        ready.is_ok(),
+        "backends not ready after S3 came back\n{log}"
+    );
+    assert!(log.contains("retrying"), "{log}");
 }

@@ -51,6 +51,47 @@ pub enum ServiceError {
     Setup(String),
 }
 
+/// The longest wait between two attempts to reach the backends at start-up.
+const CONNECT_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Connects the backends, retrying with backoff while one is unreachable (a broker restarting, S3
+/// away) instead of exiting: the process stays up and reports not ready under the check
+/// `backends` until every backend answers, or until shutdown. A configuration error fails at once.
+async fn connect_with_retries(
+    config: &SutiConfig,
+    connection_name: &str,
+    registry: &Registry,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Result<Backends, HostError> {
+    let backoff = suti_queue::Backoff::new(std::time::Duration::from_secs(1), CONNECT_RETRY_MAX);
+    health.set_flag("backends", Some("connecting".into()));
+    let mut attempt = 0;
+    loop {
+        match Backends::connect(config, connection_name, registry, health).await {
+            Ok(backends) => {
+                health.set_flag("backends", None);
+                if attempt > 0 {
+                    tracing::info!(attempts = attempt + 1, "backends reached");
+                }
+                return Ok(backends);
+            }
+            Err(e) if e.is_retryable() => {
+                let delay = backoff.delay(attempt);
+                tracing::warn!(error = %e, attempt = attempt + 1, retry_in = ?delay,
+                               "a backend is unreachable at start-up; retrying");
+                health.set_flag("backends", Some(format!("unreachable: {e}")));
+                attempt += 1;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(e.into()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// A running service process: its registry, readiness, admin port and backends.
 pub struct ServiceHost {
     /// Which service this is.
@@ -90,7 +131,8 @@ impl ServiceHost {
             listen: config.admin.listen.clone(),
             source,
         })?;
-        let backends = Backends::connect(&config, service.as_str(), &registry, &health).await?;
+        let backends =
+            connect_with_retries(&config, service.as_str(), &registry, &health, &shutdown).await?;
         Ok(Self {
             service,
             config,
