@@ -386,6 +386,19 @@ async fn parse_multipart(request: Request, state: &ApiState) -> Result<Parsed, A
             }
         }
     }
+    // A caption belongs to the demonstration at its position; one without a demonstration would be
+    // silently dropped (and escape the caption limits), so it is refused.
+    if captions.len() > parsed.demonstrations.len() {
+        return Err(ApiError::unprocessable(
+            "caption_without_demonstration",
+            format!(
+                "{} captions for {} demonstrations: each caption describes the demonstration at \
+                 its position",
+                captions.len(),
+                parsed.demonstrations.len()
+            ),
+        ));
+    }
     for (demo, caption) in parsed.demonstrations.iter_mut().zip(captions) {
         demo.1 = Some(caption);
     }
@@ -394,6 +407,10 @@ async fn parse_multipart(request: Request, state: &ApiState) -> Result<Parsed, A
 
 static SEED_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The largest seed (2⁶³ − 1): seeds are the OpenAPI document's int64, which every JSON client can
+/// send back exactly.
+pub const MAX_SEED: u64 = i64::MAX as u64;
+
 fn fresh_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -401,24 +418,27 @@ fn fresh_seed() -> u64 {
         .unwrap_or(0);
     suti_rng::SplitMix64::new(nanos ^ SEED_COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(32))
         .next_u64()
+        & MAX_SEED
 }
 
 /// Checks a parsed request against the limits and decodes its images.
 fn validate(parsed: Parsed, limits: &ApiLimits) -> Result<Generation, ApiError> {
-    let prompt = parsed.prompt.trim().to_string();
-    if prompt.is_empty() {
-        return Err(ApiError::unprocessable(
-            "prompt_empty",
-            "the prompt is empty",
-        ));
-    }
-    if prompt.chars().count() > limits.max_prompt_chars {
+    // The length limit counts the prompt as sent (as the OpenAPI document's maxLength does); the
+    // white space around it is then dropped.
+    if parsed.prompt.chars().count() > limits.max_prompt_chars {
         return Err(ApiError::unprocessable(
             "prompt_too_long",
             format!(
                 "prompts are limited to {} characters",
                 limits.max_prompt_chars
             ),
+        ));
+    }
+    let prompt = parsed.prompt.trim().to_string();
+    if prompt.is_empty() {
+        return Err(ApiError::unprocessable(
+            "prompt_empty",
+            "the prompt is empty",
         ));
     }
     if parsed.demonstrations.len() > limits.max_demos {
@@ -459,6 +479,12 @@ fn validate(parsed: Parsed, limits: &ApiLimits) -> Result<Generation, ApiError> 
         return Err(ApiError::unprocessable(
             "bad_demo_guidance",
             "demo_guidance must be between 0 and 50",
+        ));
+    }
+    if parsed.seed.is_some_and(|seed| seed > MAX_SEED) {
+        return Err(ApiError::unprocessable(
+            "bad_seed",
+            format!("seed must be between 0 and {MAX_SEED}"),
         ));
     }
     let side = (limits.max_image_pixels as f64).sqrt().ceil() as u32;
@@ -507,7 +533,7 @@ fn validate(parsed: Parsed, limits: &ApiLimits) -> Result<Generation, ApiError> 
         prompt,
         demonstrations,
         seeds: (0..num_images as u64)
-            .map(|k| first.wrapping_add(k))
+            .map(|k| first.wrapping_add(k) & MAX_SEED)
             .collect(),
         steps,
         guidance,

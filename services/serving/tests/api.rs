@@ -181,6 +181,12 @@ async fn every_limit_and_hostile_input_gets_its_documented_error() {
             422,
             "bad_demo_guidance",
         ),
+        (
+            json!({"prompt": "a dog", "seed": 9_223_372_036_854_775_808_u64}),
+            422,
+            "bad_seed",
+        ),
+        (json!({"prompt": "   "}), 422, "prompt_empty"),
         (json!({"prompt": "a dog", "colour": "red"}), 400, "bad_json"),
         (
             json!({"prompt": "a dog", "demonstrations": [{"image": "***"}]}),
@@ -263,6 +269,23 @@ async fn every_limit_and_hostile_input_gets_its_documented_error() {
     assert_eq!(jpeg.status().as_u16(), 415);
     let body: Value = jpeg.json().await.unwrap();
     assert_eq!(code(&body), "unsupported_image_type");
+    // A caption with no demonstration to describe (found by schemathesis: it escaped the caption
+    // limits by being dropped).
+    let form = reqwest::multipart::Form::new()
+        .text("prompt", "a dog")
+        .text("caption", "x".repeat(400));
+    let orphan = server
+        .client
+        .post(format!("{}/v1/generations", server.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(orphan.status().as_u16(), 422);
+    assert_eq!(
+        code(&orphan.json().await.unwrap()),
+        "caption_without_demonstration"
+    );
     let missing = server
         .client
         .get(format!("{}/v2/nothing", server.base))

@@ -51,6 +51,10 @@ pub struct ServingBenchArgs {
     /// Write the figures as JSON here too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Only start the server on its random-weight release and keep it up until SIGTERM or Ctrl-C,
+    /// printing `serving at URL` (to point other load or API-testing tools at it).
+    #[arg(long)]
+    hold: bool,
 }
 
 /// One answered (or failed) request.
@@ -331,6 +335,40 @@ pub async fn serving_load(args: ServingBenchArgs) -> Result<()> {
     let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let (mut child, base) = start_server(dir.path(), &args, &namespace).await?;
     let pid = child.id();
+    if args.hold {
+        println!("serving at {base} (pid {pid}); stop with SIGTERM or Ctrl-C");
+        suti_runtime::shutdown_on_signal().cancelled().await;
+        stop_server(&mut child, &namespace).await
+    } else {
+        let result = load_server(&args, &base, pid).await;
+        stop_server(&mut child, &namespace).await?;
+        result
+    }
+}
+
+/// Stops the server and deletes its broker topology.
+async fn stop_server(child: &mut Child, namespace: &str) -> Result<()> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    if let Ok(broker) = AmqpBroker::connect(AmqpOptions::new(
+        suti_runtime::SutiConfig::load_file(None)?
+            .queue
+            .url
+            .expose()
+            .to_string(),
+    ))
+    .await
+    {
+        let _ = broker.delete(&Topology::pipeline(namespace, 5)).await;
+        broker.close().await;
+    }
+    Ok(())
+}
+
+/// The two load phases against the server at `base` (process `pid`), then the report.
+async fn load_server(args: &ServingBenchArgs, base: &str, pid: u32) -> Result<()> {
     let size = DitConfig::preset(&args.preset).map_or(32, |c| c.image_size as u32);
     let demonstrations: Vec<serde_json::Value> = (0..args.demos)
         .map(|i| {
@@ -351,14 +389,14 @@ pub async fn serving_load(args: ServingBenchArgs) -> Result<()> {
         args.preset, args.max_queued, args.demos, args.images, args.steps
     );
     // A short warm-up so that the first requests do not time the model's first allocation.
-    let _ = load(&base, body.clone(), 1, Duration::from_secs(3)).await;
+    let _ = load(base, body.clone(), 1, Duration::from_secs(3)).await;
 
     let mut phases = Vec::new();
     let started = Instant::now();
     let (answers, rss) = with_rss(
         pid,
         load(
-            &base,
+            base,
             body.clone(),
             args.concurrency,
             Duration::from_secs(args.duration),
@@ -378,7 +416,7 @@ pub async fn serving_load(args: ServingBenchArgs) -> Result<()> {
         let (answers, rss) = with_rss(
             pid,
             load(
-                &base,
+                base,
                 body.clone(),
                 args.overload_concurrency,
                 Duration::from_secs(args.overload_duration),
@@ -395,25 +433,8 @@ pub async fn serving_load(args: ServingBenchArgs) -> Result<()> {
         ));
     }
     // The server must still answer normally after the overload.
-    let after = load(&base, body.clone(), 1, Duration::from_secs(3)).await;
+    let after = load(base, body.clone(), 1, Duration::from_secs(3)).await;
     let after_ok = after.iter().all(|a| a.status == 200) && !after.is_empty();
-
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
-    if let Ok(broker) = AmqpBroker::connect(AmqpOptions::new(
-        suti_runtime::SutiConfig::load_file(None)?
-            .queue
-            .url
-            .expose()
-            .to_string(),
-    ))
-    .await
-    {
-        let _ = broker.delete(&Topology::pipeline(&namespace, 5)).await;
-        broker.close().await;
-    }
 
     println!(
         "{:<10} {:>7} {:>7} {:>8} {:>6} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
