@@ -4,6 +4,7 @@
 
 use proptest::prelude::*;
 use suti_messages::*;
+use suti_testkit::fuzz::{fuzz_config, mutate, mutation};
 
 fn text() -> impl Strategy<Value = String> {
     // Arbitrary unicode, including empty strings and multi-byte characters.
@@ -228,65 +229,8 @@ fn valid_encoding() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// How to damage an encoding.
-#[derive(Debug, Clone)]
-enum Mutation {
-    /// Overwrite the byte at (position mod length).
-    Set(usize, u8),
-    /// Keep only the first (position mod length) bytes.
-    Truncate(usize),
-    /// Insert bytes at (position mod length).
-    Insert(usize, Vec<u8>),
-    /// Repeat a slice: length prefixes then point past or into other fields.
-    Duplicate(usize, usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
-        any::<usize>().prop_map(Mutation::Truncate),
-        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16))
-            .prop_map(|(i, b)| Mutation::Insert(i, b)),
-        (any::<usize>(), 1usize..64).prop_map(|(i, n)| Mutation::Duplicate(i, n)),
-    ]
-}
-
-fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
-    for m in mutations {
-        let len = bytes.len().max(1);
-        match m {
-            Mutation::Set(i, b) => {
-                if !bytes.is_empty() {
-                    bytes[i % len] = *b;
-                }
-            }
-            Mutation::Truncate(i) => bytes.truncate(i % len),
-            Mutation::Insert(i, b) => {
-                let at = (i % len).min(bytes.len());
-                bytes.splice(at..at, b.iter().copied());
-            }
-            Mutation::Duplicate(i, n) => {
-                let from = (i % len).min(bytes.len());
-                let to = (from + n).min(bytes.len());
-                let piece = bytes[from..to].to_vec();
-                bytes.splice(to..to, piece);
-            }
-        }
-    }
-    bytes
-}
-
-/// 2048 cases, or `PROPTEST_CASES`.
-fn fuzz_config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2048);
-    ProptestConfig::with_cases(cases)
-}
-
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(fuzz_config(2048))]
 
     /// Valid encodings, damaged: every decoder answers with a value or an error.
     #[test]

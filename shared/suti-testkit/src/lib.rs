@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use suti_storage::{S3Options, S3Store};
 
+pub mod fuzz;
 pub mod private;
 pub use private::{PrivateRabbit, PrivateRedis, free_port};
 
