@@ -34,6 +34,8 @@ pub const DEFAULT_CAPTION: &str = "a photo";
 pub struct ApiLimits {
     /// Largest body, bytes.
     pub max_body_bytes: usize,
+    /// Limit on reading the body.
+    pub read_timeout: Duration,
     /// Largest demonstration image, pixels.
     pub max_image_pixels: u64,
     /// Most demonstrations.
@@ -564,17 +566,32 @@ async fn generate(state: &ApiState, request: Request) -> Result<GenerationOut, A
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let parsed = if content_type.starts_with("application/json") {
-        parse_json(request, state).await?
-    } else if content_type.starts_with("multipart/form-data") {
-        parse_multipart(request, state).await?
-    } else {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send application/json or multipart/form-data",
-        ));
+    let parse = async {
+        if content_type.starts_with("application/json") {
+            parse_json(request, state).await
+        } else if content_type.starts_with("multipart/form-data") {
+            parse_multipart(request, state).await
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send application/json or multipart/form-data",
+            ))
+        }
     };
+    // A body sent slowly would hold a connection and its buffers for as long as the client likes.
+    let parsed = tokio::time::timeout(state.limits.read_timeout, parse)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {:?}",
+                    state.limits.read_timeout
+                ),
+            )
+        })??;
     let generation = validate(parsed, &state.limits)?;
     let seeds = generation.seeds.clone();
     let rendered = tokio::time::timeout(

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod http;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub fn api_limits(config: &SutiConfig) -> ApiLimits {
         default_guidance: s.default_guidance,
         default_demo_guidance: s.default_demo_guidance,
         request_timeout: Duration::from_secs(s.request_timeout_secs),
+        read_timeout: Duration::from_secs(s.read_timeout_secs),
     }
 }
 
@@ -104,6 +106,7 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
     let keys = api_keys(&config).map_err(ServiceError::Setup)?;
     let (limits, batching) = (api_limits(&config), batch_limits(&config));
     let listen = config.serving.listen.clone();
+    let header_timeout = limits.read_timeout;
     let poll = Duration::from_secs(config.models.poll_secs);
     let host = ServiceHost::start(ServiceName::Serving, config, shutdown.clone()).await?;
     let metrics = ServingMetrics::register(&host.registry)
@@ -181,10 +184,14 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         .await
         .map_err(|e| ServiceError::Setup(format!("cannot listen on {listen}: {e}")))?;
     info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or(listen), "serving");
-    let server = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let result = server.await;
+    http::serve_http(
+        listener,
+        api::router(state),
+        header_timeout,
+        shutdown.clone(),
+    )
+    .await;
     shutdown.cancel();
     host.backends.broker.close().await;
-    result.map_err(|e| ServiceError::Setup(format!("server: {e}")))
+    Ok(())
 }

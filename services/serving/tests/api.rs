@@ -66,8 +66,12 @@ fn limits() -> ApiLimits {
         default_guidance: 15.0,
         default_demo_guidance: None,
         request_timeout: Duration::from_secs(60),
+        read_timeout: READ_TIMEOUT,
     }
 }
+
+/// The tests' limit on reading headers and bodies.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn text() -> Arc<suti_models::text::TextEncoder> {
     Arc::new(
@@ -108,7 +112,12 @@ async fn serve(keys: Option<ApiKeys>, wait: Duration, loaded: bool) -> Server {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    tokio::spawn(serving::http::serve_http(
+        listener,
+        router(state),
+        READ_TIMEOUT,
+        tokio_util::sync::CancellationToken::new(),
+    ));
     Server {
         base: format!("http://{addr}"),
         slot,
@@ -532,4 +541,58 @@ async fn the_openapi_document_matches_the_routes() {
     ] {
         assert!(documented.contains(&status), "{status} is not documented");
     }
+}
+
+/// Slow clients (slowloris) are cut off: headers dripped a byte at a time lose their connection,
+/// and a body that stops arriving gets 408 `body_timeout`, each within the read limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_slow_bodies_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = serve(None, Duration::from_millis(5), true).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+
+    let started = std::time::Instant::now();
+    let mut drip = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = b"POST /v1/generations HTTP/1.1\r\nHost: suti\r\nX-Slow: ";
+    let mut closed = false;
+    for byte in head.iter().chain(std::iter::repeat_n(&b'a', 100)) {
+        if drip.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(200), drip.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            // A 408 answer before closing is fine too.
+            Ok(Ok(_)) => {}
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "the dripping client kept its connection");
+    assert!(
+        started.elapsed() < READ_TIMEOUT + Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let started = std::time::Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        b"POST /v1/generations HTTP/1.1\r\nHost: suti\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"prompt\": ",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(
+        started.elapsed() < READ_TIMEOUT + Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -61,6 +61,7 @@ async fn the_web_page_renders_a_subject_in_a_real_browser() {
             default_guidance: 15.0,
             default_demo_guidance: None,
             request_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(30),
         }),
         keys: None,
         state: Arc::new(suti_state::InProcessState::new()),

@@ -10,6 +10,7 @@ mod all;
 mod bench;
 mod bench_models;
 mod bench_serving;
+mod bench_stage;
 mod config_cmd;
 mod demo;
 mod eval;
@@ -145,6 +146,9 @@ enum BenchCommand {
     /// Start `suti serving` as a second process and load it: sustained concurrent clients, then
     /// far more than it holds; print statuses, latency percentiles, throughput and its memory.
     Serving(bench_serving::ServingBenchArgs),
+    /// Thousands of small work items through the stage harness over the configured RabbitMQ and
+    /// Redis; print messages per second and this process's memory as they go.
+    Stage(bench_stage::StageBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -242,6 +246,7 @@ fn main() -> ExitCode {
                 report(bench_models::factory(args))
             }
             BenchCommand::Serving(args) => run_async(bench_serving::serving_load(args)),
+            BenchCommand::Stage(args) => run_async(bench_stage::stage(args)),
         },
     }
 }

@@ -351,6 +351,9 @@ pub struct ServingConfig {
     pub max_queued: usize,
     /// Deadline of one request, seconds.
     pub request_timeout_secs: u64,
+    /// Limit on reading a request's headers, and again its body, seconds: a client that sends
+    /// them slowly (slowloris) is cut off, with 408 for a body.
+    pub read_timeout_secs: u64,
     /// SHA-256 (hex) of the accepted API keys; empty: no key needed.
     pub api_key_hashes: Vec<String>,
     /// Requests per second per API key, sustained (shared by every replica).
