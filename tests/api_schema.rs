@@ -67,6 +67,8 @@ fn amqp_schemathesis_finds_no_server_error_crash_or_hang_in_the_api() {
         .args(["--request-timeout", "60"])
         .args(["--workers", "2"])
         .args(["--seed", "7"])
+        // Its cache and reports go to a temporary folder, not the source tree.
+        .current_dir(logs.path())
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .env("NO_COLOR", "1")
         .output()
