@@ -28,8 +28,8 @@ use crate::{
 /// Persistent delivery mode: messages survive a broker restart.
 const PERSISTENT: u8 = 2;
 
-/// How to reach RabbitMQ and how hard to try.
-#[derive(Debug, Clone)]
+/// How to reach RabbitMQ and how hard to try. Its `Debug` hides the URL's credentials.
+#[derive(Clone)]
 pub struct AmqpOptions {
     /// `amqp://user:pass@host:port/vhost`.
     pub url: String,
@@ -41,6 +41,31 @@ pub struct AmqpOptions {
     pub publish_attempts: u32,
     /// Limit on opening one connection.
     pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for AmqpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpOptions")
+            .field("url", &without_credentials(&self.url))
+            .field("connection_name", &self.connection_name)
+            .field("reconnect", &self.reconnect)
+            .field("publish_attempts", &self.publish_attempts)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// `url` with any `user:password@` replaced by `***@`, for logs and debug output.
+fn without_credentials(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{}***{}", &url[..scheme_end + 3], &rest[at..]),
+        None => url.to_string(),
+    }
 }
 
 impl AmqpOptions {
@@ -782,5 +807,20 @@ impl Settle for AmqpSettler {
             .publish_to_queue(&format!("{}.dead", self.queue), &copy)
             .await?;
         self.ack().await
+    }
+}
+
+#[cfg(test)]
+mod debug_output {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let shown = format!(
+            "{:?}",
+            AmqpOptions::new("amqp://suti:hunter2@rabbit:5672/%2f")
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("amqp://***@rabbit:5672/%2f"), "{shown}");
     }
 }
