@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use suti_e2e::{sample, signal, start, stop, tails};
+use suti_e2e::{pipeline_env, sample, signal, start, stop, tails, training_jobs};
 use suti_messages::{CrawlLimits, CrawlRequestV1};
 use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, Topology};
 use suti_state::{RedisState, SharedState};
@@ -227,36 +227,16 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
     let bucket = unique("chaos");
     let store = S3Store::connect(&s3.options(&bucket), true).await.unwrap();
     let namespace = unique("chaos");
-    let env: Vec<(String, String)> = [
-        ("SUTI__QUEUE__URL", rabbit.url()),
-        ("SUTI__QUEUE__NAMESPACE", namespace.clone()),
-        ("SUTI__STATE__URL", redis.url()),
-        ("SUTI__STATE__NAMESPACE", namespace.clone()),
-        ("SUTI__STORAGE__BACKEND", "s3".into()),
-        ("SUTI__STORAGE__ENDPOINT", s3.endpoint.clone()),
-        ("SUTI__STORAGE__BUCKET", bucket.clone()),
-        ("AWS_ACCESS_KEY_ID", s3.access_key.clone()),
-        ("AWS_SECRET_ACCESS_KEY", s3.secret_key.clone()),
-        ("SUTI__CRAWLER__ALLOW_PRIVATE", "127.0.0.0/8".into()),
-        ("SUTI__CRAWLER__TIMEOUT_SECS", "3".into()),
-        ("SUTI__CRAWLER__HOST_RATE_PER_SECOND", "100".into()),
-        ("SUTI__CRAWLER__HOST_BURST", "50".into()),
-        ("SUTI__MODELS__POLL_SECS", "1".into()),
-        ("SUTI__EXPERT__STEPS", "10".into()),
-        ("SUTI__GENERATOR__PROMPTS_PER_CLUSTER", "2".into()),
-        ("SUTI__GENERATOR__IMAGES_PER_PROMPT", "1".into()),
-        ("SUTI__GENERATOR__STEPS", "4".into()),
-        ("SUTI__CLIP_FILTER__DELTA_CLIP_MIN", "-1.0".into()),
-        ("SUTI__CLIP_FILTER__SUBJECT_SIMILARITY_MIN", "-1.0".into()),
-        ("SUTI__APPRENTICE__BATCH", "4".into()),
-        ("SUTI__APPRENTICE__CHECKPOINT_EVERY", "10".into()),
-        ("SUTI__APPRENTICE__RELEASE_EVERY", "20".into()),
-        ("SUTI__APPRENTICE__REFRESH_SECS", "1".into()),
-        ("RUST_LOG", "info".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let (queue_url, state_url) = (rabbit.url(), redis.url());
+    let env = pipeline_env(&suti_e2e::Backends {
+        queue_url: &queue_url,
+        state_url: &state_url,
+        namespace: &namespace,
+        s3_endpoint: &s3.endpoint,
+        bucket: &bucket,
+        access_key: &s3.access_key,
+        secret_key: &s3.secret_key,
+    });
     let topology = Topology::pipeline(&namespace, 5);
 
     let mut supervisor = Supervisor {
@@ -337,18 +317,7 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
     if acked.is_err() {
         fail("the crawl was not acknowledged", &supervisor, logs.path());
     }
-    for (name, args) in [
-        (
-            "train-scorer",
-            vec!["train", "scorer", "--steps", "40", "--batch", "8"],
-        ),
-        (
-            "train-base",
-            vec![
-                "train", "base", "--preset", "test", "--steps", "20", "--batch", "8",
-            ],
-        ),
-    ] {
+    for (name, args) in training_jobs() {
         let ok = start(&args, &env, &logs.path().join(format!("{name}.log")))
             .wait()
             .unwrap()
@@ -381,6 +350,19 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
         let state = state.clone();
         async move { state.set_len("apprentice:index").await.unwrap_or(0) as usize }
     };
+    // Notes a fault with how far the pipeline had got.
+    let note_fault = |what: &str| {
+        let (supervisor, what) = (supervisor.clone(), what.to_string());
+        let indexed = shards_indexed();
+        let total = clusters.len();
+        async move {
+            let progress = format!("{} of {total} shards indexed", indexed.await);
+            supervisor
+                .lock()
+                .unwrap()
+                .note(format!("{what} ({progress})"));
+        }
+    };
     let pause = |rng: &mut rand::rngs::StdRng, low: u64, high: u64| {
         Duration::from_millis(rng.random_range(low..high))
     };
@@ -389,15 +371,7 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
     supervisor.lock().unwrap().kill(victim, "random moment");
     tokio::time::sleep(pause(&mut rng, 2_000, 6_000)).await;
 
-    let progress = format!(
-        "{} of {} shards indexed",
-        shards_indexed().await,
-        clusters.len()
-    );
-    supervisor
-        .lock()
-        .unwrap()
-        .note(format!("RabbitMQ node stopping ({progress})"));
+    note_fault("RabbitMQ node stopping").await;
     rabbit.stop().await.unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     rabbit.start_again().await.unwrap();
@@ -407,14 +381,7 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
         .note("RabbitMQ node started again".into());
 
     tokio::time::sleep(pause(&mut rng, 2_000, 8_000)).await;
-    let progress = format!(
-        "{} of {} shards indexed",
-        shards_indexed().await,
-        clusters.len()
-    );
-    supervisor.lock().unwrap().note(format!(
-        "S3 unreachable (connections refused) for 30 s ({progress})"
-    ));
+    note_fault("S3 unreachable (connections refused) for 30 s").await;
     s3.suspend();
     let outage = Instant::now();
     while outage.elapsed() < Duration::from_secs(30) {
@@ -431,15 +398,7 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
     supervisor.lock().unwrap().note("S3 back".into());
 
     tokio::time::sleep(pause(&mut rng, 2_000, 8_000)).await;
-    let progress = format!(
-        "{} of {} shards indexed",
-        shards_indexed().await,
-        clusters.len()
-    );
-    supervisor
-        .lock()
-        .unwrap()
-        .note(format!("Redis restarting ({progress})"));
+    note_fault("Redis restarting").await;
     redis.restart().await.unwrap();
     supervisor.lock().unwrap().note("Redis back".into());
 

@@ -85,3 +85,74 @@ pub fn sample(metrics: &str, metric: &str, labels: &str) -> f64 {
         .next()
         .unwrap_or(0.0)
 }
+
+/// Where a pipeline run's processes find their backends.
+pub struct Backends<'a> {
+    /// AMQP URL.
+    pub queue_url: &'a str,
+    /// Redis URL.
+    pub state_url: &'a str,
+    /// Queue and state namespace.
+    pub namespace: &'a str,
+    /// S3 endpoint (`http://127.0.0.1:PORT`).
+    pub s3_endpoint: &'a str,
+    /// Bucket.
+    pub bucket: &'a str,
+    /// S3 access key.
+    pub access_key: &'a str,
+    /// S3 secret key.
+    pub secret_key: &'a str,
+}
+
+/// The environment of every process of an end-to-end pipeline run: the backends, the synthetic web
+/// allowed on loopback, and the minimal models and counts that keep a run to a few minutes.
+pub fn pipeline_env(backends: &Backends<'_>) -> Vec<(String, String)> {
+    [
+        ("SUTI__QUEUE__URL", backends.queue_url),
+        ("SUTI__QUEUE__NAMESPACE", backends.namespace),
+        ("SUTI__STATE__URL", backends.state_url),
+        ("SUTI__STATE__NAMESPACE", backends.namespace),
+        ("SUTI__STORAGE__BACKEND", "s3"),
+        ("SUTI__STORAGE__ENDPOINT", backends.s3_endpoint),
+        ("SUTI__STORAGE__BUCKET", backends.bucket),
+        ("AWS_ACCESS_KEY_ID", backends.access_key),
+        ("AWS_SECRET_ACCESS_KEY", backends.secret_key),
+        ("SUTI__CRAWLER__ALLOW_PRIVATE", "127.0.0.0/8"),
+        ("SUTI__CRAWLER__TIMEOUT_SECS", "3"),
+        ("SUTI__CRAWLER__HOST_RATE_PER_SECOND", "100"),
+        ("SUTI__CRAWLER__HOST_BURST", "50"),
+        ("SUTI__MODELS__POLL_SECS", "1"),
+        ("SUTI__EXPERT__STEPS", "10"),
+        ("SUTI__GENERATOR__PROMPTS_PER_CLUSTER", "2"),
+        ("SUTI__GENERATOR__IMAGES_PER_PROMPT", "1"),
+        ("SUTI__GENERATOR__STEPS", "4"),
+        // Minimal models cannot meet the production thresholds; the filter's judgement is
+        // tested on constructed cases elsewhere. Here every candidate flows on.
+        ("SUTI__CLIP_FILTER__DELTA_CLIP_MIN", "-1.0"),
+        ("SUTI__CLIP_FILTER__SUBJECT_SIMILARITY_MIN", "-1.0"),
+        ("SUTI__APPRENTICE__BATCH", "4"),
+        ("SUTI__APPRENTICE__CHECKPOINT_EVERY", "10"),
+        ("SUTI__APPRENTICE__RELEASE_EVERY", "20"),
+        ("SUTI__APPRENTICE__REFRESH_SECS", "1"),
+        ("RUST_LOG", "info"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The training jobs of a pipeline run, at minimal sizes: (log name, arguments).
+pub fn training_jobs() -> [(&'static str, Vec<&'static str>); 2] {
+    [
+        (
+            "train-scorer",
+            vec!["train", "scorer", "--steps", "40", "--batch", "8"],
+        ),
+        (
+            "train-base",
+            vec![
+                "train", "base", "--preset", "test", "--steps", "20", "--batch", "8",
+            ],
+        ),
+    ]
+}

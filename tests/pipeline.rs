@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use suti_data::{Assets, Scene, Split};
-use suti_e2e::{sample, start, stop, tails};
+use suti_e2e::{pipeline_env, sample, start, stop, tails, training_jobs};
 use suti_messages::{CrawlLimits, CrawlRequestV1};
 use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, Topology};
 use suti_storage::{ObjectKey, ObjectStore, S3Store};
@@ -41,38 +41,16 @@ async fn amqp_the_six_services_as_processes_turn_a_crawl_into_a_served_apprentic
     let bucket = unique("e2e");
     let store = S3Store::connect(&s3.options(&bucket), true).await.unwrap();
     let namespace = unique("e2e");
-    let base_env: Vec<(String, String)> = [
-        ("SUTI__QUEUE__URL", amqp_url()),
-        ("SUTI__QUEUE__NAMESPACE", namespace.clone()),
-        ("SUTI__STATE__URL", redis_url()),
-        ("SUTI__STATE__NAMESPACE", namespace.clone()),
-        ("SUTI__STORAGE__BACKEND", "s3".into()),
-        ("SUTI__STORAGE__ENDPOINT", s3.endpoint.clone()),
-        ("SUTI__STORAGE__BUCKET", bucket.clone()),
-        ("AWS_ACCESS_KEY_ID", s3.access_key.clone()),
-        ("AWS_SECRET_ACCESS_KEY", s3.secret_key.clone()),
-        ("SUTI__CRAWLER__ALLOW_PRIVATE", "127.0.0.0/8".into()),
-        ("SUTI__CRAWLER__TIMEOUT_SECS", "3".into()),
-        ("SUTI__CRAWLER__HOST_RATE_PER_SECOND", "100".into()),
-        ("SUTI__CRAWLER__HOST_BURST", "50".into()),
-        ("SUTI__MODELS__POLL_SECS", "1".into()),
-        ("SUTI__EXPERT__STEPS", "10".into()),
-        ("SUTI__GENERATOR__PROMPTS_PER_CLUSTER", "2".into()),
-        ("SUTI__GENERATOR__IMAGES_PER_PROMPT", "1".into()),
-        ("SUTI__GENERATOR__STEPS", "4".into()),
-        // Minimal models cannot meet the production thresholds; the filter's judgement is
-        // tested on constructed cases elsewhere. Here every candidate flows on.
-        ("SUTI__CLIP_FILTER__DELTA_CLIP_MIN", "-1.0".into()),
-        ("SUTI__CLIP_FILTER__SUBJECT_SIMILARITY_MIN", "-1.0".into()),
-        ("SUTI__APPRENTICE__BATCH", "4".into()),
-        ("SUTI__APPRENTICE__CHECKPOINT_EVERY", "10".into()),
-        ("SUTI__APPRENTICE__RELEASE_EVERY", "20".into()),
-        ("SUTI__APPRENTICE__REFRESH_SECS", "1".into()),
-        ("RUST_LOG", "info".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let (queue_url, state_url) = (amqp_url(), redis_url());
+    let base_env = pipeline_env(&suti_e2e::Backends {
+        queue_url: &queue_url,
+        state_url: &state_url,
+        namespace: &namespace,
+        s3_endpoint: &s3.endpoint,
+        bucket: &bucket,
+        access_key: &s3.access_key,
+        secret_key: &s3.secret_key,
+    });
 
     let topology = Topology::pipeline(&namespace, 5);
     let _cleanup = TopologyGuard::new(&topology);
@@ -145,18 +123,7 @@ async fn amqp_the_six_services_as_processes_turn_a_crawl_into_a_served_apprentic
     }
     let clusters = store.list("clusters/").await.unwrap().len();
     assert!(clusters >= 3, "{clusters} clusters\n{}", tails(logs.path()));
-    for (name, args) in [
-        (
-            "train-scorer",
-            vec!["train", "scorer", "--steps", "40", "--batch", "8"],
-        ),
-        (
-            "train-base",
-            vec![
-                "train", "base", "--preset", "test", "--steps", "20", "--batch", "8",
-            ],
-        ),
-    ] {
+    for (name, args) in training_jobs() {
         let ok = start(&args, &base_env, &logs.path().join(format!("{name}.log")))
             .wait()
             .unwrap()

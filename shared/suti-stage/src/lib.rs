@@ -6,7 +6,9 @@
 //!
 //! and settles every delivery exactly once: ack on success or on a duplicate, requeue (with a
 //! delay) on a retryable failure, dead-letter with a reason on a non-retryable failure, an
-//! undecodable body, or a retryable failure on its last allowed attempt. It exports the standard
+//! undecodable body, or a retryable failure on its last allowed attempt. A retryable failure while
+//! storage or state does not answer first holds the delivery until they answer again, so that an
+//! outage does not use up a message's attempts. It exports the standard
 //! metrics of DESIGN §11 and shuts down gracefully: stop consuming, let in-flight work finish
 //! within a grace period, and leave the rest to be redelivered.
 
