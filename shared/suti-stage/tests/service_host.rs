@@ -82,6 +82,18 @@ async fn amqp_a_service_host_runs_its_stage_and_reports_through_the_admin_port()
     })
     .await
     .unwrap();
+    // The handler's effect lands before the harness settles the delivery and counts it.
+    wait_until(
+        Duration::from_secs(10),
+        "ten deliveries settled",
+        || async {
+            http_get(admin, "/metrics").await.is_ok_and(|(_, metrics)| {
+                metrics.contains("suti_apprentice_trainer_processed_total{outcome=\"done\"} 10")
+            })
+        },
+    )
+    .await
+    .unwrap();
     let (_, metrics) = http_get(admin, "/metrics").await.unwrap();
     assert!(
         metrics.contains("suti_apprentice_trainer_processed_total{outcome=\"done\"} 10"),
