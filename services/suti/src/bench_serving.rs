@@ -155,7 +155,7 @@ async fn start_server(
     let config_path = dir.join("serving.yaml");
     std::fs::write(&config_path, config)?;
     let log = std::fs::File::create(dir.join("serving.log"))?;
-    let child = Command::new(std::env::current_exe()?)
+    let mut child = Command::new(std::env::current_exe()?)
         .arg("serving")
         .arg("--config")
         .arg(&config_path)
@@ -177,6 +177,8 @@ async fn start_server(
             return Ok((child, base));
         }
         if started.elapsed() > Duration::from_secs(180) {
+            let _ = child.kill();
+            let _ = child.wait();
             let log = std::fs::read_to_string(dir.join("serving.log")).unwrap_or_default();
             bail!("serving did not load the release within 180 s; its log:\n{log}");
         }
