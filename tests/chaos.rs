@@ -21,9 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use suti_e2e::{pipeline_env, sample, signal, start, stop, tails, training_jobs};
-use suti_messages::{CrawlLimits, CrawlRequestV1};
-use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, Topology};
+use suti_e2e::{pipeline_env, sample, seed_crawl, signal, start, stop, tails, training_jobs};
+use suti_queue::{AmqpBroker, AmqpOptions, Broker, Topology};
 use suti_state::{RedisState, SharedState};
 use suti_storage::{ObjectKey, ObjectStore, S3Store};
 use suti_testkit::{
@@ -273,19 +272,7 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
             .await
             .unwrap();
         broker.declare(&topology).await.unwrap();
-        let request = CrawlRequestV1 {
-            run_id: "chaos".into(),
-            seed_urls: vec![format!("{}/", served.base_url())],
-            warc_keys: vec![],
-            limits: CrawlLimits::default(),
-        };
-        broker
-            .publish(
-                &topology,
-                &Envelope::encode(&request, "crawl-chaos", Some("chaos".into())).unwrap(),
-            )
-            .await
-            .unwrap();
+        seed_crawl(&broker, &topology, "chaos", &served.base_url()).await;
         broker.close().await;
     }
     let crawled = wait_until(Duration::from_secs(300), "every cluster mined", || async {
@@ -466,17 +453,8 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
     // Let the queues settle (in-flight duplicates acknowledged) before counting.
     let settled = wait_until(Duration::from_secs(120), "empty queues", || async {
         let mut total = 0;
-        for queue in [
-            "crawl.requests",
-            "clusters",
-            "experts",
-            "candidates",
-            "examples",
-        ] {
-            total += rabbit
-                .queue_messages(&topology.queue_name(queue))
-                .await
-                .unwrap_or(1);
+        for queue in &topology.queues {
+            total += rabbit.queue_messages(&queue.name).await.unwrap_or(1);
         }
         total == 0
     })
@@ -543,14 +521,8 @@ async fn chaos_the_pipeline_survives_killed_workers_and_backend_restarts() {
         }
     }
     let mut dead_lettered = 0;
-    for queue in [
-        "crawl.requests",
-        "clusters",
-        "experts",
-        "candidates",
-        "examples",
-    ] {
-        let dead = format!("{}.dead", topology.queue_name(queue));
+    for queue in &topology.queues {
+        let dead = queue.dead_name();
         let count = rabbit.queue_messages(&dead).await.unwrap();
         dead_lettered += count;
         if count > 0 {

@@ -156,3 +156,25 @@ pub fn training_jobs() -> [(&'static str, Vec<&'static str>); 2] {
         ),
     ]
 }
+
+/// Publishes the crawl request that starts a pipeline run over the synthetic web at `site_url`.
+pub async fn seed_crawl(
+    broker: &dyn suti_queue::Broker,
+    topology: &suti_queue::Topology,
+    run_id: &str,
+    site_url: &str,
+) {
+    let request = suti_messages::CrawlRequestV1 {
+        run_id: run_id.into(),
+        seed_urls: vec![format!("{site_url}/")],
+        warc_keys: vec![],
+        limits: suti_messages::CrawlLimits::default(),
+    };
+    let envelope =
+        suti_queue::Envelope::encode(&request, format!("crawl-{run_id}"), Some(run_id.into()))
+            .expect("a crawl request encodes");
+    broker
+        .publish(topology, &envelope)
+        .await
+        .expect("the crawl request is published");
+}

@@ -13,9 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use suti_data::{Assets, Scene, Split};
-use suti_e2e::{pipeline_env, sample, start, stop, tails, training_jobs};
-use suti_messages::{CrawlLimits, CrawlRequestV1};
-use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, Topology};
+use suti_e2e::{pipeline_env, sample, seed_crawl, start, stop, tails, training_jobs};
+use suti_queue::{AmqpBroker, AmqpOptions, Broker, Topology};
 use suti_storage::{ObjectKey, ObjectStore, S3Store};
 use suti_testkit::{
     S3Server, TopologyGuard, amqp_url, free_port, http_get, redis_url, unique, wait_until,
@@ -92,19 +91,7 @@ async fn amqp_the_six_services_as_processes_turn_a_crawl_into_a_served_apprentic
     };
 
     // Seed the crawl; the training jobs run once the clusters are in.
-    let request = CrawlRequestV1 {
-        run_id: "e2e".into(),
-        seed_urls: vec![format!("{}/", served.base_url())],
-        warc_keys: vec![],
-        limits: CrawlLimits::default(),
-    };
-    broker
-        .publish(
-            &topology,
-            &Envelope::encode(&request, "crawl-e2e", Some("e2e".into())).unwrap(),
-        )
-        .await
-        .unwrap();
+    seed_crawl(&broker, &topology, "e2e", &served.base_url()).await;
     let crawler_admin = admin[0].1;
     let crawled = wait_until(Duration::from_secs(180), "the crawl to finish", || async {
         let (_, metrics) = http_get(crawler_admin, "/metrics")

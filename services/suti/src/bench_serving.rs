@@ -119,7 +119,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// Resident memory of `pid`, KiB (VmRSS of /proc/PID/status).
-fn rss_kib(pid: u32) -> Option<u64> {
+pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -393,46 +393,26 @@ async fn load_server(args: &ServingBenchArgs, base: &str, pid: u32) -> Result<()
     // A short warm-up so that the first requests do not time the model's first allocation.
     let _ = load(base, body.clone(), 1, Duration::from_secs(3)).await;
 
-    let mut phases = Vec::new();
-    let started = Instant::now();
-    let (answers, rss) = with_rss(
-        pid,
-        load(
-            base,
-            body.clone(),
-            args.concurrency,
-            Duration::from_secs(args.duration),
-        ),
-    )
-    .await;
-    phases.push(figures(
-        "sustained",
-        args.concurrency,
-        started.elapsed().as_secs_f64(),
-        &answers,
-        args.images,
-        rss,
-    ));
+    let phase = |name: &'static str, clients: usize, seconds: u64| {
+        let body = body.clone();
+        async move {
+            let started = Instant::now();
+            let (answers, rss) =
+                with_rss(pid, load(base, body, clients, Duration::from_secs(seconds))).await;
+            let elapsed = started.elapsed().as_secs_f64();
+            figures(name, clients, elapsed, &answers, args.images, rss)
+        }
+    };
+    let mut phases = vec![phase("sustained", args.concurrency, args.duration).await];
     if args.overload_concurrency > 0 {
-        let started = Instant::now();
-        let (answers, rss) = with_rss(
-            pid,
-            load(
-                base,
-                body.clone(),
+        phases.push(
+            phase(
+                "overload",
                 args.overload_concurrency,
-                Duration::from_secs(args.overload_duration),
-            ),
-        )
-        .await;
-        phases.push(figures(
-            "overload",
-            args.overload_concurrency,
-            started.elapsed().as_secs_f64(),
-            &answers,
-            args.images,
-            rss,
-        ));
+                args.overload_duration,
+            )
+            .await,
+        );
     }
     // The server must still answer normally after the overload.
     let after = load(base, body.clone(), 1, Duration::from_secs(3)).await;

@@ -74,17 +74,7 @@ impl Handler for TinyStage {
 
 /// This process's resident memory, MiB.
 fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    crate::bench_serving::rss_kib(std::process::id()).map_or(0.0, |kib| kib as f64 / 1024.0)
 }
 
 /// `suti bench stage`.

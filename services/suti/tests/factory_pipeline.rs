@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use suti_data::{Assets, Scene, Split};
+use suti_e2e::stop;
 use suti_messages::{
     ApprenticePublishedV1, ClusterManifest, ClusterMember, ClusterMinedV1, ExampleShard,
     ExamplesAcceptedV1,
@@ -123,21 +124,6 @@ fn logs(dir: &Path) -> String {
         }
     }
     out
-}
-
-/// Stops a service as Kubernetes would (SIGTERM) and waits for it to exit.
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    for _ in 0..100 {
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
