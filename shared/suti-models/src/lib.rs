@@ -12,6 +12,7 @@ pub mod lora;
 pub mod ops;
 pub mod params;
 pub mod pth;
+pub mod reference;
 pub mod scorer;
 pub mod text;
 pub mod train;
