@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use suti_data::{Assets, RgbaImage};
+use suti_eval::protocol::{EvalReport, EvalSettings, Method, SubjectSheet};
 use suti_messages::{CrawlLimits, CrawlRequestV1};
 use suti_queue::Envelope;
 use suti_runtime::{Backends, Health, SutiConfig};
@@ -61,9 +62,15 @@ pub struct DemoArgs {
     /// Apprentice training steps before its release.
     #[arg(long, default_value_t = 400)]
     pub apprentice_steps: u64,
-    /// Held-out subjects evaluated at the end.
-    #[arg(long, default_value_t = 4)]
+    /// Held-out subjects evaluated at the end (24: 12 classes × both drawings).
+    #[arg(long, default_value_t = 24)]
     pub held_out: usize,
+    /// Held-out subjects the expert baseline runs on (the first ones; each costs a fine-tune).
+    #[arg(long, default_value_t = 8)]
+    pub eval_expert_subjects: usize,
+    /// Demonstration counts the apprentice is evaluated with.
+    #[arg(long, value_delimiter = ',', default_value = "1,3,5")]
+    pub eval_demos: Vec<usize>,
     /// Fine-tuning steps of the evaluation's per-subject experts (the paper's 500, the
     /// configuration's default: the DreamBooth-style baseline the apprentice is timed against).
     #[arg(long, default_value_t = 500)]
@@ -184,7 +191,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let result = run_stages(
         &args,
         &config,
-        &assets,
         &served,
         &backends,
         &mut services,
@@ -209,7 +215,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 async fn run_stages(
     args: &DemoArgs,
     config: &SutiConfig,
-    assets: &Assets,
     served: &suti_data::synthweb::ServedSite,
     backends: &Backends,
     services: &mut tokio::task::JoinSet<anyhow::Result<()>>,
@@ -358,15 +363,16 @@ async fn run_stages(
 
     // 4. Held-out subjects: the evaluation protocol, and the contact sheet from its images.
     let stage = Instant::now();
-    let (report, sheets) = evaluate_held_out(args, config, assets, &store, progress).await?;
+    let (report, sheets) = evaluate_held_out(args, config, &store, progress).await?;
+    let primary = Method::Apprentice { demos: 3 };
     let sheet = suti_data::contact::contact_sheet(
         &sheets
             .iter()
             .map(|s| {
                 let mut row: Vec<RgbaImage> = s.demos.iter().take(3).cloned().collect();
                 // Demonstrations | the apprentice given them | the true images.
-                for wanted in ["apprentice, 3 demos", "real images"] {
-                    if let Some((_, images)) = s.methods.iter().find(|(m, _)| m == wanted) {
+                for wanted in [primary, Method::RealImages] {
+                    if let Some((_, images)) = s.methods.iter().find(|(m, _)| *m == wanted) {
                         row.extend(images.iter().cloned());
                     }
                 }
@@ -378,7 +384,7 @@ async fn run_stages(
     let sheet_path = args.out.join("contact-sheet.png");
     std::fs::write(&sheet_path, sheet.to_png())?;
     let eval_dir = args.out.join("eval");
-    crate::eval::write_outputs(&eval_dir, &report, &sheets)?;
+    suti_eval::report::write_outputs(&eval_dir, &report, &sheets)?;
     timings.add(
         "evaluate held-out",
         stage,
@@ -402,19 +408,22 @@ async fn run_stages(
         println!("| {stage} | {:.0} s | {detail} |", took.as_secs_f64());
     }
     println!("\nHeld-out subjects (suti eval protocol):\n");
-    println!("{}", crate::eval::markdown_table(&report));
+    println!("{}", suti_eval::report::markdown(&report));
     if let (Some(base), Some(expert), Some(apprentice)) = (
-        crate::eval::row(&report, "base"),
-        crate::eval::row(&report, "expert"),
-        crate::eval::row(&report, "apprentice, 3"),
+        report.row(Method::Base),
+        report.row(Method::Expert {
+            steps: args.eval_expert_steps,
+        }),
+        report.row(primary),
     ) {
+        let margin =
+            |r: &suti_eval::protocol::MethodRow| r.margin.map_or("—".into(), |m| m.format(3));
         println!(
-            "The apprentice given 3 demonstrations: subject similarity {:.3} (base, text only: \
-             {:.3}; expert: {:.3}), {:.1} s per subject against the expert's {:.1} s ({:.0}× \
-             faster).\n",
-            apprentice.subject_similarity,
-            base.subject_similarity,
-            expert.subject_similarity,
+            "The apprentice given 3 demonstrations: margin {} (base, text only: {}; expert: {}), \
+             {:.1} s per subject against the expert's {:.1} s ({:.0}× faster).\n",
+            margin(apprentice),
+            margin(base),
+            margin(expert),
             apprentice.seconds_per_subject,
             expert.seconds_per_subject,
             expert.seconds_per_subject / apprentice.seconds_per_subject.max(1e-9)
@@ -454,52 +463,53 @@ async fn accepted_examples(store: &SharedStore) -> usize {
 async fn evaluate_held_out(
     args: &DemoArgs,
     config: &SutiConfig,
-    assets: &Assets,
     store: &SharedStore,
     progress: &MultiProgress,
-) -> anyhow::Result<(crate::eval::EvalReport, Vec<crate::eval::SubjectSheet>)> {
-    let models = crate::eval::load_models(store, config).await?;
-    let settings = crate::eval::EvalSettings {
+) -> anyhow::Result<(EvalReport, Vec<SubjectSheet>)> {
+    let stored = crate::eval::load_models(store, config).await?;
+    let settings = EvalSettings {
         images: 2,
-        demo_counts: vec![1, 3, 5],
+        demo_counts: args.eval_demos.clone(),
         expert: crate::eval::expert_settings(config, Some(args.eval_expert_steps)),
+        expert_subjects: args.eval_expert_subjects,
         steps: 25,
         guidance: args.guidance,
         apprentice_guidance: args.apprentice_guidance,
         demo_guidance: Some(args.demo_guidance),
         seed: 0,
+        controls: true,
+        batch_subjects: 2,
     };
-    let dir = args.out.join("benchmark");
-    suti_data::benchmark::write_benchmark(
-        assets,
-        &dir,
-        crate::eval::BENCHMARK_SIDE,
-        0,
-        args.held_out,
-    )?;
-    let subjects = crate::eval::subjects_from_benchmark(
-        &dir,
-        args.held_out,
+    let source = crate::eval::EvalSource {
+        config: None,
+        data: None,
+        benchmark: None,
+        dreambench: None,
+        subjects: args.held_out,
+        subject_encoder: Vec::new(),
+        scorer: Vec::new(),
+        seed: 0,
+    };
+    let (set_name, set_dir, subjects) = crate::eval::evaluation_set(
+        &source,
+        &args.out,
         args.eval_prompts,
         &settings.expert.identifier_token,
     )?;
-    let bar = progress.add(crate::eval::progress_bar());
+    let (subject, scorer) =
+        crate::eval::encoders(&source, &stored.tower, &stored.scorer, &stored.text)?;
+    let bar = progress.add(crate::eval::progress_bar("eval"));
     let result = tokio::task::block_in_place(|| {
-        crate::eval::run_protocol(
-            &subjects,
-            &models,
-            &settings,
-            "EmojiWorld held-out subjects",
-            &bar,
-        )
+        let models = crate::eval::eval_models(stored, subject, scorer, &set_dir, &subjects)?;
+        crate::eval::run_with_progress(&subjects, &models, &settings, &set_name, &bar)
     });
     bar.finish();
     result
 }
 
-fn report_html(timings: &Timings, report: &crate::eval::EvalReport, total: Duration) -> String {
-    let escape = crate::eval::html_escape;
-    let mut html = crate::eval::html_head("suti demo");
+fn report_html(timings: &Timings, report: &EvalReport, total: Duration) -> String {
+    let escape = suti_eval::report::html_escape;
+    let mut html = suti_eval::report::html_head("suti demo");
     html.push_str(&format!(
         "<p>The whole pipeline on EmojiWorld in {:.1} minutes.</p><table><tr><th>stage</th><th>time</th><th>result</th></tr>",
         total.as_secs_f64() / 60.0
@@ -519,7 +529,7 @@ fn report_html(timings: &Timings, report: &crate::eval::EvalReport, total: Durat
         report.prompts_per_subject,
         report.images_per_prompt
     ));
-    html.push_str(&crate::eval::html_table(report));
+    html.push_str(&suti_eval::report::html_tables(report));
     html.push_str("<p>Each row of the sheet: three demonstrations, the apprentice's images given them, the true images of the subject in the prompted places.</p><img src=\"contact-sheet.png\" alt=\"contact sheet\"></body></html>\n");
     html
 }

@@ -1,9 +1,10 @@
 //! `suti eval` as a process over an embedded run's storage: it loads the base, scorer and
 //! apprentice named by their `LATEST` pointers, runs the protocol on EmojiWorld's held-out
 //! subjects and on a folder in the real DreamBench layout (a JPEG photograph among the photos),
-//! and writes the JSON, markdown, HTML and contact sheets. The models here are untrained, so the
-//! test checks the protocol and what the metrics can tell apart (true renders of the subject score
-//! above an untrained model's noise), not the models' quality.
+//! and writes the JSON, markdown, HTML and contact sheets; a second run reads DINOv2 and CLIP from
+//! Hugging Face folders of random weights. The models here are untrained, so the test checks the
+//! protocol and what the metrics can tell apart (true renders of the subject are nearer it than
+//! its distractors, unlike an untrained model's output), not the models' quality.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -76,8 +77,6 @@ fn eval(data: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
         .arg("--data")
         .arg(data)
         .args([
-            "--subjects",
-            "1",
             "--prompts",
             "2",
             "--images",
@@ -102,8 +101,8 @@ fn eval(data: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("| method |"),
-        "the table is printed: {stdout}"
+        stdout.contains("| method |") && stdout.contains("| lead |"),
+        "the tables are printed: {stdout}"
     );
     for file in ["eval.json", "eval.md", "eval.html"] {
         assert!(out.join(file).is_file(), "{file}");
@@ -111,13 +110,27 @@ fn eval(data: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap()
 }
 
-fn methods(report: &serde_json::Value) -> Vec<String> {
+fn labels(report: &serde_json::Value) -> Vec<String> {
     report["rows"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["method"].as_str().unwrap().to_string())
+        .map(|r| r["label"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// The mean of an estimate column, checking its interval holds it.
+fn mean_of(row: &serde_json::Value, column: &str) -> f64 {
+    let e = &row[column];
+    let (mean, lo, hi) = (
+        e["mean"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{column}: {row}")),
+        e["lo"].as_f64().unwrap(),
+        e["hi"].as_f64().unwrap(),
+    );
+    assert!(lo <= mean + 1e-9 && mean <= hi + 1e-9, "{column}: {e}");
+    mean
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,10 +139,15 @@ async fn eval_runs_the_protocol_on_emojiworld_and_on_a_dreambench_folder() {
     let data = dir.path().join("data");
     publish_models(&data).await;
 
-    // EmojiWorld's held-out subjects, rendered into the output folder.
+    // EmojiWorld's held-out subjects, rendered into the output folder: both drawings of one
+    // class, the expert on the first only.
     let out = dir.path().join("emojiworld");
     // The apprentice with its text unguided and its demonstrations guided on their own.
-    let guidance = [
+    let args = [
+        "--subjects",
+        "2",
+        "--expert-subjects",
+        "1",
         "--guidance",
         "2",
         "--apprentice-guidance",
@@ -137,7 +155,7 @@ async fn eval_runs_the_protocol_on_emojiworld_and_on_a_dreambench_folder() {
         "--demo-guidance",
         "3",
     ];
-    let report = eval(&data, &out, &guidance);
+    let report = eval(&data, &out, &args);
     assert_eq!(
         (
             &report["guidance"],
@@ -148,35 +166,82 @@ async fn eval_runs_the_protocol_on_emojiworld_and_on_a_dreambench_folder() {
         "the report records how each method was guided"
     );
     assert_eq!(
-        methods(&report),
+        labels(&report),
         [
             "real images",
             "base (text only)",
             "expert (2 steps)",
             "apprentice, 1 demo",
-            "apprentice, 2 demos"
+            "apprentice, 2 demos",
+            "control: apprentice, 2 shuffled demos",
+            "control: apprentice, no demos",
         ]
     );
-    let rows = report["rows"].as_array().unwrap();
-    for row in rows {
-        assert_eq!(row["images"], 2, "1 subject × 2 prompts × 1 image: {row}");
-        let similarity = row["subject_similarity"].as_f64().unwrap();
-        assert!((-1.0..=1.0).contains(&similarity), "{row}");
-        assert!(
-            row["clip_t"].is_number(),
-            "EmojiWorld has prompts for real images: {row}"
-        );
-    }
-    let real = rows[0]["subject_similarity"].as_f64().unwrap();
-    let base = rows[1]["subject_similarity"].as_f64().unwrap();
+    assert_eq!(report["candidates"], 8, "the subject and 7 distractors");
+    assert_eq!(report["matched_contexts"], true);
     assert!(
-        real > base + 0.05,
-        "true renders of the subject ({real:.3}) score above an untrained model's output ({base:.3})"
+        report["centring"]
+            .as_str()
+            .unwrap()
+            .contains("training-split renders"),
+        "{}",
+        report["centring"]
+    );
+    assert!(
+        out.join("benchmark/centring").read_dir().unwrap().count() == 1,
+        "the centring mean is stored with the set"
+    );
+    let rows = report["rows"].as_array().unwrap();
+    for (i, row) in rows.iter().enumerate() {
+        let (subjects, images) = if i == 2 { (1, 2) } else { (2, 4) };
+        assert_eq!(row["subjects"], subjects, "{row}");
+        assert_eq!(
+            row["images"], images,
+            "2 prompts × 1 image per subject: {row}"
+        );
+        for column in ["margin", "similarity", "clip_i", "clip_t"] {
+            assert!((-1.0..=1.0).contains(&mean_of(row, column)), "{row}");
+        }
+        for column in ["identification", "instance"] {
+            assert!((0.0..=1.0).contains(&mean_of(row, column)), "{row}");
+        }
+    }
+    let real = mean_of(&rows[0], "margin");
+    let base = mean_of(&rows[1], "margin");
+    assert!(
+        real > 0.05 && real > base + 0.05,
+        "true renders of the subject ({real:.3}) are nearer it than its distractors, unlike an \
+         untrained model's output ({base:.3})"
+    );
+    assert_eq!(
+        mean_of(&rows[0], "identification"),
+        1.0,
+        "every true render is identified"
     );
     assert!(
         rows[2]["seconds_per_subject"].as_f64().unwrap()
             > rows[1]["seconds_per_subject"].as_f64().unwrap(),
         "the expert's time includes its fine-tune"
+    );
+    let leads: Vec<&str> = report["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        leads,
+        [
+            "apprentice, 2 demos − base (text only)",
+            "expert (2 steps) − base (text only)",
+            "apprentice, 2 demos − expert (2 steps)",
+            "apprentice, 2 demos − control: apprentice, 2 shuffled demos",
+            "apprentice, 2 demos − control: apprentice, no demos",
+        ]
+    );
+    assert_eq!(
+        report["leads"][1]["subjects"], 1,
+        "leads with the expert compare its subjects only"
     );
     let subject = report["subjects"][0].as_str().unwrap();
     let sheet = RgbaImage::from_png(
@@ -184,50 +249,71 @@ async fn eval_runs_the_protocol_on_emojiworld_and_on_a_dreambench_folder() {
     )
     .unwrap();
     // The demonstrations' row and one row per method, each 16 pixels high plus padding.
-    assert!(sheet.height >= 6 * 16, "{}×{}", sheet.width, sheet.height);
+    assert!(sheet.height >= 8 * 16, "{}×{}", sheet.width, sheet.height);
     let markdown = std::fs::read_to_string(out.join("eval.md")).unwrap();
-    assert_eq!(markdown.lines().count(), 2 + 5, "{markdown}");
+    assert!(
+        markdown.contains("| lead |") && markdown.contains("95 %"),
+        "{markdown}"
+    );
 
     // The real DreamBench layout: photos (a JPEG among them) and prompts_and_classes.txt.
     let bench = dir.path().join("dreambench");
     let assets = Assets::open_default().expect("scripts/fetch-assets");
-    let subject = &assets.catalog().subjects(Split::HeldOut)[3];
-    let sprite = assets.sprite(subject).unwrap();
-    let folder = bench.join("my_subject");
-    std::fs::create_dir_all(&folder).unwrap();
-    for (k, scene) in [suti_data::Scene::Beach, suti_data::Scene::City]
-        .into_iter()
-        .enumerate()
-    {
-        let (img, _) = suti_data::render::render_with_box(&sprite, scene, None, None, k as u64, 96);
-        std::fs::write(folder.join(format!("0{k}.png")), img.to_png()).unwrap();
-    }
+    let held_out = assets.catalog().subjects(Split::HeldOut);
     let assets_dir = std::env::var_os("SUTI_ASSETS_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(&std::env::var_os("HOME").unwrap()).join(".cache/suti/assets")
         });
-    std::fs::copy(
-        assets_dir.join("testimages/rocket.jpg"),
-        folder.join("02.jpg"),
-    )
-    .unwrap();
+    for (name, subject) in [("my_subject", &held_out[3]), ("my_other", &held_out[6])] {
+        let sprite = assets.sprite(subject).unwrap();
+        let folder = bench.join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        for (k, scene) in [suti_data::Scene::Beach, suti_data::Scene::City]
+            .into_iter()
+            .enumerate()
+        {
+            let (img, _) =
+                suti_data::render::render_with_box(&sprite, scene, None, None, k as u64, 96);
+            std::fs::write(folder.join(format!("0{k}.png")), img.to_png()).unwrap();
+        }
+        std::fs::copy(
+            assets_dir.join("testimages/rocket.jpg"),
+            folder.join("02.jpg"),
+        )
+        .unwrap();
+    }
     std::fs::write(
         bench.join("prompts_and_classes.txt"),
         format!(
-            "Classes\n\nsubject_name,class\nmy_subject,{}\n\nPrompts\n\nObject Prompts\n\n\
+            "Classes\n\nsubject_name,class\nmy_subject,{}\nmy_other,{}\n\nPrompts\n\n\
+             Object Prompts\n\n\
              prompt_list = [\n'a {{0}} {{1}} in the jungle'.format(unique_token, class_token),\n\
              'a {{0}} {{1}} in the snow'.format(unique_token, class_token),\n]\n\n\
              Live Subject Prompts\n\nprompt_list = [\n\
              'a {{0}} {{1}} wearing a red hat'.format(unique_token, class_token),\n]\n",
-            subject.class.noun
+            held_out[3].class.noun, held_out[6].class.noun
         ),
     )
     .unwrap();
     let out = dir.path().join("dreambench-out");
-    let report = eval(&data, &out, &["--dreambench", bench.to_str().unwrap()]);
+    let report = eval(
+        &data,
+        &out,
+        &["--dreambench", bench.to_str().unwrap(), "--subjects", "1"],
+    );
     assert!(report["set"].as_str().unwrap().starts_with("DreamBench"));
     assert_eq!(report["subjects"][0], "my_subject");
+    assert_eq!(report["matched_contexts"], false);
+    assert_eq!(
+        report["candidates"], 2,
+        "the other subject is the distractor"
+    );
+    assert!(
+        report["centring"].as_str().unwrap().contains("photos"),
+        "{}",
+        report["centring"]
+    );
     let rows = report["rows"].as_array().unwrap();
     assert!(
         rows[0]["clip_t"].is_null(),
@@ -236,4 +322,55 @@ async fn eval_runs_the_protocol_on_emojiworld_and_on_a_dreambench_folder() {
     );
     assert_eq!(rows[0]["images"], 3, "each photo against the other two");
     assert_eq!(rows[3]["images"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_reads_dinov2_and_clip_from_hugging_face_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    publish_models(&data).await;
+    // Randomly initialised weights in the exact Hugging Face layout (no registry here ships the
+    // real ones; docs/eval.md says where they come from).
+    let dino = dir.path().join("dinov2-small");
+    let clip = dir.path().join("clip-vit-base-patch32");
+    suti_models::reference::write_random_dinov2(&dino, 1, true);
+    suti_models::reference::write_random_clip(&clip, 2, true);
+    let out = dir.path().join("out");
+    let report = eval(
+        &data,
+        &out,
+        &[
+            "--subjects",
+            "1",
+            "--expert-subjects",
+            "1",
+            "--subject-encoder",
+            "dinov2",
+            dino.to_str().unwrap(),
+            "--scorer",
+            "clip",
+            clip.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(report["subject_encoder"], "dinov2");
+    assert_eq!(report["scorer"], "clip");
+    for row in report["rows"].as_array().unwrap() {
+        for column in ["margin", "similarity", "clip_i", "clip_t"] {
+            assert!((-1.0..=1.0).contains(&mean_of(row, column)), "{row}");
+        }
+    }
+    // A folder that is not one is refused with the file it lacks.
+    let output = Command::new(env!("CARGO_BIN_EXE_suti"))
+        .args(["eval", "--data"])
+        .arg(&data)
+        .args(["--subjects", "1", "--subject-encoder", "dinov2"])
+        .arg(dir.path().join("missing"))
+        .arg("--out")
+        .arg(dir.path().join("refused"))
+        .env_remove("SUTI_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DINOv2"), "{stderr}");
 }

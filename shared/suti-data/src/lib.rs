@@ -5,6 +5,7 @@
 pub mod benchmark;
 pub mod canvas;
 pub mod contact;
+pub mod degrade;
 pub mod dreambench;
 pub mod emoji;
 pub mod image;

@@ -25,6 +25,47 @@ const STRIDES: [usize; 16] = [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1];
 const MEAN: f32 = 0.498;
 const STD: f32 = 0.502;
 
+/// Where features are read from the tower: after one of its 16 inverted-residual blocks (their
+/// widths: 16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320) or after the
+/// 1280-wide head convolution, always averaged over space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TowerTap {
+    /// After block `i` (0–15).
+    Block(usize),
+    /// After the head convolution: the features the classifier reads.
+    Head,
+}
+
+impl TowerTap {
+    /// Blocks the forward pass must run through to reach the tap.
+    fn depth(self) -> usize {
+        match self {
+            Self::Block(i) => i + 1,
+            Self::Head => STRIDES.len(),
+        }
+    }
+
+    /// Feature width at the tap.
+    pub fn width(self) -> usize {
+        const WIDTHS: [usize; 16] = [
+            16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320,
+        ];
+        match self {
+            Self::Block(i) => WIDTHS[i.min(15)],
+            Self::Head => FEATURE_DIM,
+        }
+    }
+
+    /// A short name (`block10`, `head`).
+    pub fn name(self) -> String {
+        match self {
+            Self::Block(i) => format!("block{i}"),
+            Self::Head => "head".into(),
+        }
+    }
+}
+
 /// A convolution with its batch norm folded in.
 struct ConvBn {
     weight: Tensor,
@@ -155,8 +196,18 @@ impl ImageTower {
 
     /// Pooled features `(b, 1280)` of images `(b, 3, 224, 224)` already normalised.
     fn features_normalised(&self, x: &Tensor) -> Result<Tensor> {
+        let mut taps = self.taps_normalised(x, &[TowerTap::Head])?;
+        Ok(taps.remove(0))
+    }
+
+    /// Spatially pooled features at each of `taps`, in the order asked, from one forward pass
+    /// that stops at the deepest tap.
+    fn taps_normalised(&self, x: &Tensor, taps: &[TowerTap]) -> Result<Vec<Tensor>> {
+        let pool = |t: &Tensor| t.mean(D::Minus1)?.mean(D::Minus1);
+        let deepest = taps.iter().map(|t| t.depth()).max().unwrap_or(0);
+        let mut found: Vec<Option<Tensor>> = vec![None; taps.len()];
         let mut x = self.stem.forward(x, true)?;
-        for block in &self.blocks {
+        for (i, block) in self.blocks.iter().enumerate().take(deepest) {
             let input = x.clone();
             if let Some(expand) = &block.expand {
                 x = expand.forward(&x, true)?;
@@ -166,11 +217,33 @@ impl ImageTower {
             if block.residual {
                 x = (x + input)?;
             }
+            for (slot, tap) in found.iter_mut().zip(taps) {
+                if *tap == TowerTap::Block(i) {
+                    *slot = Some(pool(&x)?);
+                }
+            }
         }
-        self.head
-            .forward(&x, true)?
-            .mean(D::Minus1)?
-            .mean(D::Minus1)
+        if taps.contains(&TowerTap::Head) {
+            let head = pool(&self.head.forward(&x, true)?)?;
+            for (slot, tap) in found.iter_mut().zip(taps) {
+                if *tap == TowerTap::Head {
+                    *slot = Some(head.clone());
+                }
+            }
+        }
+        found
+            .into_iter()
+            .zip(taps)
+            .map(|(t, tap)| {
+                t.ok_or_else(|| candle_core::Error::Msg(format!("the image tower has no {tap:?}")))
+            })
+            .collect()
+    }
+
+    /// Spatially pooled features at each of `taps` of RGB images in [0, 1], `(b, 3, h, w)` at
+    /// any side (the network is convolutional; 224 is what it was trained at).
+    pub fn tap_features(&self, images: &Tensor, taps: &[TowerTap]) -> Result<Vec<Tensor>> {
+        self.taps_normalised(&Self::normalise(images)?, taps)
     }
 
     /// Converts RGB images in [0, 1] (`(b, 3, 224, 224)`) to the network's input range.
@@ -205,13 +278,25 @@ impl ImageTower {
 /// An RGBA image (8-bit, row-major) as a `(3, 224, 224)` tensor in [0, 1]: centre-cropped to a
 /// square and resized with bilinear sampling.
 pub fn preprocess(width: usize, height: usize, rgba: &[u8], device: &Device) -> Result<Tensor> {
+    preprocess_to(width, height, rgba, INPUT_SIZE, device)
+}
+
+/// [`preprocess`] to a `(3, input, input)` tensor: a smaller input runs the tower faster on
+/// images that have few pixels to begin with.
+pub fn preprocess_to(
+    width: usize,
+    height: usize,
+    rgba: &[u8],
+    input: usize,
+    device: &Device,
+) -> Result<Tensor> {
     let side = width.min(height);
     let (x0, y0) = ((width - side) as f32 / 2.0, (height - side) as f32 / 2.0);
-    let scale = side as f32 / INPUT_SIZE as f32;
-    let mut out = vec![0f32; 3 * INPUT_SIZE * INPUT_SIZE];
+    let scale = side as f32 / input as f32;
+    let mut out = vec![0f32; 3 * input * input];
     let px = |x: usize, y: usize, c: usize| f32::from(rgba[(y * width + x) * 4 + c]) / 255.0;
-    for oy in 0..INPUT_SIZE {
-        for ox in 0..INPUT_SIZE {
+    for oy in 0..input {
+        for ox in 0..input {
             let sx = (x0 + (ox as f32 + 0.5) * scale - 0.5).clamp(0.0, (width - 1) as f32);
             let sy = (y0 + (oy as f32 + 0.5) * scale - 0.5).clamp(0.0, (height - 1) as f32);
             let (ix, iy) = (sx.floor() as usize, sy.floor() as usize);
@@ -220,10 +305,9 @@ pub fn preprocess(width: usize, height: usize, rgba: &[u8], device: &Device) -> 
             for c in 0..3 {
                 let top = px(ix, iy, c) * (1.0 - fx) + px(jx, iy, c) * fx;
                 let bottom = px(ix, jy, c) * (1.0 - fx) + px(jx, jy, c) * fx;
-                out[c * INPUT_SIZE * INPUT_SIZE + oy * INPUT_SIZE + ox] =
-                    top * (1.0 - fy) + bottom * fy;
+                out[c * input * input + oy * input + ox] = top * (1.0 - fy) + bottom * fy;
             }
         }
     }
-    Tensor::from_vec(out, (3, INPUT_SIZE, INPUT_SIZE), device)
+    Tensor::from_vec(out, (3, input, input), device)
 }
