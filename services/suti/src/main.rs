@@ -31,9 +31,10 @@ enum Command {
     /// The whole pipeline in one process on EmojiWorld: crawl, train, fine-tune, generate,
     /// filter, train the apprentice, render held-out subjects, write a report, serve the UI.
     Demo(demo::DemoArgs),
-    /// The DreamBench protocol over held-out subjects: base, experts and the apprentice with
-    /// 1/3/5 demonstrations, scored and timed; writes JSON, markdown, contact sheets and HTML.
-    Eval(eval::EvalArgs),
+    /// The DreamBench protocol over held-out subjects: base, experts, the apprentice with 1/3/5
+    /// demonstrations and two controls, scored with 95 % intervals and timed; writes JSON,
+    /// markdown, contact sheets and HTML. `suti eval sanity` checks the subject metric itself.
+    Eval(Box<eval::EvalArgs>),
     /// Every service in one process against the configured RabbitMQ, S3 and Redis (a single box),
     /// or against in-process backends when the configuration says so.
     All {
@@ -189,7 +190,7 @@ fn main() -> ExitCode {
         }
         Command::Eval(args) => {
             suti_models::tune_allocator();
-            run_async(eval::run(args))
+            run_async(eval::run(*args))
         }
         Command::Generate(args) => {
             suti_models::tune_allocator();

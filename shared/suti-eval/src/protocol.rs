@@ -360,6 +360,10 @@ impl Scoring {
     }
 }
 
+/// One subject's images from one method (prompt by prompt) and the seconds spent on them; absent
+/// where the method did not run on the subject.
+type SubjectImages = Option<(Vec<RgbaImage>, f64)>;
+
 /// Renders `(prompt, seed)` rows with a text-to-image network, `max_batch` rows per batch.
 fn render_text_rows(
     dit: &Dit,
@@ -458,7 +462,7 @@ pub fn run_protocol(
             let names: Vec<&str> = group.iter().map(|&si| subjects[si].id.as_str()).collect();
             progress(done, total, &format!("{}: {label}", names.join(", ")));
             // Each subject's images (prompt by prompt) and the seconds spent on it.
-            let rendered: Vec<Option<(Vec<RgbaImage>, f64)>> = match method {
+            let rendered: Vec<SubjectImages> = match method {
                 Method::RealImages => group
                     .iter()
                     .map(|&si| {
@@ -645,7 +649,7 @@ fn split_by_subject(
     images: Vec<RgbaImage>,
     per_prompt: usize,
     started: Instant,
-) -> Vec<Option<(Vec<RgbaImage>, f64)>> {
+) -> Vec<SubjectImages> {
     let seconds = started.elapsed().as_secs_f64();
     let total = images.len().max(1) as f64;
     let mut it = images.into_iter();
@@ -713,7 +717,7 @@ fn render_apprentice(
     demos: usize,
     settings: &EvalSettings,
     seeds: &dyn Fn(usize) -> Vec<(usize, u64)>,
-) -> Result<Vec<Option<(Vec<RgbaImage>, f64)>>> {
+) -> Result<Vec<SubjectImages>> {
     let start = Instant::now();
     let mut requests = Vec::new();
     for (&si, &gi) in group.iter().zip(given) {
