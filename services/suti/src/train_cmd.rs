@@ -17,7 +17,9 @@ use suti_factory::artifacts::{
 use suti_factory::base::{BaseTrainConfig, base_model, base_trainer};
 use suti_factory::bundle::{CONFIG_FILE, WEIGHTS_FILE, version_of};
 use suti_factory::pixels::to_chw;
-use suti_factory::scorer::{ScorerTrainConfig, tower_features, train_scorer};
+use suti_factory::scorer::{
+    Degradations, ScorerTrainConfig, tower_features, train_scorer_on_images,
+};
 use suti_factory::towers;
 use suti_factory::training::Pair;
 use suti_models::{DitConfig, ScorerConfig};
@@ -29,9 +31,10 @@ pub enum TrainCommand {
     /// Train the base text-to-image model on every crawled image–caption pair; checkpoints as it
     /// goes and resumes from the last checkpoint unless --fresh.
     Base(BaseArgs),
-    /// Train the scorer's projection heads (frozen image tower and MiniLM) on the crawled pairs;
-    /// prints held-out retrieval accuracy.
-    Scorer(ScorerArgs),
+    /// Train the scorer's projection heads (frozen image tower and MiniLM) on every crawled pair
+    /// and degraded copies of its image; prints held-out retrieval accuracy on crisp and degraded
+    /// images.
+    Scorer(ScorerCommand),
 }
 
 /// `suti train base`.
@@ -88,6 +91,20 @@ pub struct ScorerArgs {
     pub image_size: u32,
 }
 
+/// `suti train scorer` on the command line: [`ScorerArgs`] and the degradations (kept apart
+/// from them so that callers building `ScorerArgs` get the default recipe).
+#[derive(Debug, Args)]
+pub struct ScorerCommand {
+    /// The job's settings.
+    #[command(flatten)]
+    pub args: ScorerArgs,
+    /// Degraded copies of each training image also trained on: `standard` (half resolution, a
+    /// radius-1 blur, ±24 noise, half resolution with the noise) or `none` (crisp images only,
+    /// the recipe before; held-out images are measured degraded either way, for comparison).
+    #[arg(long, default_value = "standard")]
+    pub degradations: Degradations,
+}
+
 /// Runs a training job.
 pub async fn run(command: TrainCommand) -> anyhow::Result<()> {
     match command {
@@ -98,10 +115,11 @@ pub async fn run(command: TrainCommand) -> anyhow::Result<()> {
                 println!("published models/base/{version}");
             }
         }
-        TrainCommand::Scorer(args) => {
+        TrainCommand::Scorer(ScorerCommand { args, degradations }) => {
             let config = suti_runtime::SutiConfig::load_file(args.config.as_deref())?;
             let store = suti_runtime::connect_storage(&config).await?;
-            let version = train_scorer_job(&store, &config, &args, true).await?;
+            let version =
+                train_scorer_job_with(&store, &config, &args, &degradations, true).await?;
             println!("published models/scorer/{version}");
         }
     }
@@ -245,11 +263,24 @@ pub async fn train_base(
     Ok(Some((version, after)))
 }
 
-/// Trains and publishes the scorer; returns its version.
+/// Trains and publishes the scorer with the standard degraded copies; returns its version.
 pub async fn train_scorer_job(
     store: &SharedStore,
     config: &suti_runtime::SutiConfig,
     args: &ScorerArgs,
+    show_progress: bool,
+) -> anyhow::Result<String> {
+    train_scorer_job_with(store, config, args, &Degradations::default(), show_progress).await
+}
+
+/// Trains and publishes the scorer on every crawled pair (the members of every manifest under
+/// `clusters/`, a fifth held out by pair) and the given degraded copies of the training images;
+/// returns its version.
+pub async fn train_scorer_job_with(
+    store: &SharedStore,
+    config: &suti_runtime::SutiConfig,
+    args: &ScorerArgs,
+    degradations: &Degradations,
     show_progress: bool,
 ) -> anyhow::Result<String> {
     let device = Device::Cpu;
@@ -259,19 +290,10 @@ pub async fn train_scorer_job(
         &device,
     )?;
     let pairs = load_pairs(store).await?;
-    let bar = progress_bar(pairs.len() as u64, "image features", show_progress);
-    let mut features = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(16) {
-        let images: Vec<_> = chunk
-            .iter()
-            .map(|(i, _)| i.centre_square(args.image_size))
-            .collect();
-        features.extend(tokio::task::block_in_place(|| {
-            tower_features(&tower, &images)
-        })?);
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
+    let images: Vec<_> = pairs
+        .iter()
+        .map(|(i, _)| i.centre_square(args.image_size))
+        .collect();
     let sentences = pairs
         .iter()
         .map(|(_, c)| text.sentence_vector(c))
@@ -280,32 +302,60 @@ pub async fn train_scorer_job(
         steps: args.steps,
         batch: args.batch,
         seed: args.seed,
+        degradations: degradations.clone(),
         ..ScorerTrainConfig::default()
     };
-    let bar = progress_bar(args.steps, "scorer", show_progress);
+    let mut steps_bar = None;
     let (scorer, report) = tokio::task::block_in_place(|| {
-        train_scorer(
-            &features,
+        train_scorer_on_images(
+            &images,
             &sentences,
+            |batch| {
+                // The crisp images and every copy, through the frozen tower once.
+                let bar = progress_bar(batch.len() as u64, "image features", show_progress);
+                let mut features = Vec::with_capacity(batch.len());
+                for chunk in batch.chunks(16) {
+                    features.extend(tower_features(&tower, chunk)?);
+                    bar.inc(chunk.len() as u64);
+                }
+                bar.finish_and_clear();
+                Ok(features)
+            },
             &ScorerConfig::default(),
             &train,
             &device,
             |_, loss| {
+                let bar = steps_bar
+                    .get_or_insert_with(|| progress_bar(args.steps, "scorer", show_progress));
                 bar.set_message(format!("loss {loss:.3}"));
                 bar.inc(1);
             },
         )
     })?;
-    bar.finish_and_clear();
+    if let Some(bar) = steps_bar {
+        bar.finish_and_clear();
+    }
+    let percent = |x: Option<f32>| x.map_or("-".to_string(), |x| format!("{:.1}%", x * 100.0));
     eprintln!(
-        "scorer: {} training pairs, loss {:.3} → {:.3}; held-out retrieval accuracy {:.1}% over {} pairs (untrained heads {:.1}%)",
+        "scorer: {} training pairs with {} degraded copies each, loss {:.3} → {:.3}; held-out retrieval accuracy over {} pairs: crisp {:.1}% (untrained heads {:.1}%), degraded {} (untrained heads {}):",
         report.train_pairs,
+        report.degraded_copies,
         report.loss_first,
         report.loss_last,
-        report.heldout_accuracy * 100.0,
         report.heldout_pairs,
-        report.heldout_accuracy_untrained * 100.0
+        report.heldout_accuracy * 100.0,
+        report.heldout_accuracy_untrained * 100.0,
+        percent(report.heldout_accuracy_degraded),
+        percent(report.heldout_accuracy_degraded_untrained),
     );
+    for d in &report.heldout_degraded {
+        eprintln!(
+            "  {}: {:.1}% (untrained heads {:.1}%)",
+            d.degradation,
+            d.accuracy * 100.0,
+            d.untrained * 100.0
+        );
+    }
     let (config_json, weights) = scorer.to_bytes()?;
     let version = version_of(&weights);
     suti_stage::publish_model_version(
