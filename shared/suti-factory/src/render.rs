@@ -49,7 +49,7 @@ pub struct Demonstration {
     pub caption: String,
 }
 
-/// One request to the engine.
+/// One rendering request: a prompt, its demonstrations and one seed per image.
 #[derive(Debug, Clone)]
 pub struct Generation {
     /// The prompt.
