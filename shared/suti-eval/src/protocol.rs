@@ -12,13 +12,12 @@ use serde::{Deserialize, Serialize};
 use suti_data::RgbaImage;
 use suti_factory::BaseModel;
 use suti_factory::expert::{ExpertConfig, finetune_expert, personalise};
-use suti_factory::generate::image_seed;
-use suti_factory::pixels::{images_from_tensor, to_chw};
+use suti_factory::generate::{image_seed, render_rows};
+use suti_factory::pixels::to_chw;
 use suti_factory::render::{Generation, LoadedModel, render_batch};
 use suti_factory::training::Pair;
 use suti_models::Dit;
-use suti_models::TextCond;
-use suti_models::diffusion::{Conditioning, SamplerConfig, sample_seeded};
+use suti_models::diffusion::SamplerConfig;
 use suti_models::text::TextEncoder;
 
 use crate::Result;
@@ -372,28 +371,8 @@ fn render_text_rows(
     sampler: &SamplerConfig,
     max_batch: usize,
 ) -> Result<Vec<RgbaImage>> {
-    let mut out = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(max_batch.max(1)) {
-        let captions: Vec<&str> = chunk.iter().map(|(p, _)| p.as_str()).collect();
-        let cond = text
-            .encode(&captions)
-            .map_err(suti_factory::FactoryError::from)?;
-        let device = cond.pooled.device().clone();
-        let null = TextCond::null(chunk.len(), dit.config().text_dim, &device)?;
-        let seeds: Vec<u64> = chunk.iter().map(|(_, s)| *s).collect();
-        let images = sample_seeded(
-            dit,
-            &Conditioning {
-                text: &cond,
-                demos: None,
-                null_text: &null,
-            },
-            sampler,
-            &seeds,
-        )?;
-        out.extend(images_from_tensor(&images)?);
-    }
-    Ok(out)
+    let rows: Vec<(&str, u64)> = rows.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+    Ok(render_rows(dit, text, &rows, sampler, max_batch)?)
 }
 
 /// The subject whose demonstrations the shuffled control gives `si`'s prompts: the nearest

@@ -38,10 +38,35 @@ pub fn generate(
     let jobs: Vec<(usize, u64)> = (0..prompts.len())
         .flat_map(|i| (0..per_prompt).map(move |k| (i, image_seed(sampler.seed, i, k))))
         .collect();
+    let rows: Vec<(&str, u64)> = jobs
+        .iter()
+        .map(|(i, s)| (prompts[*i].as_str(), *s))
+        .collect();
+    let images = render_rows(model, text, &rows, sampler, max_batch)?;
+    Ok(jobs
+        .iter()
+        .zip(images)
+        .map(|((prompt_index, seed), image)| Generated {
+            prompt_index: *prompt_index,
+            seed: *seed,
+            image,
+        })
+        .collect())
+}
+
+/// Renders one image per `(prompt, seed)` row, at most `max_batch` rows per denoising batch;
+/// each image is the one its seed gives alone, whatever shares its batch.
+pub fn render_rows(
+    model: &Dit,
+    text: &TextEncoder,
+    rows: &[(&str, u64)],
+    sampler: &SamplerConfig,
+    max_batch: usize,
+) -> Result<Vec<RgbaImage>> {
     let text_dim = model.config().text_dim;
-    let mut out = Vec::with_capacity(jobs.len());
-    for chunk in jobs.chunks(max_batch.max(1)) {
-        let captions: Vec<&str> = chunk.iter().map(|(i, _)| prompts[*i].as_str()).collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(max_batch.max(1)) {
+        let captions: Vec<&str> = chunk.iter().map(|(p, _)| *p).collect();
         let cond = text.encode(&captions)?;
         let device = cond.pooled.device().clone();
         let null = TextCond::null(chunk.len(), text_dim, &device)?;
@@ -56,13 +81,7 @@ pub fn generate(
             sampler,
             &seeds,
         )?;
-        for ((prompt_index, seed), image) in chunk.iter().zip(images_from_tensor(&images)?) {
-            out.push(Generated {
-                prompt_index: *prompt_index,
-                seed: *seed,
-                image,
-            });
-        }
+        out.extend(images_from_tensor(&images)?);
     }
     Ok(out)
 }
