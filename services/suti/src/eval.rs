@@ -380,10 +380,19 @@ pub fn run_with_progress(
     set_name: &str,
     bar: &ProgressBar,
 ) -> anyhow::Result<(EvalReport, Vec<SubjectSheet>)> {
+    // Off a terminal the bar draws nothing, so each step is also a plain line with the time
+    // since the evaluation began: logs (CI, nohup, containers) show where the time goes.
+    let started = std::time::Instant::now();
     let mut progress = |done: usize, total: usize, what: &str| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         bar.set_message(what.to_string());
+        if bar.is_hidden() {
+            eprintln!(
+                "eval: {done}/{total} at {:.0} s: {what}",
+                started.elapsed().as_secs_f64()
+            );
+        }
     };
     Ok(run_protocol(
         subjects,
