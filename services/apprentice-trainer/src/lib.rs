@@ -142,6 +142,8 @@ pub fn loop_config(config: &SutiConfig) -> LoopConfig {
             min_demos: a.min_demos,
             max_demos: a.max_demos,
             seed: a.seed,
+            // Not yet a configuration setting (the house issue types the apprentice's section).
+            demo_attention: Default::default(),
         },
         checkpoint_every: a.checkpoint_every,
         release_every: a.release_every,
@@ -294,32 +296,7 @@ impl TrainingLoop {
     }
 
     async fn load_shard(&self, shard_key: &str, size: usize) -> Result<Vec<Triplet>, HandlerError> {
-        let storage = &self.backends.storage;
-        let body = storage.get(&key(shard_key)?).await?;
-        let shard: ExampleShard = rmp_serde::from_slice(&body)
-            .map_err(|e| HandlerError::permanent("bad_shard", format!("{shard_key}: {e}")))?;
-        if shard.examples.is_empty() || shard.demonstrations.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut images = Vec::new();
-        let mut captions = Vec::new();
-        for demo in &shard.demonstrations {
-            images.push(to_chw(&read_image(storage, &demo.image_key).await?, size));
-            captions.push(demo.caption.clone());
-        }
-        let demos = Arc::new(
-            DemoSet::new(images, &captions, &self.text)
-                .map_err(|e| HandlerError::permanent("bad_shard", e))?,
-        );
-        let mut triplets = Vec::new();
-        for example in &shard.examples {
-            triplets.push(Triplet {
-                demos: demos.clone(),
-                prompt: example.prompt.clone(),
-                target: to_chw(&read_image(storage, &example.image_key).await?, size),
-            });
-        }
-        Ok(triplets)
+        read_shard(&self.backends.storage, shard_key, size, &self.text).await
     }
 
     async fn checkpoint(&self, trainer: &DenoiserTrainer) -> Result<(), HandlerError> {
@@ -534,4 +511,40 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         Ok(Err(e)) => Err(ServiceError::Setup(format!("training stopped: {e}"))),
         Err(e) => Err(ServiceError::Setup(format!("training panicked: {e}"))),
     }
+}
+
+/// The training triplets of one accepted-examples shard (`datasets/apprentice/{cluster}.msgpack`)
+/// at the model's `size`: the cluster's demonstrations shared by all its accepted examples. An
+/// empty shard gives none; an unreadable one is a permanent error.
+pub async fn read_shard(
+    storage: &SharedStore,
+    shard_key: &str,
+    size: usize,
+    text: &TextEncoder,
+) -> Result<Vec<Triplet>, HandlerError> {
+    let body = storage.get(&key(shard_key)?).await?;
+    let shard: ExampleShard = rmp_serde::from_slice(&body)
+        .map_err(|e| HandlerError::permanent("bad_shard", format!("{shard_key}: {e}")))?;
+    if shard.examples.is_empty() || shard.demonstrations.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut images = Vec::new();
+    let mut captions = Vec::new();
+    for demo in &shard.demonstrations {
+        images.push(to_chw(&read_image(storage, &demo.image_key).await?, size));
+        captions.push(demo.caption.clone());
+    }
+    let demos = Arc::new(
+        DemoSet::new(images, &captions, text)
+            .map_err(|e| HandlerError::permanent("bad_shard", e))?,
+    );
+    let mut triplets = Vec::new();
+    for example in &shard.examples {
+        triplets.push(Triplet {
+            demos: demos.clone(),
+            prompt: example.prompt.clone(),
+            target: to_chw(&read_image(storage, &example.image_key).await?, size),
+        });
+    }
+    Ok(triplets)
 }

@@ -4,14 +4,14 @@
 //! work from any number; condition dropout (text, demonstrations, both) gives guidance its
 //! unconditional branches.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use suti_models::diffusion::ConditionDropout;
 use suti_models::text::TextEncoder;
-use suti_models::{Builders, Demos, Dit, DitConfig, Params};
+use suti_models::{Builders, DemoAttention, Demos, Dit, DitConfig, Params};
 use suti_rng::SplitMix64;
 
 use crate::bundle::BaseModel;
@@ -37,6 +37,9 @@ pub struct ApprenticeConfig {
     pub max_demos: usize,
     /// Seed of the new weights, batches and noise.
     pub seed: u64,
+    /// How the apprentice reads its demonstrations: `shared` fine-tunes the whole base with the
+    /// demonstrations in its attention; `gated` freezes the base and trains per-block readers.
+    pub demo_attention: DemoAttention,
 }
 
 impl Default for ApprenticeConfig {
@@ -49,6 +52,7 @@ impl Default for ApprenticeConfig {
             min_demos: 1,
             max_demos: 5,
             seed: 0,
+            demo_attention: DemoAttention::Shared,
         }
     }
 }
@@ -60,6 +64,9 @@ pub struct DemoSet {
     pub images: Vec<Vec<f32>>,
     /// Pooled sentence vectors of their captions.
     pub pooled: Vec<Vec<f32>>,
+    /// A gated apprentice's frozen states of these demonstrations, `(k, depth, tokens, width)`,
+    /// computed by the first training step that needs them (they depend only on the frozen base).
+    pub frozen_states: OnceLock<Tensor>,
 }
 
 impl DemoSet {
@@ -74,7 +81,11 @@ impl DemoSet {
             .iter()
             .map(|c| text.sentence_vector(c))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Self { images, pooled })
+        Ok(Self {
+            images,
+            pooled,
+            frozen_states: OnceLock::new(),
+        })
     }
 }
 
@@ -89,25 +100,33 @@ pub struct Triplet {
     pub target: Vec<f32>,
 }
 
-/// The apprentice's shape: the base's, taking up to 8 demonstrations.
-pub fn apprentice_shape(base: &DitConfig) -> DitConfig {
+/// The apprentice's shape: the base's, taking up to 8 demonstrations, read as `attention` says.
+pub fn apprentice_shape(base: &DitConfig, attention: DemoAttention) -> DitConfig {
     DitConfig {
         max_demos: 8,
+        demo_attention: attention,
         ..base.clone()
     }
 }
 
-/// An apprentice in training, initialised from `base` (the demonstration embeddings are new).
+/// An apprentice in training, initialised from `base` (the demonstration embeddings, and for a
+/// gated apprentice its readers, are new). A shared apprentice trains every weight; a gated one
+/// trains its readers over the frozen base, whose weights its releases carry unchanged.
 pub fn apprentice_trainer(base: &BaseModel, config: &ApprenticeConfig) -> Result<DenoiserTrainer> {
     let device = base.device();
     let varmap = VarMap::new();
-    {
-        let mut vars = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-        for (name, tensor) in &base.tensors {
-            vars.insert(name.clone(), Var::from_tensor(tensor)?);
+    let shape = apprentice_shape(&base.config, config.demo_attention);
+    let params = match config.demo_attention {
+        DemoAttention::Shared => {
+            let mut vars = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+            for (name, tensor) in &base.tensors {
+                vars.insert(name.clone(), Var::from_tensor(tensor)?);
+            }
+            drop(vars);
+            Params::train(&varmap, config.seed, &device)
         }
-    }
-    let shape = apprentice_shape(&base.config);
+        DemoAttention::Gated => Params::extend(base.tensors.clone(), &varmap, config.seed, &device),
+    };
     if config.min_demos == 0
         || config.min_demos > config.max_demos
         || config.max_demos > shape.max_demos
@@ -117,11 +136,12 @@ pub fn apprentice_trainer(base: &BaseModel, config: &ApprenticeConfig) -> Result
             shape.max_demos, config.min_demos, config.max_demos
         )));
     }
-    let model = Dit::new(
-        &shape,
-        &Builders::base(Params::train(&varmap, config.seed, &device)),
-    )?;
-    DenoiserTrainer::new(
+    let model = Dit::new(&shape, &Builders::base(params))?;
+    let frozen = match config.demo_attention {
+        DemoAttention::Shared => Default::default(),
+        DemoAttention::Gated => base.tensors.clone(),
+    };
+    let trainer = DenoiserTrainer::new(
         model,
         varmap,
         LoopSettings {
@@ -135,11 +155,15 @@ pub fn apprentice_trainer(base: &BaseModel, config: &ApprenticeConfig) -> Result
             seed: config.seed,
         },
         &device,
-    )
+    )?;
+    Ok(trainer.with_frozen(frozen))
 }
 
 /// A random batch of `triplets`: each example with between `min_demos` and `max_demos` of its
-/// cluster's demonstrations (distinct, as many as it has), padded and masked.
+/// cluster's demonstrations (distinct, as many as it has), padded and masked; with
+/// `frozen_states`, also the demonstrations' frozen states (a gated apprentice's, which
+/// [`cache_frozen_states`] must have computed).
+#[allow(clippy::too_many_arguments)]
 pub fn apprentice_batch(
     triplets: &[Triplet],
     batch: usize,
@@ -148,6 +172,7 @@ pub fn apprentice_batch(
     text: &TextEncoder,
     rng: &mut SplitMix64,
     device: &Device,
+    frozen_states: bool,
 ) -> Result<Batch> {
     if triplets.is_empty() {
         return Err(FactoryError::Invalid("no training triplets".into()));
@@ -189,6 +214,26 @@ pub fn apprentice_batch(
         .map(|&i| triplets[i].target.as_slice())
         .collect();
     let prompts: Vec<&str> = picks.iter().map(|&i| triplets[i].prompt.as_str()).collect();
+    let demo_states = if frozen_states {
+        let mut rows = Vec::with_capacity(batch);
+        for (&i, demos) in picks.iter().zip(&chosen) {
+            let states = triplets[i].demos.frozen_states.get().ok_or_else(|| {
+                FactoryError::Invalid("demonstration states were not computed".into())
+            })?;
+            let mut slots: Vec<Tensor> = demos
+                .iter()
+                .map(|&d| states.get(d))
+                .collect::<candle_core::Result<_>>()?;
+            // Padding slots are masked; their states only need the right shape.
+            while slots.len() < width {
+                slots.push(slots[0].zeros_like()?);
+            }
+            rows.push(Tensor::stack(&slots, 0)?);
+        }
+        Some(Tensor::stack(&rows, 0)?)
+    } else {
+        None
+    };
     Ok(Batch {
         x0: batch_tensor(&targets, size, device)?,
         text: text.encode(&prompts)?,
@@ -197,7 +242,33 @@ pub fn apprentice_batch(
             pooled: Tensor::from_vec(pooled, (batch, width, text_dim), device)?,
             mask: Tensor::from_vec(mask, (batch, width), device)?.to_dtype(DType::F32)?,
         }),
+        demo_states,
     })
+}
+
+/// Computes the frozen states of every demonstration set of `triplets` that lacks them, with
+/// `model`, a gated apprentice over its frozen base (a set is computed once, then reused by
+/// every step that draws it).
+pub fn cache_frozen_states(model: &Dit, triplets: &[Triplet]) -> Result<()> {
+    let size = model.config().image_size;
+    let device = model.device().clone();
+    for triplet in triplets {
+        let set = &triplet.demos;
+        if set.frozen_states.get().is_some() {
+            continue;
+        }
+        let k = set.images.len();
+        let images: Vec<f32> = set.images.iter().flatten().copied().collect();
+        let pooled: Vec<f32> = set.pooled.iter().flatten().copied().collect();
+        let text_dim = set.pooled[0].len();
+        let states = model.demo_states(
+            &Tensor::from_vec(images, (k, 3, size, size), &device)?,
+            &Tensor::from_vec(pooled, (k, text_dim), &device)?,
+        )?;
+        // Another thread may have filled it meanwhile; either value is the same.
+        let _ = set.frozen_states.set(states);
+    }
+    Ok(())
 }
 
 /// One apprentice training step on `triplets`.
@@ -209,6 +280,12 @@ pub fn apprentice_step(
 ) -> Result<f32> {
     let size = trainer.config().image_size;
     let device = trainer.device().clone();
+    // A gated apprentice's demonstrations pass through the frozen base, so their states are
+    // computed once rather than at every step.
+    let frozen = trainer.config().demo_attention == DemoAttention::Gated;
+    if frozen {
+        cache_frozen_states(trainer.model(), triplets)?;
+    }
     trainer.step_with(|rng| {
         apprentice_batch(
             triplets,
@@ -218,6 +295,85 @@ pub fn apprentice_step(
             text,
             rng,
             &device,
+            frozen,
         )
     })
+}
+
+/// Which demonstrations the apprentice's evaluation loss gives each triplet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoChoice {
+    /// The triplet's own subject's.
+    Own,
+    /// Another subject's (the next demonstration set in the list): what the loss would be if
+    /// the apprentice ignored whose demonstrations it saw.
+    Other,
+    /// None: the apprentice as a text-to-image model.
+    Without,
+}
+
+/// The mean v-loss of `model` over `triplets`, each shown the first `demos` demonstrations of the
+/// set `choice` names, at fixed times and noise (from `seed`). An apprentice that reads its
+/// demonstrations has a lower loss with its own than with another subject's; one that does not,
+/// the same.
+pub fn apprentice_evaluation_loss(
+    model: &Dit,
+    triplets: &[Triplet],
+    demos: usize,
+    choice: DemoChoice,
+    text: &TextEncoder,
+    seed: u64,
+) -> Result<f32> {
+    if triplets.is_empty() || demos == 0 {
+        return Err(FactoryError::Invalid(
+            "the evaluation loss needs triplets and at least one demonstration".into(),
+        ));
+    }
+    let size = model.config().image_size;
+    let device = model.device().clone();
+    // The demonstration set each triplet is shown.
+    let shown: Vec<&Arc<DemoSet>> = (0..triplets.len())
+        .map(|i| match choice {
+            DemoChoice::Own | DemoChoice::Without => &triplets[i].demos,
+            DemoChoice::Other => (1..triplets.len())
+                .map(|k| &triplets[(i + k) % triplets.len()].demos)
+                .find(|d| !Arc::ptr_eq(d, &triplets[i].demos))
+                .unwrap_or(&triplets[i].demos),
+        })
+        .collect();
+    let mut rng = SplitMix64::derive(seed, "apprentice-evaluation");
+    let mut total = 0.0;
+    for (chunk, sets) in triplets.chunks(16).zip(shown.chunks(16)) {
+        let targets: Vec<&[f32]> = chunk.iter().map(|t| t.target.as_slice()).collect();
+        let prompts: Vec<&str> = chunk.iter().map(|t| t.prompt.as_str()).collect();
+        let x0 = batch_tensor(&targets, size, &device)?;
+        let cond = text.encode(&prompts)?;
+        let cache = match choice {
+            DemoChoice::Without => None,
+            DemoChoice::Own | DemoChoice::Other => {
+                let (b, plane) = (chunk.len(), 3 * size * size);
+                let text_dim = sets[0].pooled[0].len();
+                let mut images = vec![0f32; b * demos * plane];
+                let mut pooled = vec![0f32; b * demos * text_dim];
+                let mut mask = vec![0f32; b * demos];
+                for (e, set) in sets.iter().enumerate() {
+                    for d in 0..demos.min(set.images.len()) {
+                        let at = e * demos + d;
+                        images[at * plane..(at + 1) * plane].copy_from_slice(&set.images[d]);
+                        pooled[at * text_dim..(at + 1) * text_dim].copy_from_slice(&set.pooled[d]);
+                        mask[at] = 1.0;
+                    }
+                }
+                Some(model.encode_demos(&Demos {
+                    images: Tensor::from_vec(images, (b, demos, 3, size, size), &device)?,
+                    pooled: Tensor::from_vec(pooled, (b, demos, text_dim), &device)?,
+                    mask: Tensor::from_vec(mask, (b, demos), &device)?,
+                })?)
+            }
+        };
+        let loss = suti_models::diffusion::v_loss(model, &x0, &cond, cache.as_ref(), &mut rng)?
+            .to_scalar::<f32>()?;
+        total += loss * chunk.len() as f32;
+    }
+    Ok(total / triplets.len() as f32)
 }

@@ -7,6 +7,7 @@
 //! - [`prompts`] and [`generate`]: new prompts for a cluster and the expert's images for them;
 //! - [`filter`]: the ΔCLIP filter that decides which generations become training targets;
 //! - [`apprentice`]: the apprentice, trained on the accepted triplets with 1–5 demonstrations;
+//! - [`true_triplets`]: triplets with the renderer's true images as targets (a diagnostic);
 //! - [`render`]: rendering from an apprentice release, batched (serving, `suti generate`, evaluation);
 //! - [`bundle`]: model artifacts (configuration + safetensors) as bytes;
 //! - [`towers`]: loading the frozen pretrained text and image towers;
@@ -25,6 +26,7 @@ pub mod render;
 pub mod scorer;
 pub mod towers;
 pub mod training;
+pub mod true_triplets;
 
 pub use bundle::{BaseModel, ScorerModel};
 

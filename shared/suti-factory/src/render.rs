@@ -114,6 +114,7 @@ pub fn render_batch(
                         .iter()
                         .map(|d| text.sentence_vector(&d.caption))
                         .collect::<Result<Vec<_>, _>>()?,
+                    frozen_states: Default::default(),
                 })
             })
             .collect::<crate::Result<_>>()?;

@@ -57,6 +57,9 @@ pub struct Batch {
     pub text: TextCond,
     /// The demonstrations, for the apprentice.
     pub demos: Option<Demos>,
+    /// The demonstrations' frozen states `(b, d, depth, tokens, width)`, for a gated apprentice
+    /// whose trainer computed them once (then the images are not encoded again).
+    pub demo_states: Option<Tensor>,
 }
 
 /// Condition dropout for a text-to-image model: captions only.
@@ -77,6 +80,9 @@ pub struct DenoiserTrainer {
     settings: LoopSettings,
     rng: SplitMix64,
     device: Device,
+    /// Frozen weights the model uses besides its variables (a gated apprentice's base): part
+    /// of what it publishes, never of what it trains or checkpoints.
+    frozen: HashMap<String, Tensor>,
 }
 
 impl DenoiserTrainer {
@@ -107,7 +113,15 @@ impl DenoiserTrainer {
             rng: SplitMix64::derive(settings.seed, "denoiser-training"),
             settings,
             device: device.clone(),
+            frozen: HashMap::new(),
         })
+    }
+
+    /// Declares the frozen weights the model uses besides its variables, so that
+    /// [`Self::weights`] publishes them with the trained ones.
+    pub fn with_frozen(mut self, frozen: HashMap<String, Tensor>) -> Self {
+        self.frozen = frozen;
+        self
     }
 
     /// The network being trained.
@@ -165,6 +179,7 @@ impl DenoiserTrainer {
                 x0: batch_tensor(&views, size, &device)?,
                 text: text.encode(&captions)?,
                 demos: None,
+                demo_states: None,
             })
         })
     }
@@ -183,8 +198,13 @@ impl DenoiserTrainer {
             self.settings.dropout,
             &mut self.rng,
         )?;
-        let cache = match (batch.demos, demo_mask) {
-            (Some(demos), Some(mask)) => Some(self.model.encode_demos(&Demos { mask, ..demos })?),
+        let cache = match (batch.demos, demo_mask, &batch.demo_states) {
+            (Some(_), Some(mask), Some(states)) => {
+                Some(self.model.encode_demo_states(states, &mask)?)
+            }
+            (Some(demos), Some(mask), None) => {
+                Some(self.model.encode_demos(&Demos { mask, ..demos })?)
+            }
             _ => None,
         };
         let loss = v_loss(&self.model, &batch.x0, &text, cache.as_ref(), &mut self.rng)?;
@@ -219,13 +239,14 @@ impl DenoiserTrainer {
         Ok(total / pairs.len().max(1) as f32)
     }
 
-    /// The trainable weights by name (a copy, for publishing).
+    /// The model's weights by name, trained and frozen (a copy, for publishing).
     pub fn weights(&self) -> Result<HashMap<String, Tensor>> {
         let vars = self.varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-        Ok(vars
-            .iter()
-            .map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?)))
-            .collect::<candle_core::Result<_>>()?)
+        let mut out: HashMap<String, Tensor> = self.frozen.clone();
+        for (name, var) in vars.iter() {
+            out.insert(name.clone(), var.as_tensor().copy()?);
+        }
+        Ok(out)
     }
 
     /// A checkpoint: weights, optimiser moments and generator state (safetensors), metadata

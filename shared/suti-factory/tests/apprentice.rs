@@ -14,11 +14,20 @@ use suti_factory::apprentice::{
 };
 use suti_factory::base::{BaseTrainConfig, base_model, base_trainer};
 use suti_factory::pixels::to_chw;
-use suti_models::{Demos, DitConfig};
+use suti_models::{DemoAttention, Demos, DitConfig};
 use suti_rng::SplitMix64;
 
 #[test]
 fn the_apprentice_learns_from_triplets_and_uses_its_demonstrations() {
+    learns_and_uses_demonstrations(DemoAttention::Shared);
+}
+
+#[test]
+fn the_gated_apprentice_starts_as_its_base_learns_and_uses_its_demonstrations() {
+    learns_and_uses_demonstrations(DemoAttention::Gated);
+}
+
+fn learns_and_uses_demonstrations(attention: DemoAttention) {
     suti_models::tune_allocator();
     let assets = assets();
     let text = text_encoder();
@@ -70,13 +79,67 @@ fn the_apprentice_learns_from_triplets_and_uses_its_demonstrations() {
         batch: 8,
         learning_rate: 1e-3,
         warmup: 10,
+        demo_attention: attention,
         ..ApprenticeConfig::default()
     };
     let mut trainer = apprentice_trainer(&base, &train).unwrap();
+    let same_noise = |model: &suti_models::Dit, cache: Option<&suti_models::DemoCache>| {
+        let x = Tensor::from_vec(
+            SplitMix64::new(9).normals(3 * size * size),
+            (1, 3, size, size),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let t = Tensor::new(&[0.5f32], &Device::Cpu).unwrap();
+        let prompt = text.encode(&[triplets[0].prompt.as_str()]).unwrap();
+        model.forward(&x, &t, &prompt, cache).unwrap()
+    };
+    if attention == DemoAttention::Gated {
+        // Its readers' output projections start at zero: with demonstrations it predicts what
+        // the base predicts without them.
+        let mut rng = SplitMix64::new(3);
+        let batch = apprentice_batch(
+            &triplets[..1],
+            1,
+            (3, 3),
+            size,
+            &text,
+            &mut rng,
+            &Device::Cpu,
+            false,
+        )
+        .unwrap();
+        let cache = trainer
+            .model()
+            .encode_demos(batch.demos.as_ref().unwrap())
+            .unwrap();
+        let gap = (same_noise(trainer.model(), Some(&cache))
+            - same_noise(&base.dit().unwrap(), None))
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+        assert!(
+            gap < 1e-5,
+            "the gated apprentice starts {gap} away from its base"
+        );
+    }
     let eval_loss = |trainer: &suti_factory::training::DenoiserTrainer| {
         let mut rng = SplitMix64::new(77);
-        let batch =
-            apprentice_batch(&triplets, 12, (3, 3), size, &text, &mut rng, &Device::Cpu).unwrap();
+        let batch = apprentice_batch(
+            &triplets,
+            12,
+            (3, 3),
+            size,
+            &text,
+            &mut rng,
+            &Device::Cpu,
+            false,
+        )
+        .unwrap();
         let cache = trainer
             .model()
             .encode_demos(batch.demos.as_ref().unwrap())
@@ -97,7 +160,23 @@ fn the_apprentice_learns_from_triplets_and_uses_its_demonstrations() {
         apprentice_step(&mut trainer, &triplets, &train, &text).unwrap();
     }
     let after = eval_loss(&trainer);
-    println!("apprentice evaluation loss {before:.4} → {after:.4}");
+    println!("apprentice ({attention:?}) evaluation loss {before:.4} → {after:.4}");
+    if attention == DemoAttention::Gated {
+        // Only the readers trained: the base's weights are published unchanged.
+        let weights = trainer.weights().unwrap();
+        for (name, tensor) in &base.tensors {
+            let moved = (&weights[name] - tensor)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert_eq!(moved, 0.0, "the frozen base weight {name} changed");
+        }
+        assert!(weights.keys().any(|k| k.contains("demo_attn")));
+    }
     assert!(
         after < 0.8 * before,
         "the apprentice's loss did not fall: {before} → {after}"

@@ -26,6 +26,26 @@ pub struct DitConfig {
     pub text_dim: usize,
     /// Demonstrations the apprentice accepts at most (0: a plain text-to-image denoiser).
     pub max_demos: usize,
+    /// How the apprentice's image tokens read the demonstrations (releases written before the
+    /// choice existed are `shared`).
+    #[serde(default)]
+    pub demo_attention: DemoAttention,
+}
+
+/// How the apprentice's image tokens read its demonstrations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DemoAttention {
+    /// One softmax over [own | text | demonstration] keys, the demonstrations encoded by the
+    /// same trainable blocks (Re-Imagen's shared encoder). With 3 demonstrations the text keeps
+    /// about a quarter of its share of the keys.
+    #[default]
+    Shared,
+    /// A second attention per block over the demonstration keys alone, its output added through
+    /// a per-channel gate that starts at zero, so the apprentice starts as exactly the base and the
+    /// text keeps its softmax. The base's blocks stay frozen and encode the demonstrations (their
+    /// states at t = 0); only the readers (projections, gates, index embeddings) train.
+    Gated,
 }
 
 impl DitConfig {
@@ -41,6 +61,7 @@ impl DitConfig {
             mlp_ratio: 4,
             text_dim: 384,
             max_demos: 8,
+            demo_attention: DemoAttention::Shared,
         }
     }
 

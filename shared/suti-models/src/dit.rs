@@ -3,14 +3,22 @@
 //! apprentice, to demonstration tokens.
 //!
 //! Demonstrations (clean images with their captions) are encoded by the same blocks at t = 0, as
-//! Re-Imagen and SuTI share the encoder, with a segment embedding and an index embedding per
-//! demonstration. Demonstration tokens attend only among themselves, so each block's keys and
-//! values for them ([`DemoCache`]) are computed once per request and reused at every denoising
-//! step: the target's tokens attend to [own tokens | text tokens | cached demo tokens].
+//! Re-Imagen and SuTI share the encoder, and read in one of two ways ([`DemoAttention`]):
+//!
+//! - `shared`: with a segment embedding and an index embedding per demonstration, the
+//!   demonstration tokens attend only among themselves, and the target's tokens attend to
+//!   [own tokens | text tokens | demo tokens] in one softmax;
+//! - `gated`: each demonstration is encoded alone by the frozen blocks, and each block's state
+//!   (with an index embedding) feeds a second attention, the block's demonstration reader, whose
+//!   output projection starts at zero: the apprentice starts as exactly its base and the text
+//!   keeps its own softmax.
+//!
+//! Either way each block's keys and values for the demonstrations ([`DemoCache`]) are computed
+//! once per request and reused at every denoising step.
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
-use crate::config::DitConfig;
+use crate::config::{DemoAttention, DitConfig};
 use crate::layers::{
     Attention, Builders, KeyValues, Linear, Mlp, Modulation, modulate, sincos_2d,
     timestep_embedding,
@@ -165,6 +173,17 @@ struct Block {
     attn: Attention,
     mlp: Mlp,
     ada: Linear,
+    /// The gated demonstration reader (`gated` apprentices only).
+    reader: Option<Attention>,
+}
+
+/// What a gated block reads: the demonstrations' keys and values for this block, their key mask,
+/// and per example 1 where any demonstration is visible (0 zeroes the reader, whose softmax over
+/// keys that are all masked would otherwise average them).
+struct DemoRead<'a> {
+    kv: &'a KeyValues,
+    mask: &'a Tensor,
+    present: &'a Tensor,
 }
 
 impl Block {
@@ -181,6 +200,16 @@ impl Block {
                 true,
                 false,
             )?,
+            reader: if cfg.max_demos > 0 && cfg.demo_attention == DemoAttention::Gated {
+                Some(Attention::with_output_init(
+                    &b.pp("demo_attn"),
+                    cfg.width,
+                    cfg.heads,
+                    Init::Zeros,
+                )?)
+            } else {
+                None
+            },
         })
     }
 
@@ -206,6 +235,7 @@ impl Block {
             attn: self.attn.merged()?,
             mlp: self.mlp.merged()?,
             ada: self.ada.clone(),
+            reader: self.reader.as_ref().map(Attention::merged).transpose()?,
         })
     }
 
@@ -215,11 +245,17 @@ impl Block {
         mods: &(Modulation, Modulation),
         extra: &[&KeyValues],
         mask: Option<&Tensor>,
+        demos: Option<DemoRead<'_>>,
     ) -> Result<(Tensor, KeyValues)> {
         let (a, m) = mods;
         let h = modulate(x, &a.shift, &a.scale)?;
         let (attn, own) = self.attn.forward(&h, extra, mask)?;
-        let x = crate::ops::gated_residual(x, &attn, &a.gate)?;
+        let mut x = crate::ops::gated_residual(x, &attn, &a.gate)?;
+        if let (Some(reader), Some(read)) = (&self.reader, demos) {
+            let h = modulate(&x, &a.shift, &a.scale)?;
+            let r = reader.forward_to(&h, read.kv, Some(read.mask))?;
+            x = (x + r.broadcast_mul(read.present)?)?;
+        }
         let h = modulate(&x, &m.shift, &m.scale)?;
         let x = crate::ops::gated_residual(&x, &self.mlp.forward(&h)?, &m.gate)?;
         Ok((x, own))
@@ -252,8 +288,16 @@ impl Dit {
             .map(|i| Block::new(&b.pp(&format!("blocks.{i}")), cfg))
             .collect::<Result<_>>()?;
         let (demo_segment, demo_index) = if cfg.max_demos > 0 {
+            // A gated reader has its own projections, so the demonstration tokens need no
+            // segment embedding to be told from the image's.
+            let segment = match cfg.demo_attention {
+                DemoAttention::Shared => {
+                    Some(b.base.get(&[1, 1, w], "demo_segment", Init::Normal(0.02))?)
+                }
+                DemoAttention::Gated => None,
+            };
             (
-                Some(b.base.get(&[1, 1, w], "demo_segment", Init::Normal(0.02))?),
+                segment,
                 Some(
                     b.base
                         .get(&[cfg.max_demos, w], "demo_index", Init::Normal(0.02))?,
@@ -326,6 +370,11 @@ impl Dit {
         &self.cfg
     }
 
+    /// The device its weights live on.
+    pub fn device(&self) -> &Device {
+        self.positions.device()
+    }
+
     /// `(b, c, h, w)` → `(b, tokens, patch_dim)`.
     fn patchify(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, _, _) = x.dims4()?;
@@ -359,7 +408,7 @@ impl Dit {
 
     /// Encodes demonstrations once per request: every block's keys and values for them.
     pub fn encode_demos(&self, demos: &Demos) -> Result<DemoCache> {
-        let (Some(segment), Some(index)) = (&self.demo_segment, &self.demo_index) else {
+        let Some(index) = &self.demo_index else {
             candle_core::bail!("this model takes no demonstrations (max_demos = 0)");
         };
         let (b, d, c, h, w) = demos.images.dims5()?;
@@ -372,38 +421,110 @@ impl Dit {
         let n = self.cfg.tokens();
         let width = self.cfg.width;
         let images = demos.images.reshape((b * d, c, h, w))?;
+        let pooled = demos.pooled.reshape((b * d, self.cfg.text_dim))?;
+        let Some(segment) = &self.demo_segment else {
+            let states = self.demo_states(&images, &pooled)?;
+            let depth = self.blocks.len();
+            return self.encode_demo_states(&states.reshape((b, d, depth, n, width))?, &demos.mask);
+        };
+        let key_mask = demo_key_mask(&demos.mask, n)?;
+        // Demonstrations are clean images: the conditioning of t = 0 and their own captions.
+        let t0 = Tensor::zeros(b * d, DType::F32, images.device())?;
+        let cond = self.conditioning(&t0, &pooled)?;
+        let index = index.narrow(0, 0, d)?.reshape((1, d, 1, width))?;
         let tokens = self
             .patch_embed
             .forward(&self.patchify(&images)?)?
             .broadcast_add(&self.positions)?
             .broadcast_add(segment)?
             .reshape((b, d, n, width))?
-            .broadcast_add(&index.narrow(0, 0, d)?.reshape((1, d, 1, width))?)?
+            .broadcast_add(&index)?
             .reshape((b, d * n, width))?;
-        // Demonstrations are clean images: the conditioning of t = 0 and their own captions.
-        let t0 = Tensor::zeros(b * d, DType::F32, images.device())?;
-        let pooled = demos.pooled.reshape((b * d, self.cfg.text_dim))?;
-        let cond = self.conditioning(&t0, &pooled)?.reshape((b, d, 1, width))?;
         let cond = cond
+            .reshape((b, d, 1, width))?
             .broadcast_as((b, d, n, width))?
             .contiguous()?
             .reshape((b, d * n, width))?;
-        let key_mask = ((demos.mask.ones_like()? - &demos.mask)? * f64::from(MASKED))?
-            .reshape((b, d, 1))?
-            .broadcast_as((b, d, n))?
-            .contiguous()?
-            .reshape((b, 1, 1, d * n))?;
         let mut x = tokens;
         let mut per_block = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
             let mods = block.modulations(&cond)?;
-            let (next, own) = block.forward(&x, &mods, &[], Some(&key_mask))?;
+            let (next, own) = block.forward(&x, &mods, &[], Some(&key_mask), None)?;
             per_block.push(own);
             x = next;
         }
         Ok(DemoCache {
             per_block,
             key_mask,
+        })
+    }
+
+    /// What a gated apprentice's readers take from demonstrations `images` (`(k, c, h, w)`) with
+    /// their captions' pooled vectors (`(k, text_dim)`): each image alone through the frozen
+    /// blocks at t = 0, as the base sees a clean image, and the normalised state entering each
+    /// block, `(k, depth, tokens, width)`. They depend only on the frozen base and the image, so
+    /// a trainer can compute them once per demonstration and pass them to
+    /// [`Self::encode_demo_states`] at every step.
+    pub fn demo_states(&self, images: &Tensor, pooled: &Tensor) -> Result<Tensor> {
+        if self.cfg.demo_attention != DemoAttention::Gated || self.cfg.max_demos == 0 {
+            candle_core::bail!("only a gated apprentice reads demonstration states");
+        }
+        let k = images.dim(0)?;
+        let t0 = Tensor::zeros(k, DType::F32, images.device())?;
+        let cond = self.conditioning(&t0, pooled)?.unsqueeze(1)?;
+        let mut x = self
+            .patch_embed
+            .forward(&self.patchify(images)?)?
+            .broadcast_add(&self.positions)?;
+        let mut states = Vec::with_capacity(self.blocks.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            // Normalised, as an encoder's output is before cross-attention: the residual stream
+            // grows from block to block.
+            states.push(crate::ops::layer_norm(&x)?);
+            if i + 1 < self.blocks.len() {
+                let mods = block.modulations(&cond)?;
+                x = block.forward(&x, &mods, &[], None, None)?.0;
+            }
+        }
+        Tensor::stack(&states, 1)
+    }
+
+    /// A gated apprentice's demonstration cache from states (`(b, d, depth, tokens, width)`, from
+    /// [`Self::demo_states`]) and their mask (`(b, d)`): each block's reader projects the states
+    /// entering it, with the index embedding of each demonstration's slot.
+    pub fn encode_demo_states(&self, states: &Tensor, mask: &Tensor) -> Result<DemoCache> {
+        let Some(index) = &self.demo_index else {
+            candle_core::bail!("this model takes no demonstrations (max_demos = 0)");
+        };
+        let (b, d, depth, n, width) = states.dims5()?;
+        if depth != self.blocks.len() || n != self.cfg.tokens() || width != self.cfg.width {
+            candle_core::bail!(
+                "demonstration states of shape {:?} do not fit this model",
+                states.dims()
+            );
+        }
+        if d > self.cfg.max_demos {
+            candle_core::bail!(
+                "{d} demonstrations given, the model takes at most {}",
+                self.cfg.max_demos
+            );
+        }
+        let index = index.narrow(0, 0, d)?.reshape((1, d, 1, width))?;
+        let mut per_block = Vec::with_capacity(depth);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let Some(reader) = &block.reader else {
+                candle_core::bail!("a gated apprentice block has no demonstration reader");
+            };
+            let state = states
+                .narrow(2, i, 1)?
+                .squeeze(2)?
+                .broadcast_add(&index)?
+                .reshape((b, d * n, width))?;
+            per_block.push(reader.key_values(&state)?);
+        }
+        Ok(DemoCache {
+            per_block,
+            key_mask: demo_key_mask(mask, n)?,
         })
     }
 
@@ -431,20 +552,41 @@ impl Dit {
             1,
             text.mask.dim(1)?,
         ))?;
+        let gated = self.cfg.demo_attention == DemoAttention::Gated;
         let mut masks = vec![own_mask, text_mask];
-        if let Some(cache) = demos {
+        if let Some(cache) = demos.filter(|_| !gated) {
             masks.push(cache.key_mask.clone());
         }
         let mask = Tensor::cat(&masks, 3)?;
+        let present = match demos.filter(|_| gated) {
+            Some(cache) => Some(
+                cache
+                    .key_mask
+                    .max(3)?
+                    .ge(f64::from(MASKED) / 2.0)?
+                    .to_dtype(DType::F32)?,
+            ),
+            None => None,
+        };
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {
             let mods = block.modulations(&cond)?;
             let text_kv = block.attn.key_values(&text_tokens)?;
             let mut extra = vec![&text_kv];
+            let mut read = None;
             if let Some(cache) = demos {
-                extra.push(&cache.per_block[i]);
+                match &present {
+                    None => extra.push(&cache.per_block[i]),
+                    Some(present) => {
+                        read = Some(DemoRead {
+                            kv: &cache.per_block[i],
+                            mask: &cache.key_mask,
+                            present,
+                        })
+                    }
+                }
             }
-            x = block.forward(&x, &mods, &extra, Some(&mask))?.0;
+            x = block.forward(&x, &mods, &extra, Some(&mask), read)?.0;
         }
         let m = self.final_ada.forward(&cond.silu()?)?.chunk(2, D::Minus1)?;
         let x = modulate(&x, &m[0], &m[1])?;
@@ -463,4 +605,15 @@ impl Dit {
         let cache = self.encode_demos(demos)?;
         self.forward(x_t, t, text, Some(&cache))
     }
+}
+
+/// The additive key mask `(b, 1, 1, d·tokens)` of demonstrations masked by `mask` (`(b, d)`, 1 for
+/// a visible one), `tokens` keys each.
+fn demo_key_mask(mask: &Tensor, tokens: usize) -> Result<Tensor> {
+    let (b, d) = mask.dims2()?;
+    ((mask.ones_like()? - mask)? * f64::from(MASKED))?
+        .reshape((b, d, 1))?
+        .broadcast_as((b, d, tokens))?
+        .contiguous()?
+        .reshape((b, 1, 1, d * tokens))
 }

@@ -221,13 +221,24 @@ pub struct Attention {
 impl Attention {
     /// Attention of `width` with `heads` heads.
     pub fn new(b: &Builders, width: usize, heads: usize) -> Result<Self> {
-        let lin =
-            |name: &str| Linear::new(&b.pp(name), width, width, xavier(width, width), true, true);
+        Self::with_output_init(b, width, heads, xavier(width, width))
+    }
+
+    /// Attention whose output projection starts from `output` (zeros: a branch that adds
+    /// nothing until it has learned something).
+    pub fn with_output_init(
+        b: &Builders,
+        width: usize,
+        heads: usize,
+        output: Init,
+    ) -> Result<Self> {
+        let lin = |name: &str, init: Init| Linear::new(&b.pp(name), width, width, init, true, true);
+        let inner = xavier(width, width);
         Ok(Self {
-            q: lin("q")?,
-            k: lin("k")?,
-            v: lin("v")?,
-            o: lin("o")?,
+            q: lin("q", inner)?,
+            k: lin("k", inner)?,
+            v: lin("v", inner)?,
+            o: lin("o", output)?,
             heads,
         })
     }
@@ -271,6 +282,27 @@ impl Attention {
                 .collect();
             (Tensor::cat(&ks, 2)?, Tensor::cat(&vs, 2)?)
         };
+        Ok((self.attend(&q, &k, &v, mask, (b, n, w))?, own))
+    }
+
+    /// Attends from `x` (`(b, n, w)`) to the given keys and values alone (not to `x` itself), with
+    /// an additive mask over them (`(b, 1, 1, keys)`): cross-attention.
+    pub fn forward_to(&self, x: &Tensor, kv: &KeyValues, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, n, w) = x.dims3()?;
+        let q = self.split_heads(&self.q.forward(x)?)?;
+        self.attend(&q, &kv.k, &kv.v, mask, (b, n, w))
+    }
+
+    /// Scaled dot-product attention of split queries over split keys and values, merged back to
+    /// `(b, n, w)` and projected out.
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        (b, n, w): (usize, usize, usize),
+    ) -> Result<Tensor> {
         let scale = 1.0 / ((w / self.heads) as f64).sqrt();
         let mut scores = (q.matmul(&k.t()?)? * scale)?;
         if let Some(mask) = mask {
@@ -278,11 +310,11 @@ impl Attention {
         }
         let attn = ops::softmax_last_dim(&scores)?;
         let out = attn
-            .matmul(&v)?
+            .matmul(v)?
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b, n, w))?;
-        Ok((self.o.forward(&out)?, own))
+        self.o.forward(&out)
     }
 
     /// The attention with adapters merged.

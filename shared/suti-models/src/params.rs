@@ -30,6 +30,12 @@ enum Source {
     },
     /// Frozen tensors by name.
     Frozen(HashMap<String, Tensor>),
+    /// Frozen tensors where a name is given, trainable variables for every other name.
+    Extend {
+        frozen: HashMap<String, Tensor>,
+        varmap: VarMap,
+        rng: Mutex<SplitMix64>,
+    },
 }
 
 /// Hands out named weights under a prefix. Cheap to clone; clones share the source.
@@ -58,6 +64,27 @@ impl Params {
     pub fn frozen(tensors: HashMap<String, Tensor>, device: &Device) -> Self {
         Self {
             source: Arc::new(Source::Frozen(tensors)),
+            prefix: String::new(),
+            device: device.clone(),
+        }
+    }
+
+    /// A frozen network extended with new trainable weights: names in `frozen` are served from
+    /// it, every other name is a variable in `varmap` (created from `seed`, or taken from the
+    /// varmap when a checkpoint put it there). The gated apprentice trains its demonstration
+    /// readers this way over its frozen base.
+    pub fn extend(
+        frozen: HashMap<String, Tensor>,
+        varmap: &VarMap,
+        seed: u64,
+        device: &Device,
+    ) -> Self {
+        Self {
+            source: Arc::new(Source::Extend {
+                frozen,
+                varmap: varmap.clone(),
+                rng: Mutex::new(SplitMix64::new(seed)),
+            }),
             prefix: String::new(),
             device: device.clone(),
         }
@@ -111,7 +138,7 @@ impl Params {
 
     /// Whether weights from this source are trainable.
     pub fn is_trainable(&self) -> bool {
-        matches!(*self.source, Source::Train { .. })
+        matches!(*self.source, Source::Train { .. } | Source::Extend { .. })
     }
 
     fn full_name(&self, name: &str) -> String {
@@ -125,20 +152,26 @@ impl Params {
     /// The weight `name` of `shape`: created with `init` if trainable and new, loaded otherwise.
     pub fn get(&self, shape: &[usize], name: &str, init: Init) -> Result<Tensor> {
         let full = self.full_name(name);
+        let frozen_weight = |t: &Tensor| {
+            if t.dims() != shape {
+                candle_core::bail!(
+                    "weight {full} has shape {:?}, the model expects {shape:?}",
+                    t.dims()
+                );
+            }
+            t.to_dtype(DType::F32)
+        };
         match &*self.source {
             Source::Frozen(tensors) => {
                 let t = tensors.get(&full).ok_or_else(|| {
                     candle_core::Error::CannotFindTensor { path: full.clone() }.bt()
                 })?;
-                if t.dims() != shape {
-                    candle_core::bail!(
-                        "weight {full} has shape {:?}, the model expects {shape:?}",
-                        t.dims()
-                    );
-                }
-                t.to_dtype(DType::F32)
+                frozen_weight(t)
             }
-            Source::Train { varmap, rng } => {
+            Source::Extend { frozen, .. } if frozen.contains_key(&full) => {
+                frozen_weight(&frozen[&full])
+            }
+            Source::Train { varmap, rng } | Source::Extend { varmap, rng, .. } => {
                 let mut data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(var) = data.get(&full) {
                     if var.dims() != shape {

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use suti_models::diffusion::{Conditioning, SamplerConfig, SamplerKind, sample, v_loss};
 use suti_models::train::{AdamW, AdamWConfig, CheckpointMeta, load_checkpoint, save_checkpoint};
-use suti_models::{Builders, Demos, Dit, DitConfig, LoraConfig, Params, TextCond};
+use suti_models::{Builders, DemoAttention, Demos, Dit, DitConfig, LoraConfig, Params, TextCond};
 use suti_rng::SplitMix64;
 
 const TEXT_LEN: usize = 6;
@@ -380,8 +380,17 @@ fn training_resumes_bit_for_bit_from_a_checkpoint() {
 
 #[test]
 fn cached_demonstrations_give_exactly_the_uncached_predictions() {
+    for attention in [DemoAttention::Shared, DemoAttention::Gated] {
+        cached_demonstrations_give_exactly_the_uncached_predictions_with(attention);
+    }
+}
+
+fn cached_demonstrations_give_exactly_the_uncached_predictions_with(attention: DemoAttention) {
     let dev = Device::Cpu;
-    let cfg = DitConfig::test();
+    let cfg = DitConfig {
+        demo_attention: attention,
+        ..DitConfig::test()
+    };
     let (varmap, model) = trainable(&cfg, 50);
     let mut opt = AdamW::new(&varmap, AdamWConfig::default()).unwrap();
     let mut rng = SplitMix64::new(51);
@@ -443,11 +452,91 @@ fn cached_demonstrations_give_exactly_the_uncached_predictions() {
     );
 }
 
+/// A gated apprentice's demonstration states, computed once and encoded later (as its trainer
+/// does), give exactly the cache that encoding the images does.
+#[test]
+fn gated_demonstration_states_encode_exactly_as_the_images_do() {
+    let dev = Device::Cpu;
+    let cfg = DitConfig {
+        demo_attention: DemoAttention::Gated,
+        ..DitConfig::test()
+    };
+    let (varmap, model) = trainable(&cfg, 40);
+    let (b, d) = (2, 3);
+    let mut demos = demos_for(b, d, &cfg, 41, &dev);
+    demos.mask = Tensor::new(&[[1f32, 1.0, 0.0], [1.0, 1.0, 1.0]], &dev).unwrap();
+    // Two steps first: the readers' output projections start at zero, and a reader that adds
+    // nothing would make any two caches predict alike.
+    let mut opt = AdamW::new(&varmap, AdamWConfig::default()).unwrap();
+    let mut rng = SplitMix64::new(44);
+    for step in 0..2 {
+        let cache = model.encode_demos(&demos).unwrap();
+        let grads = v_loss(
+            &model,
+            &random_images(b, &cfg, 45 + step, &dev),
+            &text_for(&[step, 4], cfg.text_dim, &dev),
+            Some(&cache),
+            &mut rng,
+        )
+        .unwrap()
+        .backward()
+        .unwrap();
+        opt.step(&grads, 5e-3).unwrap();
+    }
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let states = model
+        .demo_states(
+            &demos
+                .images
+                .reshape((b * d, cfg.channels, cfg.image_size, cfg.image_size))
+                .unwrap(),
+            &demos.pooled.reshape((b * d, cfg.text_dim)).unwrap(),
+        )
+        .unwrap();
+    let n = cfg.tokens();
+    let from_states = model
+        .encode_demo_states(
+            &states.reshape((b, d, cfg.depth, n, cfg.width)).unwrap(),
+            &demos.mask,
+        )
+        .unwrap();
+    let from_images = model.encode_demos(&demos).unwrap();
+    let x = random_images(b, &cfg, 42, &dev);
+    let t = Tensor::new(&[0.3f32, 0.8], &dev).unwrap();
+    let text = text_for(&[1, 2], cfg.text_dim, &dev);
+    let with_states = flat(&model.forward(&x, &t, &text, Some(&from_states)).unwrap());
+    assert_eq!(
+        with_states,
+        flat(&model.forward(&x, &t, &text, Some(&from_images)).unwrap())
+    );
+    let without = flat(&model.forward(&x, &t, &text, None).unwrap());
+    assert_ne!(with_states, without, "the trained readers add nothing");
+    // A shared apprentice has no such states.
+    let (_, shared) = trainable(&DitConfig::test(), 40);
+    assert!(
+        shared
+            .demo_states(
+                &random_images(1, &cfg, 43, &dev),
+                &text_for(&[1], cfg.text_dim, &dev).pooled
+            )
+            .is_err()
+    );
+}
+
 #[test]
 fn dropped_conditions_behave_exactly_like_the_unconditional_branch() {
+    for attention in [DemoAttention::Shared, DemoAttention::Gated] {
+        dropped_conditions_behave_exactly_like_the_unconditional_branch_with(attention);
+    }
+}
+
+fn dropped_conditions_behave_exactly_like_the_unconditional_branch_with(attention: DemoAttention) {
     use suti_models::diffusion::{ConditionDropout, drop_conditions};
     let dev = Device::Cpu;
-    let cfg = DitConfig::test();
+    let cfg = DitConfig {
+        demo_attention: attention,
+        ..DitConfig::test()
+    };
     let (varmap, model) = trainable(&cfg, 80);
     let mut opt = AdamW::new(&varmap, AdamWConfig::default()).unwrap();
     let mut rng = SplitMix64::new(81);
