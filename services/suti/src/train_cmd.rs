@@ -1,15 +1,21 @@
 //! `suti train base` and `suti train scorer`: the one-off jobs that turn the crawled image–caption
 //! pairs into the base text-to-image model and the scorer, publishing each as
-//! `models/{base,scorer}/{version}/` with its `LATEST` pointer.
+//! `models/{base,scorer}/{version}/` with its `LATEST` pointer; and `suti train apprentice`, the
+//! diagnostic apprentice trained on the renderer's true images.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use ::apprentice_trainer::APPRENTICE_MODEL;
 use anyhow::{Context, bail};
 use candle_core::Device;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use suti_data::Split;
+use suti_factory::apprentice::{
+    ApprenticeConfig, DemoChoice, apprentice_evaluation_loss, apprentice_step, apprentice_trainer,
+};
 use suti_factory::artifacts::{
     BASE_MODEL, SCORER_MODEL, clear_checkpoint_pointer, crawled_pairs, read_latest_checkpoint,
     write_checkpoint,
@@ -21,8 +27,9 @@ use suti_factory::scorer::{
     Degradations, ScorerTrainConfig, tower_features, train_scorer_on_images,
 };
 use suti_factory::towers;
-use suti_factory::training::Pair;
-use suti_models::{DitConfig, ScorerConfig};
+use suti_factory::training::{DenoiserTrainer, Pair};
+use suti_factory::true_triplets::{TrueTripletSettings, true_triplet_subjects, true_triplets};
+use suti_models::{DemoAttention, DitConfig, ScorerConfig};
 use suti_storage::SharedStore;
 
 /// The training jobs.
@@ -35,6 +42,82 @@ pub enum TrainCommand {
     /// and degraded copies of its image; prints held-out retrieval accuracy on crisp and degraded
     /// images.
     Scorer(ScorerCommand),
+    /// Train an apprentice on the renderer's true images of many training-split subjects (a
+    /// diagnostic of the architecture with a perfect teacher, never the pipeline's default) from
+    /// the stored base, print its evaluation loss on held-out subjects with their own, another
+    /// subject's and no demonstrations, and publish it as the latest apprentice release.
+    Apprentice(ApprenticeArgs),
+}
+
+/// `suti train apprentice`.
+#[derive(Debug, Args)]
+pub struct ApprenticeArgs {
+    /// A YAML file layered over the compiled-in defaults (storage, towers).
+    #[arg(long, short, env = "SUTI_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The data folder of an embedded run (a demo's `<out>/data`) to read the base from and
+    /// publish into, instead of the configured storage.
+    #[arg(long, conflicts_with = "config")]
+    pub data: Option<PathBuf>,
+    /// Where the targets come from: `true-renders` (the renderer's true images of training-split
+    /// subjects) or `accepted` (the pipeline's accepted triplets in storage, as the
+    /// apprentice-trainer reads them, to compare training recipes on the pipeline's own data).
+    #[arg(long, default_value = "true-renders")]
+    pub targets: TargetSource,
+    /// Training-split subjects the triplets are made of.
+    #[arg(long, default_value_t = 200)]
+    pub subjects: usize,
+    /// Targets per subject.
+    #[arg(long, default_value_t = 8)]
+    pub targets_per_subject: usize,
+    /// How the apprentice reads its demonstrations: `shared` or `gated`.
+    #[arg(long, default_value = "shared")]
+    pub demo_attention: DemoAttentionArg,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 1000)]
+    pub steps: u64,
+    /// Examples per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 3e-4)]
+    pub learning_rate: f64,
+    /// Held-out subjects the evaluation loss is measured on.
+    #[arg(long, default_value_t = 24)]
+    pub held_out: usize,
+    /// Seed of the triplets, the new weights, batches and noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Targets per held-out subject in `suti train apprentice`'s evaluation loss.
+const HELD_OUT_TARGETS: usize = 4;
+
+/// The targets `suti train apprentice` trains on.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TargetSource {
+    /// The renderer's true images of each subject in each prompted scene.
+    TrueRenders,
+    /// The accepted triplets under `datasets/apprentice/`.
+    Accepted,
+}
+
+/// [`DemoAttention`] on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DemoAttentionArg {
+    /// One softmax over own, text and demonstration keys; the whole base fine-tuned.
+    Shared,
+    /// Per-block gated readers over the frozen base.
+    Gated,
+}
+
+impl From<DemoAttentionArg> for DemoAttention {
+    fn from(arg: DemoAttentionArg) -> Self {
+        match arg {
+            DemoAttentionArg::Shared => Self::Shared,
+            DemoAttentionArg::Gated => Self::Gated,
+        }
+    }
 }
 
 /// `suti train base`.
@@ -122,8 +205,198 @@ pub async fn run(command: TrainCommand) -> anyhow::Result<()> {
                 train_scorer_job_with(&store, &config, &args, &degradations, true).await?;
             println!("published models/scorer/{version}");
         }
+        TrainCommand::Apprentice(args) => {
+            let config = match &args.data {
+                Some(data) => suti_runtime::SutiConfig::embedded(data),
+                None => suti_runtime::SutiConfig::load_file(args.config.as_deref())?,
+            };
+            let store = suti_runtime::connect_storage(&config).await?;
+            let version = train_true_apprentice(&store, &config, &args).await?;
+            println!("published models/{APPRENTICE_MODEL}/{version}");
+        }
     }
     Ok(())
+}
+
+/// Trains an apprentice on true-image triplets from the stored base, prints its held-out
+/// evaluation losses, and publishes it; returns its version.
+pub async fn train_true_apprentice(
+    store: &SharedStore,
+    config: &suti_runtime::SutiConfig,
+    args: &ApprenticeArgs,
+) -> anyhow::Result<String> {
+    let device = Device::Cpu;
+    let text = towers::configured_text_encoder(&config.models.text_encoder, &device)?;
+    let assets = suti_data::Assets::open_default()
+        .context("EmojiWorld assets (scripts/fetch-assets fetches them)")?;
+    let base_key = suti_stage::models::latest_key(BASE_MODEL)?;
+    let base_version = suti_storage::read_pointer(store.as_ref(), &base_key)
+        .await?
+        .context("no base model in storage (models/base/LATEST): train one first")?;
+    let base = suti_stage::VersionedModels::new(
+        BASE_MODEL,
+        store.clone(),
+        suti_factory::artifacts::base_loader(device.clone()),
+    )
+    .version(&base_version)
+    .await
+    .map_err(|e| anyhow::anyhow!("loading the base model: {e}"))?;
+    let size = base.config.image_size;
+    let settings = TrueTripletSettings {
+        subjects: args.subjects,
+        targets_per_subject: args.targets_per_subject,
+        seed: args.seed,
+        ..TrueTripletSettings::default()
+    };
+    let train_subjects = true_triplet_subjects(&assets, Split::Train, &settings);
+    let held_subjects = true_triplet_subjects(
+        &assets,
+        Split::HeldOut,
+        &TrueTripletSettings {
+            subjects: args.held_out,
+            targets_per_subject: HELD_OUT_TARGETS,
+            seed: args.seed ^ 0x5eed,
+            ..settings.clone()
+        },
+    );
+    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let rendered = match args.targets {
+        TargetSource::TrueRenders => train_subjects.len() + held_subjects.len(),
+        TargetSource::Accepted => held_subjects.len(),
+    };
+    let bar = progress_bar(rendered as u64, "true triplets", show);
+    let (triplets, described) = match args.targets {
+        TargetSource::TrueRenders => (
+            true_triplets(
+                &assets,
+                &train_subjects,
+                &settings,
+                &text,
+                size,
+                &mut || bar.inc(1),
+            )?,
+            format!("true images of {} training subjects", train_subjects.len()),
+        ),
+        TargetSource::Accepted => {
+            let mut all = Vec::new();
+            let mut shards = 0;
+            for object in store.list("datasets/apprentice/").await? {
+                let read =
+                    ::apprentice_trainer::read_shard(store, object.key.as_str(), size, &text)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", object.key))?;
+                shards += usize::from(!read.is_empty());
+                all.extend(read);
+            }
+            if all.is_empty() {
+                bail!(
+                    "no accepted triplets in storage (datasets/apprentice/): run the pipeline first"
+                );
+            }
+            (all, format!("accepted examples of {shards} clusters"))
+        }
+    };
+    let held = true_triplets(
+        &assets,
+        &held_subjects,
+        &TrueTripletSettings {
+            targets_per_subject: HELD_OUT_TARGETS,
+            ..settings.clone()
+        },
+        &text,
+        size,
+        &mut || bar.inc(1),
+    )?;
+    bar.finish_and_clear();
+    eprintln!(
+        "{} training triplets ({described}), {} held-out triplets of {} subjects",
+        triplets.len(),
+        held.len(),
+        held_subjects.len()
+    );
+    let train = ApprenticeConfig {
+        steps: args.steps,
+        batch: args.batch,
+        learning_rate: args.learning_rate,
+        seed: args.seed,
+        demo_attention: args.demo_attention.into(),
+        ..ApprenticeConfig::default()
+    };
+    let mut trainer = apprentice_trainer(&base, &train)?;
+    let losses = |trainer: &DenoiserTrainer| -> anyhow::Result<[f32; 3]> {
+        let loss = |choice| apprentice_evaluation_loss(trainer.model(), &held, 3, choice, &text, 7);
+        Ok([
+            loss(DemoChoice::Own)?,
+            loss(DemoChoice::Other)?,
+            loss(DemoChoice::Without)?,
+        ])
+    };
+    let report = |when: &str, [own, other, without]: [f32; 3]| {
+        eprintln!(
+            "held-out evaluation loss {when}: own demonstrations {own:.4}, another subject's \
+             {other:.4} (gap {:.4}), none {without:.4}",
+            other - own
+        );
+    };
+    report("before", losses(&trainer)?);
+    let bar = progress_bar(args.steps, "apprentice", show);
+    let started = Instant::now();
+    let mut smoothed = None::<f32>;
+    let every = (args.steps / 10).max(1);
+    while !trainer.finished() {
+        let loss = tokio::task::block_in_place(|| {
+            apprentice_step(&mut trainer, &triplets, &train, &text)
+        })?;
+        let s = smoothed.map_or(loss, |s| 0.98 * s + 0.02 * loss);
+        smoothed = Some(s);
+        bar.set_message(format!("loss {s:.4}"));
+        bar.inc(1);
+        let step = trainer.steps_done();
+        if step % every == 0 && !trainer.finished() {
+            // The held-out gap as it grows: the curve to pick a step count from.
+            let [own, other, _] = losses(&trainer)?;
+            let line = format!(
+                "step {step}/{} at {:.0} s: loss {s:.4}; held-out own {own:.4}, other {other:.4}, \
+                 gap {:.4}",
+                args.steps,
+                started.elapsed().as_secs_f64(),
+                other - own
+            );
+            if show {
+                bar.println(line);
+            } else {
+                eprintln!("apprentice: {line}");
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    report("after", losses(&trainer)?);
+    let bundle = suti_factory::BaseModel {
+        config: trainer.config().clone(),
+        tensors: trainer.weights()?,
+    };
+    let (config_json, weights) = bundle.to_bytes()?;
+    let version = format!(
+        "{:010}-{}",
+        trainer.steps_done(),
+        &version_of(&weights)[..8]
+    );
+    suti_stage::publish_model_version(
+        store,
+        APPRENTICE_MODEL,
+        &version,
+        vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
+    )
+    .await?;
+    eprintln!(
+        "apprentice ({:?} demonstration attention): {} steps of {} in {seconds:.0} s ({:.2} s per step)",
+        train.demo_attention,
+        args.steps,
+        args.batch,
+        seconds / args.steps.max(1) as f64
+    );
+    Ok(version)
 }
 
 fn progress_bar(len: u64, what: &str, show: bool) -> ProgressBar {
