@@ -69,7 +69,8 @@ pub struct EvalArgs {
     /// Fine-tuning steps of each expert (default: the configuration's `expert.steps`).
     #[arg(long)]
     pub expert_steps: Option<u64>,
-    /// Subjects the expert baseline runs on, the first ones (0: all; each costs a fine-tune).
+    /// Subjects the expert baseline runs on, the first ones (each costs a fine-tune; 0 leaves
+    /// the expert row out).
     #[arg(long, default_value_t = 8)]
     pub expert_subjects: usize,
     /// Leave out the two control rows (shuffled demonstrations, no demonstrations).

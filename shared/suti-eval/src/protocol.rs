@@ -85,7 +85,8 @@ pub struct EvalSettings {
     pub demo_counts: Vec<usize>,
     /// The expert recipe.
     pub expert: ExpertConfig,
-    /// The expert runs on the first this many subjects (0: all; it costs a fine-tune each).
+    /// The expert runs on the first this many subjects (it costs a fine-tune each; 0 leaves the
+    /// expert row out).
     pub expert_subjects: usize,
     /// Denoising steps.
     pub steps: usize,
@@ -116,13 +117,12 @@ impl EvalSettings {
 
     /// The rows in table order.
     pub fn methods(&self) -> Vec<Method> {
-        let mut methods = vec![
-            Method::RealImages,
-            Method::Base,
-            Method::Expert {
+        let mut methods = vec![Method::RealImages, Method::Base];
+        if self.expert_subjects > 0 {
+            methods.push(Method::Expert {
                 steps: self.expert.steps,
-            },
-        ];
+            });
+        }
         methods.extend(
             self.demo_counts
                 .iter()
@@ -396,11 +396,7 @@ pub fn run_protocol(
     let started = Instant::now();
     let side = models.base.config.image_size as u32;
     let methods = settings.methods();
-    let expert_subjects = if settings.expert_subjects == 0 {
-        subjects.len()
-    } else {
-        settings.expert_subjects.min(subjects.len())
-    };
+    let expert_subjects = settings.expert_subjects.min(subjects.len());
     let total = subjects.len() * methods.len();
     let mut done = 0usize;
     let base_dit = models.base.dit()?;

@@ -100,8 +100,7 @@ pub fn legend(report: &EvalReport) -> String {
          (subject encoder: {}; centred on {}). identification: share of images whose nearest \
          demonstration set among {} candidates is the subject's (chance {:.0} %). instance: share \
          nearer the subject's own drawing than the other drawing of its class (chance 50 %). \
-         CLIP-I, CLIP-T: {}. The expert ran on {} of {} subjects; leads involving it compare \
-         those subjects only.",
+         CLIP-I, CLIP-T: {}. {}",
         report.candidates.saturating_sub(1),
         if report.matched_contexts {
             ", rendered in the subject's own scenes from its seeds"
@@ -113,8 +112,16 @@ pub fn legend(report: &EvalReport) -> String {
         report.candidates,
         100.0 / report.candidates.max(1) as f64,
         report.scorer,
-        report.expert_subjects,
-        report.subjects.len(),
+        if report.expert_subjects == 0 {
+            "The expert did not run.".to_string()
+        } else {
+            format!(
+                "The expert ran on {} of {} subjects; leads involving it compare those subjects \
+                 only.",
+                report.expert_subjects,
+                report.subjects.len()
+            )
+        },
     )
 }
 
