@@ -189,13 +189,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &Health::new(),
     )
     .await?;
-    let mut services = crate::all::spawn_services(&config, &shutdown);
+    // The apprentice-trainer keeps training after its first release; it is stopped before the
+    // evaluation, which would otherwise share the cores with it.
+    let trainer_shutdown = shutdown.child_token();
+    let mut services = crate::all::spawn_services(&config, &shutdown, &trainer_shutdown);
     let result = run_stages(
         &args,
         &config,
         &served,
         &backends,
-        &mut services,
+        (&mut services, &trainer_shutdown),
         &progress,
         started,
     )
@@ -219,7 +222,10 @@ async fn run_stages(
     config: &SutiConfig,
     served: &suti_data::synthweb::ServedSite,
     backends: &Backends,
-    services: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    (services, trainer_shutdown): (
+        &mut tokio::task::JoinSet<anyhow::Result<()>>,
+        &CancellationToken,
+    ),
     progress: &MultiProgress,
     started: Instant,
 ) -> anyhow::Result<()> {
@@ -348,6 +354,7 @@ async fn run_stages(
     for bar in [&experts, &candidates, &filtered, &apprentice] {
         bar.finish();
     }
+    trainer_shutdown.cancel();
     let release = suti_storage::read_pointer(store.as_ref(), &latest_release)
         .await?
         .context("the release pointer vanished")?;
