@@ -321,27 +321,7 @@ impl TrainingLoop {
     }
 
     async fn release(&self, trainer: &DenoiserTrainer) -> Result<String, HandlerError> {
-        let bundle = BaseModel {
-            config: trainer.config().clone(),
-            tensors: trainer
-                .weights()
-                .map_err(|e| HandlerError::permanent("model", e))?,
-        };
-        let (config_json, weights) = bundle
-            .to_bytes()
-            .map_err(|e| HandlerError::permanent("model", e))?;
-        let version = format!(
-            "{:010}-{}",
-            trainer.steps_done(),
-            &version_of(&weights)[..8]
-        );
-        publish_model_version(
-            &self.backends.storage,
-            APPRENTICE_MODEL,
-            &version,
-            vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
-        )
-        .await?;
+        let version = publish_release(&self.backends.storage, trainer).await?;
         let window = &self.recent_losses;
         let message = ApprenticePublishedV1 {
             version: version.clone(),
@@ -547,4 +527,35 @@ pub async fn read_shard(
         });
     }
     Ok(triplets)
+}
+
+/// Publishes `trainer`'s weights as an apprentice release (`models/apprentice/{version}/`, with
+/// its `LATEST` pointer) named by its step and the weights' hash; returns the version. The
+/// `apprentice.published` message is the caller's.
+pub async fn publish_release(
+    storage: &SharedStore,
+    trainer: &DenoiserTrainer,
+) -> Result<String, HandlerError> {
+    let bundle = BaseModel {
+        config: trainer.config().clone(),
+        tensors: trainer
+            .weights()
+            .map_err(|e| HandlerError::permanent("model", e))?,
+    };
+    let (config_json, weights) = bundle
+        .to_bytes()
+        .map_err(|e| HandlerError::permanent("model", e))?;
+    let version = format!(
+        "{:010}-{}",
+        trainer.steps_done(),
+        &version_of(&weights)[..8]
+    );
+    publish_model_version(
+        storage,
+        APPRENTICE_MODEL,
+        &version,
+        vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
+    )
+    .await?;
+    Ok(version)
 }

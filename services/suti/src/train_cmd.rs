@@ -229,18 +229,14 @@ pub async fn train_true_apprentice(
     let text = towers::configured_text_encoder(&config.models.text_encoder, &device)?;
     let assets = suti_data::Assets::open_default()
         .context("EmojiWorld assets (scripts/fetch-assets fetches them)")?;
-    let base_key = suti_stage::models::latest_key(BASE_MODEL)?;
-    let base_version = suti_storage::read_pointer(store.as_ref(), &base_key)
-        .await?
-        .context("no base model in storage (models/base/LATEST): train one first")?;
-    let base = suti_stage::VersionedModels::new(
+    let (_, base) = suti_stage::VersionedModels::new(
         BASE_MODEL,
         store.clone(),
         suti_factory::artifacts::base_loader(device.clone()),
     )
-    .version(&base_version)
+    .latest()
     .await
-    .map_err(|e| anyhow::anyhow!("loading the base model: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("loading the base model (train one first): {e}"))?;
     let size = base.config.image_size;
     let settings = TrueTripletSettings {
         subjects: args.subjects,
@@ -372,23 +368,9 @@ pub async fn train_true_apprentice(
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     report("after", losses(&trainer)?);
-    let bundle = suti_factory::BaseModel {
-        config: trainer.config().clone(),
-        tensors: trainer.weights()?,
-    };
-    let (config_json, weights) = bundle.to_bytes()?;
-    let version = format!(
-        "{:010}-{}",
-        trainer.steps_done(),
-        &version_of(&weights)[..8]
-    );
-    suti_stage::publish_model_version(
-        store,
-        APPRENTICE_MODEL,
-        &version,
-        vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
-    )
-    .await?;
+    let version = ::apprentice_trainer::publish_release(store, &trainer)
+        .await
+        .map_err(|e| anyhow::anyhow!("publishing the apprentice: {e}"))?;
     eprintln!(
         "apprentice ({:?} demonstration attention): {} steps of {} in {seconds:.0} s ({:.2} s per step)",
         train.demo_attention,

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use suti_models::diffusion::ConditionDropout;
@@ -195,20 +195,12 @@ pub fn apprentice_batch(
         })
         .collect();
     let width = chosen.iter().map(Vec::len).max().unwrap_or(1);
-    let plane = 3 * size * size;
-    let text_dim = triplets[0].demos.pooled[0].len();
-    let mut images = vec![0f32; batch * width * plane];
-    let mut pooled = vec![0f32; batch * width * text_dim];
-    let mut mask = vec![0f32; batch * width];
-    for (b, (&i, demos)) in picks.iter().zip(&chosen).enumerate() {
-        for (slot, &d) in demos.iter().enumerate() {
-            let at = b * width + slot;
-            images[at * plane..(at + 1) * plane].copy_from_slice(&triplets[i].demos.images[d]);
-            pooled[at * text_dim..(at + 1) * text_dim]
-                .copy_from_slice(&triplets[i].demos.pooled[d]);
-            mask[at] = 1.0;
-        }
-    }
+    let rows: Vec<(&DemoSet, &[usize])> = picks
+        .iter()
+        .zip(&chosen)
+        .map(|(&i, demos)| (&*triplets[i].demos, demos.as_slice()))
+        .collect();
+    let demos = pack_demos(&rows, width, size, device)?;
     let targets: Vec<&[f32]> = picks
         .iter()
         .map(|&i| triplets[i].target.as_slice())
@@ -237,12 +229,40 @@ pub fn apprentice_batch(
     Ok(Batch {
         x0: batch_tensor(&targets, size, device)?,
         text: text.encode(&prompts)?,
-        demos: Some(Demos {
-            images: Tensor::from_vec(images, (batch, width, 3, size, size), device)?,
-            pooled: Tensor::from_vec(pooled, (batch, width, text_dim), device)?,
-            mask: Tensor::from_vec(mask, (batch, width), device)?.to_dtype(DType::F32)?,
-        }),
+        demos: Some(demos),
         demo_states,
+    })
+}
+
+/// Demonstrations for a batch: row `b` holds the demonstrations `picked` of its set, in order,
+/// padded with masked slots to `width`.
+fn pack_demos(
+    rows: &[(&DemoSet, &[usize])],
+    width: usize,
+    size: usize,
+    device: &Device,
+) -> Result<Demos> {
+    let plane = 3 * size * size;
+    let text_dim = rows
+        .first()
+        .map(|(set, _)| set.pooled[0].len())
+        .ok_or_else(|| FactoryError::Invalid("no demonstrations to pack".into()))?;
+    let b = rows.len();
+    let mut images = vec![0f32; b * width * plane];
+    let mut pooled = vec![0f32; b * width * text_dim];
+    let mut mask = vec![0f32; b * width];
+    for (row, (set, picked)) in rows.iter().enumerate() {
+        for (slot, &d) in picked.iter().enumerate() {
+            let at = row * width + slot;
+            images[at * plane..(at + 1) * plane].copy_from_slice(&set.images[d]);
+            pooled[at * text_dim..(at + 1) * text_dim].copy_from_slice(&set.pooled[d]);
+            mask[at] = 1.0;
+        }
+    }
+    Ok(Demos {
+        images: Tensor::from_vec(images, (b, width, 3, size, size), device)?,
+        pooled: Tensor::from_vec(pooled, (b, width, text_dim), device)?,
+        mask: Tensor::from_vec(mask, (b, width), device)?,
     })
 }
 
@@ -351,24 +371,16 @@ pub fn apprentice_evaluation_loss(
         let cache = match choice {
             DemoChoice::Without => None,
             DemoChoice::Own | DemoChoice::Other => {
-                let (b, plane) = (chunk.len(), 3 * size * size);
-                let text_dim = sets[0].pooled[0].len();
-                let mut images = vec![0f32; b * demos * plane];
-                let mut pooled = vec![0f32; b * demos * text_dim];
-                let mut mask = vec![0f32; b * demos];
-                for (e, set) in sets.iter().enumerate() {
-                    for d in 0..demos.min(set.images.len()) {
-                        let at = e * demos + d;
-                        images[at * plane..(at + 1) * plane].copy_from_slice(&set.images[d]);
-                        pooled[at * text_dim..(at + 1) * text_dim].copy_from_slice(&set.pooled[d]);
-                        mask[at] = 1.0;
-                    }
-                }
-                Some(model.encode_demos(&Demos {
-                    images: Tensor::from_vec(images, (b, demos, 3, size, size), &device)?,
-                    pooled: Tensor::from_vec(pooled, (b, demos, text_dim), &device)?,
-                    mask: Tensor::from_vec(mask, (b, demos), &device)?,
-                })?)
+                let first: Vec<Vec<usize>> = sets
+                    .iter()
+                    .map(|set| (0..demos.min(set.images.len())).collect())
+                    .collect();
+                let rows: Vec<(&DemoSet, &[usize])> = sets
+                    .iter()
+                    .zip(&first)
+                    .map(|(set, picked)| (&***set, picked.as_slice()))
+                    .collect();
+                Some(model.encode_demos(&pack_demos(&rows, demos, size, &device)?)?)
             }
         };
         let loss = suti_models::diffusion::v_loss(model, &x0, &cond, cache.as_ref(), &mut rng)?

@@ -83,16 +83,23 @@ fn learns_and_uses_demonstrations(attention: DemoAttention) {
         ..ApprenticeConfig::default()
     };
     let mut trainer = apprentice_trainer(&base, &train).unwrap();
-    let same_noise = |model: &suti_models::Dit, cache: Option<&suti_models::DemoCache>| {
+    // One noisy target (from `noise_seed`) at time `t`, with the first triplet's prompt.
+    let forward_at = |model: &suti_models::Dit,
+                      cache: Option<&suti_models::DemoCache>,
+                      noise_seed: u64,
+                      t: f32| {
         let x = Tensor::from_vec(
-            SplitMix64::new(9).normals(3 * size * size),
+            SplitMix64::new(noise_seed).normals(3 * size * size),
             (1, 3, size, size),
             &Device::Cpu,
         )
         .unwrap();
-        let t = Tensor::new(&[0.5f32], &Device::Cpu).unwrap();
+        let t = Tensor::new(&[t], &Device::Cpu).unwrap();
         let prompt = text.encode(&[triplets[0].prompt.as_str()]).unwrap();
         model.forward(&x, &t, &prompt, cache).unwrap()
+    };
+    let same_noise = |model: &suti_models::Dit, cache: Option<&suti_models::DemoCache>| {
+        forward_at(model, cache, 9, 0.5)
     };
     if attention == DemoAttention::Gated {
         // Its readers' output projections start at zero: with demonstrations it predicts what
@@ -195,15 +202,7 @@ fn learns_and_uses_demonstrations(attention: DemoAttention) {
                 mask: Tensor::ones((1, d), candle_core::DType::F32, &Device::Cpu).unwrap(),
             })
             .unwrap();
-        let x = Tensor::from_vec(
-            SplitMix64::new(5).normals(3 * size * size),
-            (1, 3, size, size),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let t = Tensor::new(&[0.6f32], &Device::Cpu).unwrap();
-        let prompt = text.encode(&[triplets[0].prompt.as_str()]).unwrap();
-        model.forward(&x, &t, &prompt, Some(&cache)).unwrap()
+        forward_at(model, Some(&cache), 5, 0.6)
     };
     let difference = (predict(&demo_sets[0]) - predict(&demo_sets[1]))
         .unwrap()
