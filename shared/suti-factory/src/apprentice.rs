@@ -4,6 +4,7 @@
 //! work from any number; condition dropout (text, demonstrations, both) gives guidance its
 //! unconditional branches.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{Device, Tensor, Var};
@@ -111,21 +112,41 @@ pub fn apprentice_shape(base: &DitConfig, attention: DemoAttention) -> DitConfig
 
 /// An apprentice in training, initialised from `base` (the demonstration embeddings, and for a
 /// gated apprentice its readers, are new). A shared apprentice trains every weight; a gated one
-/// trains its readers over the frozen base, whose weights its releases carry unchanged.
+/// trains its readers over the frozen base, whose weights its releases carry unchanged; a
+/// fine-tuned gated one trains every weight, its demonstrations encoded by a frozen copy of the
+/// base that its releases carry.
 pub fn apprentice_trainer(base: &BaseModel, config: &ApprenticeConfig) -> Result<DenoiserTrainer> {
     let device = base.device();
     let varmap = VarMap::new();
     let shape = apprentice_shape(&base.config, config.demo_attention);
+    let start_from_base = || -> Result<()> {
+        let mut vars = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+        for (name, tensor) in &base.tensors {
+            vars.insert(name.clone(), Var::from_tensor(tensor)?);
+        }
+        Ok(())
+    };
+    // The weights that stay as the base made them: a gated apprentice's whole network, a
+    // fine-tuned gated one's demonstration encoder (a copy of the base under its own prefix).
+    let frozen: HashMap<String, Tensor> = match config.demo_attention {
+        DemoAttention::Shared => HashMap::new(),
+        DemoAttention::Gated => base.tensors.clone(),
+        DemoAttention::GatedFinetuned => base
+            .tensors
+            .iter()
+            .map(|(name, t)| (format!("demo_encoder.{name}"), t.clone()))
+            .collect(),
+    };
     let params = match config.demo_attention {
         DemoAttention::Shared => {
-            let mut vars = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-            for (name, tensor) in &base.tensors {
-                vars.insert(name.clone(), Var::from_tensor(tensor)?);
-            }
-            drop(vars);
+            start_from_base()?;
             Params::train(&varmap, config.seed, &device)
         }
-        DemoAttention::Gated => Params::extend(base.tensors.clone(), &varmap, config.seed, &device),
+        DemoAttention::Gated => Params::extend(frozen.clone(), &varmap, config.seed, &device),
+        DemoAttention::GatedFinetuned => {
+            start_from_base()?;
+            Params::extend(frozen.clone(), &varmap, config.seed, &device)
+        }
     };
     if config.min_demos == 0
         || config.min_demos > config.max_demos
@@ -137,10 +158,6 @@ pub fn apprentice_trainer(base: &BaseModel, config: &ApprenticeConfig) -> Result
         )));
     }
     let model = Dit::new(&shape, &Builders::base(params))?;
-    let frozen = match config.demo_attention {
-        DemoAttention::Shared => Default::default(),
-        DemoAttention::Gated => base.tensors.clone(),
-    };
     let trainer = DenoiserTrainer::new(
         model,
         varmap,
@@ -302,7 +319,7 @@ pub fn apprentice_step(
     let device = trainer.device().clone();
     // A gated apprentice's demonstrations pass through the frozen base, so their states are
     // computed once rather than at every step.
-    let frozen = trainer.config().demo_attention == DemoAttention::Gated;
+    let frozen = trainer.config().demo_attention.is_gated();
     if frozen {
         cache_frozen_states(trainer.model(), triplets)?;
     }

@@ -27,6 +27,11 @@ fn the_gated_apprentice_starts_as_its_base_learns_and_uses_its_demonstrations() 
     learns_and_uses_demonstrations(DemoAttention::Gated);
 }
 
+#[test]
+fn the_fine_tuned_gated_apprentice_starts_as_its_base_and_keeps_its_encoder_frozen() {
+    learns_and_uses_demonstrations(DemoAttention::GatedFinetuned);
+}
+
 fn learns_and_uses_demonstrations(attention: DemoAttention) {
     suti_models::tune_allocator();
     let assets = assets();
@@ -101,7 +106,7 @@ fn learns_and_uses_demonstrations(attention: DemoAttention) {
     let same_noise = |model: &suti_models::Dit, cache: Option<&suti_models::DemoCache>| {
         forward_at(model, cache, 9, 0.5)
     };
-    if attention == DemoAttention::Gated {
+    if attention.is_gated() {
         // Its readers' output projections start at zero: with demonstrations it predicts what
         // the base predicts without them.
         let mut rng = SplitMix64::new(3);
@@ -168,21 +173,47 @@ fn learns_and_uses_demonstrations(attention: DemoAttention) {
     }
     let after = eval_loss(&trainer);
     println!("apprentice ({attention:?}) evaluation loss {before:.4} → {after:.4}");
-    if attention == DemoAttention::Gated {
-        // Only the readers trained: the base's weights are published unchanged.
-        let weights = trainer.weights().unwrap();
-        for (name, tensor) in &base.tensors {
-            let moved = (&weights[name] - tensor)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert_eq!(moved, 0.0, "the frozen base weight {name} changed");
+    let weights = trainer.weights().unwrap();
+    let moved = |name: &str, tensor: &Tensor| {
+        (&weights[name] - tensor)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    match attention {
+        DemoAttention::Shared => {}
+        DemoAttention::Gated => {
+            // Only the readers trained: the base's weights are published unchanged.
+            for (name, tensor) in &base.tensors {
+                assert_eq!(
+                    moved(name, tensor),
+                    0.0,
+                    "the frozen base weight {name} changed"
+                );
+            }
+            assert!(weights.keys().any(|k| k.contains("demo_attn")));
         }
-        assert!(weights.keys().any(|k| k.contains("demo_attn")));
+        DemoAttention::GatedFinetuned => {
+            // The network trained; the copy that encodes the demonstrations did not.
+            for (name, tensor) in &base.tensors {
+                let copy = format!("demo_encoder.{name}");
+                assert_eq!(moved(&copy, tensor), 0.0, "the encoder's {copy} changed");
+            }
+            let trained = base
+                .tensors
+                .iter()
+                .filter(|(name, tensor)| moved(name, tensor) > 0.0)
+                .count();
+            assert!(
+                trained * 2 > base.tensors.len(),
+                "only {trained} of the network's {} weights trained",
+                base.tensors.len()
+            );
+        }
     }
     assert!(
         after < 0.8 * before,

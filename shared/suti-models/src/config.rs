@@ -46,6 +46,18 @@ pub enum DemoAttention {
     /// text keeps its softmax. The base's blocks stay frozen and encode the demonstrations (their
     /// states at t = 0); only the readers (projections, gates, index embeddings) train.
     Gated,
+    /// The `gated` readers, but the whole network fine-tunes with them, so it can learn to draw
+    /// what it reads. The demonstrations' states come from a frozen copy of the base
+    /// (`demo_encoder.*`, published with the release), so they stay computable once per
+    /// demonstration while the network trains.
+    GatedFinetuned,
+}
+
+impl DemoAttention {
+    /// Whether the demonstrations are read by per-block gated readers from frozen states.
+    pub fn is_gated(self) -> bool {
+        matches!(self, Self::Gated | Self::GatedFinetuned)
+    }
 }
 
 impl DitConfig {

@@ -11,7 +11,9 @@
 //! - `gated`: each demonstration is encoded alone by the frozen blocks, and each block's state
 //!   (with an index embedding) feeds a second attention, the block's demonstration reader, whose
 //!   output projection starts at zero: the apprentice starts as exactly its base and the text
-//!   keeps its own softmax.
+//!   keeps its own softmax;
+//! - `gated_finetuned`: the same readers, with a frozen copy of the base encoding the
+//!   demonstrations while the network itself fine-tunes.
 //!
 //! Either way each block's keys and values for the demonstrations ([`DemoCache`]) are computed
 //! once per request and reused at every denoising step.
@@ -200,7 +202,7 @@ impl Block {
                 true,
                 false,
             )?,
-            reader: if cfg.max_demos > 0 && cfg.demo_attention == DemoAttention::Gated {
+            reader: if cfg.max_demos > 0 && cfg.demo_attention.is_gated() {
                 Some(Attention::with_output_init(
                     &b.pp("demo_attn"),
                     cfg.width,
@@ -276,6 +278,8 @@ pub struct Dit {
     final_out: Linear,
     demo_segment: Option<Tensor>,
     demo_index: Option<Tensor>,
+    /// `gated_finetuned`: the frozen copy of the base that encodes the demonstrations.
+    demo_encoder: Option<Box<Dit>>,
 }
 
 impl Dit {
@@ -294,7 +298,7 @@ impl Dit {
                 DemoAttention::Shared => {
                     Some(b.base.get(&[1, 1, w], "demo_segment", Init::Normal(0.02))?)
                 }
-                DemoAttention::Gated => None,
+                DemoAttention::Gated | DemoAttention::GatedFinetuned => None,
             };
             (
                 segment,
@@ -306,6 +310,17 @@ impl Dit {
         } else {
             (None, None)
         };
+        let demo_encoder =
+            if cfg.max_demos > 0 && cfg.demo_attention == DemoAttention::GatedFinetuned {
+                let base = DitConfig {
+                    max_demos: 0,
+                    demo_attention: DemoAttention::Shared,
+                    ..cfg.clone()
+                };
+                Some(Box::new(Dit::new(&base, &b.pp("demo_encoder"))?))
+            } else {
+                None
+            };
         Ok(Self {
             cfg: cfg.clone(),
             patch_embed: Linear::new(&b.pp("patch_embed"), pd, w, xavier(pd, w), true, false)?,
@@ -340,6 +355,7 @@ impl Dit {
             final_out: Linear::new(&b.pp("final_out"), w, pd, Init::Zeros, true, false)?,
             demo_segment,
             demo_index,
+            demo_encoder,
         })
     }
 
@@ -362,6 +378,11 @@ impl Dit {
             final_out: self.final_out.clone(),
             demo_segment: self.demo_segment.clone(),
             demo_index: self.demo_index.clone(),
+            demo_encoder: self
+                .demo_encoder
+                .as_ref()
+                .map(|e| e.merged().map(Box::new))
+                .transpose()?,
         })
     }
 
@@ -466,9 +487,19 @@ impl Dit {
     /// a trainer can compute them once per demonstration and pass them to
     /// [`Self::encode_demo_states`] at every step.
     pub fn demo_states(&self, images: &Tensor, pooled: &Tensor) -> Result<Tensor> {
-        if self.cfg.demo_attention != DemoAttention::Gated || self.cfg.max_demos == 0 {
+        if !self.cfg.demo_attention.is_gated() || self.cfg.max_demos == 0 {
             candle_core::bail!("only a gated apprentice reads demonstration states");
         }
+        // A fine-tuned gated apprentice's own blocks train, so its frozen copy encodes.
+        self.demo_encoder
+            .as_deref()
+            .unwrap_or(self)
+            .clean_states(images, pooled)
+    }
+
+    /// The normalised state entering each block for clean images at t = 0 (see
+    /// [`Self::demo_states`]).
+    fn clean_states(&self, images: &Tensor, pooled: &Tensor) -> Result<Tensor> {
         let k = images.dim(0)?;
         let t0 = Tensor::zeros(k, DType::F32, images.device())?;
         let cond = self.conditioning(&t0, pooled)?.unsqueeze(1)?;
@@ -552,7 +583,7 @@ impl Dit {
             1,
             text.mask.dim(1)?,
         ))?;
-        let gated = self.cfg.demo_attention == DemoAttention::Gated;
+        let gated = self.cfg.demo_attention.is_gated();
         let mut masks = vec![own_mask, text_mask];
         if let Some(cache) = demos.filter(|_| !gated) {
             masks.push(cache.key_mask.clone());

@@ -380,7 +380,11 @@ fn training_resumes_bit_for_bit_from_a_checkpoint() {
 
 #[test]
 fn cached_demonstrations_give_exactly_the_uncached_predictions() {
-    for attention in [DemoAttention::Shared, DemoAttention::Gated] {
+    for attention in [
+        DemoAttention::Shared,
+        DemoAttention::Gated,
+        DemoAttention::GatedFinetuned,
+    ] {
         cached_demonstrations_give_exactly_the_uncached_predictions_with(attention);
     }
 }
@@ -525,7 +529,11 @@ fn gated_demonstration_states_encode_exactly_as_the_images_do() {
 
 #[test]
 fn dropped_conditions_behave_exactly_like_the_unconditional_branch() {
-    for attention in [DemoAttention::Shared, DemoAttention::Gated] {
+    for attention in [
+        DemoAttention::Shared,
+        DemoAttention::Gated,
+        DemoAttention::GatedFinetuned,
+    ] {
         dropped_conditions_behave_exactly_like_the_unconditional_branch_with(attention);
     }
 }
