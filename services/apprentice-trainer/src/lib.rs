@@ -25,9 +25,10 @@ use suti_factory::bundle::{CONFIG_FILE, WEIGHTS_FILE, version_of};
 use suti_factory::pixels::to_chw;
 use suti_factory::training::DenoiserTrainer;
 use suti_messages::{ApprenticeMetrics, ApprenticePublishedV1, ExampleShard, ExamplesAcceptedV1};
+use suti_models::DemoAttention;
 use suti_models::text::TextEncoder;
 use suti_queue::{Broker, Envelope, Topology};
-use suti_runtime::{ServiceName, SutiConfig};
+use suti_runtime::{ApprenticeDemoAttention, ServiceName, SutiConfig};
 use suti_stage::{
     HandleContext, Handler, HandlerError, Outcome, ServiceHost, VersionedModels,
     publish_model_version,
@@ -128,6 +129,11 @@ pub struct LoopConfig {
     pub release_every: u64,
     /// How often to look for new shards.
     pub refresh: Duration,
+    /// Indexed shards a fresh run waits for before its first step.
+    pub start_shards: usize,
+    /// The longest a fresh run waits for them after the first shard; then it starts with what
+    /// it has.
+    pub start_wait: Duration,
 }
 
 /// Settings from the configuration.
@@ -142,13 +148,31 @@ pub fn loop_config(config: &SutiConfig) -> LoopConfig {
             min_demos: a.min_demos,
             max_demos: a.max_demos,
             seed: a.seed,
-            // Not yet a configuration setting (the house issue types the apprentice's section).
-            demo_attention: Default::default(),
+            demo_attention: match a.demo_attention {
+                ApprenticeDemoAttention::Shared => DemoAttention::Shared,
+                ApprenticeDemoAttention::Gated => DemoAttention::Gated,
+                ApprenticeDemoAttention::GatedFinetuned => DemoAttention::GatedFinetuned,
+            },
         },
         checkpoint_every: a.checkpoint_every,
         release_every: a.release_every,
         refresh: Duration::from_secs(a.refresh_secs),
+        start_shards: a.start_shards,
+        start_wait: Duration::from_secs(a.start_wait_secs),
     }
+}
+
+/// Whether a run that has made `steps_done` steps, with `shards` indexed shards the first of
+/// which came `since_first` ago, still waits before its first step.
+fn waits_for_shards(
+    steps_done: u64,
+    shards: usize,
+    since_first: Option<Duration>,
+    config: &LoopConfig,
+) -> bool {
+    steps_done == 0
+        && shards < config.start_shards
+        && since_first.is_some_and(|waited| waited < config.start_wait)
 }
 
 /// What the trainer works with.
@@ -368,6 +392,10 @@ impl TrainingLoop {
             indicatif::ProgressBar::hidden()
         };
         let mut last_refresh: Option<Instant> = None;
+        // When the first shard came, while a fresh run waits for `start_shards` of them: an
+        // apprentice trained on the first clusters alone learns them, not to read.
+        let mut first_shard: Option<Instant> = None;
+        let mut waiting_logged = false;
         while !shutdown.is_cancelled() {
             if last_refresh.is_none_or(|t| t.elapsed() >= self.config.refresh) {
                 match runtime.block_on(self.refresh(size)) {
@@ -384,7 +412,24 @@ impl TrainingLoop {
                 }
                 last_refresh = Some(Instant::now());
             }
-            if self.triplets.is_empty() {
+            if !self.loaded.is_empty() {
+                first_shard.get_or_insert_with(Instant::now);
+            }
+            let waiting = waits_for_shards(
+                trainer.steps_done(),
+                self.loaded.len(),
+                first_shard.map(|t| t.elapsed()),
+                &self.config,
+            );
+            if waiting && !waiting_logged {
+                info!(
+                    shards = self.loaded.len(),
+                    start_shards = self.config.start_shards,
+                    "waiting for more shards before the first step"
+                );
+                waiting_logged = true;
+            }
+            if self.triplets.is_empty() || waiting {
                 // A plain sleep, not the runtime's timer: this thread may outlive the runtime's
                 // timer when the process is shutting down.
                 std::thread::sleep(Duration::from_millis(200));
@@ -558,4 +603,31 @@ pub async fn publish_release(
     )
     .await?;
     Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_run_waits_for_its_shards_or_until_the_wait_is_over() {
+        let mut config = loop_config(&SutiConfig::embedded("unused"));
+        config.start_shards = 3;
+        config.start_wait = Duration::from_secs(60);
+        let soon = Some(Duration::from_secs(5));
+        assert!(waits_for_shards(0, 1, soon, &config));
+        assert!(waits_for_shards(0, 2, soon, &config));
+        assert!(!waits_for_shards(0, 3, soon, &config), "all shards are in");
+        assert!(
+            !waits_for_shards(0, 1, Some(Duration::from_secs(61)), &config),
+            "the wait is over"
+        );
+        assert!(
+            !waits_for_shards(40, 1, soon, &config),
+            "a resumed run goes on"
+        );
+        // The defaults start on the first shard.
+        let defaults = loop_config(&SutiConfig::embedded("unused"));
+        assert!(!waits_for_shards(0, 1, soon, &defaults));
+    }
 }

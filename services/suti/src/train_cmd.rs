@@ -28,7 +28,9 @@ use suti_factory::scorer::{
 };
 use suti_factory::towers;
 use suti_factory::training::{DenoiserTrainer, Pair};
-use suti_factory::true_triplets::{TrueTripletSettings, true_triplet_subjects, true_triplets};
+use suti_factory::true_triplets::{
+    TrueTripletSettings, true_pairs, true_triplet_subjects, true_triplets,
+};
 use suti_models::{DemoAttention, DitConfig, ScorerConfig};
 use suti_storage::SharedStore;
 
@@ -70,7 +72,11 @@ pub struct ApprenticeArgs {
     /// Targets per subject.
     #[arg(long, default_value_t = 8)]
     pub targets_per_subject: usize,
-    /// How the apprentice reads its demonstrations: `shared` or `gated`.
+    /// Share of the true-render targets whose prompt says `animal` or `object` instead of the
+    /// class noun, so that only the demonstrations tell what the subject is (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub generic_nouns: f32,
+    /// How the apprentice reads its demonstrations: `shared`, `gated` or `gated-finetuned`.
     #[arg(long, default_value = "shared")]
     pub demo_attention: DemoAttentionArg,
     /// Optimiser steps.
@@ -102,6 +108,15 @@ pub enum TargetSource {
     Accepted,
 }
 
+/// The pairs `suti train base` learns from.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PairSource {
+    /// The crawled clusters' image–caption pairs in storage.
+    Crawled,
+    /// The renderer's true images of training-split subjects.
+    TrueRenders,
+}
+
 /// [`DemoAttention`] on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum DemoAttentionArg {
@@ -109,6 +124,8 @@ pub enum DemoAttentionArg {
     Shared,
     /// Per-block gated readers over the frozen base.
     Gated,
+    /// The gated readers with the whole network fine-tuned, over a frozen copy of the base.
+    GatedFinetuned,
 }
 
 impl From<DemoAttentionArg> for DemoAttention {
@@ -116,6 +133,7 @@ impl From<DemoAttentionArg> for DemoAttention {
         match arg {
             DemoAttentionArg::Shared => Self::Shared,
             DemoAttentionArg::Gated => Self::Gated,
+            DemoAttentionArg::GatedFinetuned => Self::GatedFinetuned,
         }
     }
 }
@@ -126,6 +144,19 @@ pub struct BaseArgs {
     /// A YAML file layered over the compiled-in defaults (storage, towers).
     #[arg(long, short, env = "SUTI_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The data folder of an embedded run (a demo's `<out>/data`) to read from and publish
+    /// into, instead of the configured storage.
+    #[arg(long, conflicts_with = "config")]
+    pub data: Option<PathBuf>,
+    /// What the base learns from: `crawled` (every crawled image–caption pair) or
+    /// `true-renders` (the renderer's true images of `--subjects` training-split subjects, the
+    /// data-scale diagnostic: a base that knows many classes without crawling them).
+    #[arg(long, default_value = "crawled")]
+    pub pairs: PairSource,
+    /// Training-split subjects of `--pairs true-renders` (5 demonstrations and 8 prompted
+    /// targets each, as `suti train apprentice` makes them).
+    #[arg(long, default_value_t = 200)]
+    pub subjects: usize,
     /// Model preset: test, mini, tiny, small or base.
     #[arg(long, default_value = "tiny")]
     pub preset: String,
@@ -192,7 +223,10 @@ pub struct ScorerCommand {
 pub async fn run(command: TrainCommand) -> anyhow::Result<()> {
     match command {
         TrainCommand::Base(args) => {
-            let config = suti_runtime::SutiConfig::load_file(args.config.as_deref())?;
+            let config = match &args.data {
+                Some(data) => suti_runtime::SutiConfig::embedded(data),
+                None => suti_runtime::SutiConfig::load_file(args.config.as_deref())?,
+            };
             let store = suti_runtime::connect_storage(&config).await?;
             if let Some((version, _)) = train_base(&store, &config, &args, true).await? {
                 println!("published models/base/{version}");
@@ -225,6 +259,12 @@ pub async fn train_true_apprentice(
     config: &suti_runtime::SutiConfig,
     args: &ApprenticeArgs,
 ) -> anyhow::Result<String> {
+    if !(0.0..=1.0).contains(&args.generic_nouns) {
+        bail!(
+            "--generic-nouns is a share, from 0 to 1 (got {})",
+            args.generic_nouns
+        );
+    }
     let device = Device::Cpu;
     let text = towers::configured_text_encoder(&config.models.text_encoder, &device)?;
     let assets = suti_data::Assets::open_default()
@@ -242,6 +282,7 @@ pub async fn train_true_apprentice(
         subjects: args.subjects,
         targets_per_subject: args.targets_per_subject,
         seed: args.seed,
+        generic_noun_share: args.generic_nouns,
         ..TrueTripletSettings::default()
     };
     let train_subjects = true_triplet_subjects(&assets, Split::Train, &settings);
@@ -297,6 +338,8 @@ pub async fn train_true_apprentice(
         &held_subjects,
         &TrueTripletSettings {
             targets_per_subject: HELD_OUT_TARGETS,
+            // Held-out prompts name their class, as the evaluation's do.
+            generic_noun_share: 0.0,
             ..settings.clone()
         },
         &text,
@@ -424,15 +467,39 @@ pub async fn train_base(
         .with_context(|| format!("unknown preset {:?}", args.preset))?;
     let device = Device::Cpu;
     let text = towers::configured_text_encoder(&config.models.text_encoder, &device)?;
-    let raw = load_pairs(store).await?;
     let size = model_config.image_size;
-    let pairs: Vec<Pair> = raw
-        .iter()
-        .map(|(image, caption)| Pair {
-            image: to_chw(image, size),
-            caption: caption.clone(),
-        })
-        .collect();
+    let pairs: Vec<Pair> = match args.pairs {
+        PairSource::Crawled => load_pairs(store)
+            .await?
+            .iter()
+            .map(|(image, caption)| Pair {
+                image: to_chw(image, size),
+                caption: caption.clone(),
+            })
+            .collect(),
+        PairSource::TrueRenders => {
+            let assets = suti_data::Assets::open_default()
+                .context("EmojiWorld assets (scripts/fetch-assets fetches them)")?;
+            let settings = TrueTripletSettings {
+                subjects: args.subjects,
+                seed: args.seed,
+                ..TrueTripletSettings::default()
+            };
+            let subjects = true_triplet_subjects(&assets, Split::Train, &settings);
+            let bar = progress_bar(subjects.len() as u64, "true renders", show_progress);
+            let pairs = true_pairs(&assets, &subjects, &settings, size, &mut || bar.inc(1))?;
+            bar.finish_and_clear();
+            let classes: std::collections::HashSet<_> =
+                subjects.iter().map(|s| &s.class.noun).collect();
+            eprintln!(
+                "{} true-image pairs of {} training subjects ({} classes)",
+                pairs.len(),
+                subjects.len(),
+                classes.len()
+            );
+            pairs
+        }
+    };
     let train = BaseTrainConfig {
         steps: args.steps,
         batch: args.batch,
@@ -447,6 +514,13 @@ pub async fn train_base(
             serde_json::to_string(trainer.config())?,
         ),
         ("train".to_string(), serde_json::to_string(&train)?),
+        (
+            "pairs".to_string(),
+            match args.pairs {
+                PairSource::Crawled => "crawled".to_string(),
+                PairSource::TrueRenders => format!("true-renders of {} subjects", args.subjects),
+            },
+        ),
     ]
     .into();
     if !args.fresh

@@ -292,10 +292,29 @@ pub struct GeneratorConfig {
     pub seed: u64,
 }
 
+/// How the apprentice reads its demonstrations (the model's `DemoAttention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprenticeDemoAttention {
+    /// The target attends to [own | text | demonstrations] in one softmax, and every weight of
+    /// the base trains.
+    Shared,
+    /// A zero-initialised reader per block attends to the frozen base's states of the
+    /// demonstrations; only the readers train (about 4× cheaper a step, and it reads them).
+    #[default]
+    Gated,
+    /// The gated readers with the whole network fine-tuned, the demonstrations encoded by a
+    /// frozen copy of the base (releases twice the size).
+    GatedFinetuned,
+}
+
 /// apprentice-trainer: continuous training on the accepted triplets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApprenticeStageConfig {
+    /// How the apprentice reads its demonstrations.
+    #[serde(default)]
+    pub demo_attention: ApprenticeDemoAttention,
     /// Steps the learning-rate schedule spans (training continues at the final rate after).
     pub schedule_steps: u64,
     /// Examples per step.
@@ -316,6 +335,18 @@ pub struct ApprenticeStageConfig {
     pub release_every: u64,
     /// How often the trainer looks for newly indexed shards, seconds.
     pub refresh_secs: u64,
+    /// Indexed shards (one per cluster) a fresh run waits for before its first step, so that
+    /// it does not learn the first clusters alone.
+    #[serde(default = "one")]
+    pub start_shards: usize,
+    /// The longest a fresh run waits for `start_shards` after the first shard came, seconds;
+    /// then it starts with the shards it has.
+    #[serde(default)]
+    pub start_wait_secs: u64,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// serving: the HTTP API, its limits and dynamic batching.

@@ -12,7 +12,8 @@ mod telemetry;
 pub use admin::{AdminServer, serve_admin};
 pub use backends::{Backends, RuntimeError, connect_storage};
 pub use config::{
-    ConfigError, ConfigSources, CrawlerConfig, Secret, ServiceName, StageConfig, SutiConfig,
+    ApprenticeDemoAttention, ConfigError, ConfigSources, CrawlerConfig, Secret, ServiceName,
+    StageConfig, SutiConfig,
 };
 pub use health::{Health, ReadinessReport};
 pub use telemetry::{build_info_registry, init_logging, shutdown_on_signal};
