@@ -72,6 +72,11 @@ pub struct ApprenticeArgs {
     /// Targets per subject.
     #[arg(long, default_value_t = 8)]
     pub targets_per_subject: usize,
+    /// Leaves out the first N subjects of the draw and every subject of their classes: with
+    /// the `--subjects` and `--seed` of `suti train base --pairs true-renders`, the apprentice
+    /// trains on classes its base never saw.
+    #[arg(long, default_value_t = 0)]
+    pub skip_subjects: usize,
     /// Share of the true-render targets whose prompt says `animal` or `object` instead of the
     /// class noun, so that only the demonstrations tell what the subject is (0 to 1).
     #[arg(long, default_value_t = 0.0)]
@@ -281,6 +286,7 @@ pub async fn train_true_apprentice(
     let settings = TrueTripletSettings {
         subjects: args.subjects,
         targets_per_subject: args.targets_per_subject,
+        skip_subjects: args.skip_subjects,
         seed: args.seed,
         generic_noun_share: args.generic_nouns,
         ..TrueTripletSettings::default()
@@ -291,6 +297,7 @@ pub async fn train_true_apprentice(
         Split::HeldOut,
         &TrueTripletSettings {
             subjects: args.held_out,
+            skip_subjects: 0,
             targets_per_subject: HELD_OUT_TARGETS,
             seed: args.seed ^ 0x5eed,
             ..settings.clone()

@@ -32,6 +32,10 @@ pub const RENDER_SIDE: u32 = 64;
 pub struct TrueTripletSettings {
     /// Training-split subjects (drawn at random from the catalogue; 0 for all).
     pub subjects: usize,
+    /// Subjects of the draw left out first, with every other subject of their classes: an
+    /// apprentice drawn after the `N` subjects a base was trained on (same seed) meets only
+    /// classes that base never saw, as it does at evaluation.
+    pub skip_subjects: usize,
     /// Targets per subject, each a different prompt.
     pub targets_per_subject: usize,
     /// The prompt kinds targets are drawn from.
@@ -48,6 +52,7 @@ impl Default for TrueTripletSettings {
     fn default() -> Self {
         Self {
             subjects: 200,
+            skip_subjects: 0,
             targets_per_subject: 8,
             kinds: vec![PromptKind::Recontextualisation, PromptKind::Accessorisation],
             seed: 0,
@@ -68,6 +73,12 @@ pub fn true_triplet_subjects(
     for k in (1..all.len()).rev() {
         all.swap(k, rng.below(k + 1));
     }
+    let skipped: std::collections::HashSet<String> = all
+        .iter()
+        .take(settings.skip_subjects)
+        .map(|s| s.class.unified.clone())
+        .collect();
+    all.retain(|s| !skipped.contains(&s.class.unified));
     if settings.subjects > 0 {
         all.truncate(settings.subjects);
     }

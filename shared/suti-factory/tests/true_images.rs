@@ -120,3 +120,26 @@ fn generic_nouns_change_the_prompts_and_nothing_else() {
         half.len()
     );
 }
+
+#[test]
+fn skipped_subjects_take_their_classes_with_them() {
+    let assets = assets();
+    let base = TrueTripletSettings {
+        subjects: 50,
+        ..TrueTripletSettings::default()
+    };
+    let after = TrueTripletSettings {
+        skip_subjects: 50,
+        ..base.clone()
+    };
+    let seen: HashSet<String> = true_triplet_subjects(&assets, Split::Train, &base)
+        .iter()
+        .map(|s| s.class.unified.clone())
+        .collect();
+    let unseen = true_triplet_subjects(&assets, Split::Train, &after);
+    assert_eq!(unseen.len(), 50);
+    assert!(
+        unseen.iter().all(|s| !seen.contains(&s.class.unified)),
+        "a skipped class came back"
+    );
+}
