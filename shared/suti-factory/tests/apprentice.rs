@@ -32,6 +32,18 @@ fn the_fine_tuned_gated_apprentice_starts_as_its_base_and_keeps_its_encoder_froz
     learns_and_uses_demonstrations(DemoAttention::GatedFinetuned);
 }
 
+/// The largest absolute elementwise difference of two tensors of one shape.
+fn largest_difference(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 fn learns_and_uses_demonstrations(attention: DemoAttention) {
     suti_models::tune_allocator();
     let assets = assets();
@@ -125,15 +137,10 @@ fn learns_and_uses_demonstrations(attention: DemoAttention) {
             .model()
             .encode_demos(batch.demos.as_ref().unwrap())
             .unwrap();
-        let gap = (same_noise(trainer.model(), Some(&cache))
-            - same_noise(&base.dit().unwrap(), None))
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+        let gap = largest_difference(
+            &same_noise(trainer.model(), Some(&cache)),
+            &same_noise(&base.dit().unwrap(), None),
+        );
         assert!(
             gap < 1e-5,
             "the gated apprentice starts {gap} away from its base"
@@ -174,16 +181,7 @@ fn learns_and_uses_demonstrations(attention: DemoAttention) {
     let after = eval_loss(&trainer);
     println!("apprentice ({attention:?}) evaluation loss {before:.4} → {after:.4}");
     let weights = trainer.weights().unwrap();
-    let moved = |name: &str, tensor: &Tensor| {
-        (&weights[name] - tensor)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
+    let moved = |name: &str, tensor: &Tensor| largest_difference(&weights[name], tensor);
     match attention {
         DemoAttention::Shared => {}
         DemoAttention::Gated => {
