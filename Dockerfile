@@ -41,7 +41,10 @@ RUN SUTI_ASSETS_DIR=/opt/suti/assets PIP_BREAK_SYSTEM_PACKAGES=1 fetch-assets
 
 # --- run time -------------------------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime-cpu
+ENV SUTI__MODELS__DEVICE=cpu
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu22.04 AS runtime-cuda
+# The CUDA image runs its models on the first GPU unless the configuration says otherwise.
+ENV SUTI__MODELS__DEVICE=cuda
 
 FROM runtime-${VARIANT}
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \

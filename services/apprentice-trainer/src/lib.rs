@@ -1,5 +1,5 @@
-//! apprentice-trainer (DESIGN §2, §7.7): consumes `examples.accepted.v1` into a training index
-//! (the shard's key in a state set, the example count in a state counter), and trains the
+//! apprentice-trainer (architecture.md §2, §7.7): consumes `examples.accepted.v1` into a training
+//! index (the shard's key in a state set, the example count in a state counter), and trains the
 //! apprentice continuously on every indexed shard in storage: initialised from the base, a
 //! checkpoint (weights, optimiser moments, generator state) every `apprentice.checkpoint_every`
 //! steps and at shutdown, resumed from after a crash, and a release every
@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use candle_core::Device;
 use prometheus::{Gauge, IntCounter, IntGauge, Registry};
 use suti_factory::BaseModel;
 use suti_factory::apprentice::{
-    ApprenticeConfig, DemoSet, Triplet, apprentice_step, apprentice_trainer,
+    ApprenticeConfig, DemoSet, SubjectNaming, Triplet, apprentice_step, apprentice_trainer,
 };
 use suti_factory::artifacts::{
     BASE_MODEL, base_loader, key, read_image, read_latest_checkpoint, write_checkpoint,
@@ -30,16 +29,14 @@ use suti_models::text::TextEncoder;
 use suti_queue::{Broker, Envelope, Topology};
 use suti_runtime::{ApprenticeDemoAttention, ServiceName, SutiConfig};
 use suti_stage::{
-    HandleContext, Handler, HandlerError, Outcome, ServiceHost, VersionedModels,
-    publish_model_version,
+    HandleContext, Handler, HandlerError, Outcome, ServiceHost, publish_model_version,
 };
 use suti_state::SharedState;
-use suti_storage::SharedStore;
+use suti_storage::{SharedStore, layout};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Model name of the apprentice (`models/apprentice/…`).
-pub const APPRENTICE_MODEL: &str = "apprentice";
+pub use suti_storage::layout::APPRENTICE_MODEL;
 /// State set of the shard keys in the training index.
 pub const INDEX_SET: &str = "apprentice:index";
 /// State counter of the examples indexed.
@@ -134,6 +131,8 @@ pub struct LoopConfig {
     /// The longest a fresh run waits for them after the first shard; then it starts with what
     /// it has.
     pub start_wait: Duration,
+    /// How the training prompts name their subject.
+    pub naming: SubjectNaming,
 }
 
 /// Settings from the configuration.
@@ -159,6 +158,11 @@ pub fn loop_config(config: &SutiConfig) -> LoopConfig {
         refresh: Duration::from_secs(a.refresh_secs),
         start_shards: a.start_shards,
         start_wait: Duration::from_secs(a.start_wait_secs),
+        naming: SubjectNaming {
+            generic_share: a.generic_noun_share,
+            generic_word: a.generic_noun.clone(),
+            seed: a.seed,
+        },
     }
 }
 
@@ -287,7 +291,7 @@ impl TrainingLoop {
     async fn refresh(&mut self, size: usize) -> Result<usize, HandlerError> {
         let storage = self.backends.storage.clone();
         let mut added = 0;
-        for object in storage.list("datasets/apprentice/").await? {
+        for object in storage.list(layout::APPRENTICE_SHARDS_PREFIX).await? {
             let shard_key = object.key.as_str().to_string();
             if self.loaded.contains(&shard_key)
                 || !self
@@ -320,7 +324,14 @@ impl TrainingLoop {
     }
 
     async fn load_shard(&self, shard_key: &str, size: usize) -> Result<Vec<Triplet>, HandlerError> {
-        read_shard(&self.backends.storage, shard_key, size, &self.text).await
+        read_shard(
+            &self.backends.storage,
+            shard_key,
+            size,
+            &self.text,
+            &self.config.naming,
+        )
+        .await
     }
 
     async fn checkpoint(&self, trainer: &DenoiserTrainer) -> Result<(), HandlerError> {
@@ -349,8 +360,8 @@ impl TrainingLoop {
         let window = &self.recent_losses;
         let message = ApprenticePublishedV1 {
             version: version.clone(),
-            weights_key: format!("models/{APPRENTICE_MODEL}/{version}/{WEIGHTS_FILE}"),
-            config_key: format!("models/{APPRENTICE_MODEL}/{version}/{CONFIG_FILE}"),
+            weights_key: layout::model_file(APPRENTICE_MODEL, &version, WEIGHTS_FILE),
+            config_key: layout::model_file(APPRENTICE_MODEL, &version, CONFIG_FILE),
             base_version: self.base_version.clone(),
             metrics: ApprenticeMetrics {
                 loss: window.iter().sum::<f32>() / window.len().max(1) as f32,
@@ -484,23 +495,19 @@ pub use suti_stage::ServiceError;
 
 /// Runs the apprentice-trainer until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
-    let device = Device::Cpu;
+    let device = suti_factory::device::model_device(config.models.device)
+        .map_err(|e| ServiceError::Setup(e.to_string()))?;
     let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
         .map_err(|e| ServiceError::Setup(e.to_string()))?;
     let settings = loop_config(&config);
-    let poll = Duration::from_secs(config.models.poll_secs);
     let host = ServiceHost::start(ServiceName::ApprenticeTrainer, config, shutdown.clone()).await?;
-    let base = Arc::new(
-        VersionedModels::new(
-            BASE_MODEL,
-            host.backends.storage.clone(),
-            base_loader(device),
-        )
-        .with_health(host.health.clone()),
-    );
-    if !base.wait_for_first(poll, &shutdown).await {
+    // The apprentice starts from the base version published first; it does not follow later ones.
+    let Some(base) = host
+        .model_when_published(BASE_MODEL, base_loader(device))
+        .await
+    else {
         return Ok(());
-    }
+    };
     let (base_version, base_model) = base
         .latest()
         .await
@@ -539,13 +546,15 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
 }
 
 /// The training triplets of one accepted-examples shard (`datasets/apprentice/{cluster}.msgpack`)
-/// at the model's `size`: the cluster's demonstrations shared by all its accepted examples. An
-/// empty shard gives none; an unreadable one is a permanent error.
+/// at the model's `size`: the cluster's demonstrations shared by all its accepted examples, their
+/// prompts named as `naming` says. An empty shard gives none; an unreadable one is a permanent
+/// error.
 pub async fn read_shard(
     storage: &SharedStore,
     shard_key: &str,
     size: usize,
     text: &TextEncoder,
+    naming: &SubjectNaming,
 ) -> Result<Vec<Triplet>, HandlerError> {
     let body = storage.get(&key(shard_key)?).await?;
     let shard: ExampleShard = rmp_serde::from_slice(&body)
@@ -564,10 +573,15 @@ pub async fn read_shard(
             .map_err(|e| HandlerError::permanent("bad_shard", e))?,
     );
     let mut triplets = Vec::new();
-    for example in &shard.examples {
+    for (index, example) in shard.examples.iter().enumerate() {
         triplets.push(Triplet {
             demos: demos.clone(),
-            prompt: example.prompt.clone(),
+            prompt: naming.name(
+                &example.prompt,
+                &shard.subject_noun,
+                &shard.cluster_id,
+                index,
+            ),
             target: to_chw(&read_image(storage, &example.image_key).await?, size),
         });
     }

@@ -1,13 +1,11 @@
-//! clip-filter (DESIGN §7.6): consumes `candidates.generated.v1`, scores every candidate against
-//! the cluster's demonstrations (ΔCLIP-T and subject similarity), writes the accepted
+//! clip-filter (architecture.md §7.6): consumes `candidates.generated.v1`, scores every candidate
+//! against the cluster's demonstrations (ΔCLIP-T and subject similarity), writes the accepted
 //! (demonstrations, prompt, target) triplets as `datasets/apprentice/{cluster_id}.msgpack` and
 //! publishes `examples.accepted.v1`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use candle_core::Device;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 use suti_factory::ScorerModel;
 use suti_factory::artifacts::{
@@ -216,7 +214,8 @@ pub use suti_stage::ServiceError;
 
 /// Runs the clip-filter until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
-    let device = Device::Cpu;
+    let device = suti_factory::device::model_device(config.models.device)
+        .map_err(|e| ServiceError::Setup(e.to_string()))?;
     let setup = |e: suti_factory::FactoryError| ServiceError::Setup(e.to_string());
     let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
         .map_err(setup)?;
@@ -229,23 +228,11 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         delta_clip_min: config.clip_filter.delta_clip_min,
         subject_similarity_min: config.clip_filter.subject_similarity_min,
     };
-    // The configuration was validated at load; an unknown name cannot reach here.
-    let delta_reference = DeltaReference::from_name(&config.clip_filter.delta_reference)
-        .unwrap_or(DeltaReference::Demonstrations);
-    let poll = Duration::from_secs(config.models.poll_secs);
-    let host = ServiceHost::start(ServiceName::ClipFilter, config, shutdown.clone()).await?;
-    let scorer = Arc::new(
-        VersionedModels::new(
-            SCORER_MODEL,
-            host.backends.storage.clone(),
-            scorer_loader(device),
-        )
-        .with_health(host.health.clone()),
-    );
-    if !scorer.wait_for_first(poll, &shutdown).await {
+    let delta_reference = config.clip_filter.delta_reference;
+    let host = ServiceHost::start(ServiceName::ClipFilter, config, shutdown).await?;
+    let Some(scorer) = host.follow_model(SCORER_MODEL, scorer_loader(device)).await else {
         return Ok(());
-    }
-    scorer.watch(poll, shutdown);
+    };
     let metrics = FilterMetrics::register(&host.registry)
         .map_err(|e| ServiceError::Setup(format!("metrics: {e}")))?;
     host.run_stage(FilterHandler {

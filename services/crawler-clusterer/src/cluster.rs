@@ -1,8 +1,8 @@
-//! Clustering (DESIGN §8): images are grouped by where they were found (the page by default, or
-//! its directory or host), near duplicates are dropped, members far from the group's medoid in the
-//! image tower's feature space are dropped (banners, logos, other subjects' thumbnails), groups
-//! outside the size bounds are discarded, and the subject noun is read off the captions. Cluster
-//! ids are deterministic, so a redelivered request rewrites the same clusters.
+//! Clustering (architecture.md §8): images are grouped by where they were found (the page by
+//! default, or its directory or host), near duplicates are dropped, members far from the group's
+//! medoid in the image tower's feature space are dropped (banners, logos, other subjects'
+//! thumbnails), groups outside the size bounds are discarded, and the subject noun is read off the
+//! captions. Cluster ids are deterministic, so a redelivered request rewrites the same clusters.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -11,31 +11,20 @@ use url::Url;
 
 use crate::phash::distance;
 
-/// What images are grouped by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Grouping {
-    /// The page the image appeared on.
-    Page,
-    /// The page's directory (`/blog/2024/` for `/blog/2024/post.html`).
-    Directory,
-    /// The page's host.
-    Host,
-}
+pub use suti_runtime::ClusterGrouping;
 
-impl Grouping {
-    /// The group key of a page URL.
-    pub fn key(self, page: &Url) -> String {
-        let origin = page.origin().ascii_serialization();
-        match self {
-            Self::Page => format!("{origin}{}", page.path()),
-            Self::Directory => {
-                let path = page.path();
-                let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-                format!("{origin}{dir}")
-            }
-            Self::Host => origin,
+/// The group key of a page URL under `grouping`: its page, its directory (`/blog/2024/` for
+/// `/blog/2024/post.html`) or its host.
+pub fn group_key(grouping: ClusterGrouping, page: &Url) -> String {
+    let origin = page.origin().ascii_serialization();
+    match grouping {
+        ClusterGrouping::Page => format!("{origin}{}", page.path()),
+        ClusterGrouping::Directory => {
+            let path = page.path();
+            let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+            format!("{origin}{dir}")
         }
+        ClusterGrouping::Host => origin,
     }
 }
 
@@ -277,11 +266,14 @@ mod tests {
     fn groups_by_page_directory_or_host() {
         let url = Url::parse("http://h:8088/blog/2024/post.html?x=1").unwrap();
         assert_eq!(
-            Grouping::Page.key(&url),
+            group_key(ClusterGrouping::Page, &url),
             "http://h:8088/blog/2024/post.html"
         );
-        assert_eq!(Grouping::Directory.key(&url), "http://h:8088/blog/2024/");
-        assert_eq!(Grouping::Host.key(&url), "http://h:8088");
+        assert_eq!(
+            group_key(ClusterGrouping::Directory, &url),
+            "http://h:8088/blog/2024/"
+        );
+        assert_eq!(group_key(ClusterGrouping::Host, &url), "http://h:8088");
     }
 
     #[test]

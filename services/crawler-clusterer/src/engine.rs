@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use suti_data::DecodeLimits;
 use suti_models::image_tower::{INPUT_SIZE, ImageTower, preprocess};
 use url::Url;
 
-use crate::cluster::{Candidate, ClusterParams, Grouping, cluster_group};
+use crate::cluster::{Candidate, ClusterGrouping, ClusterParams, cluster_group, group_key};
 use crate::extract::{PageImage, extract};
 use crate::fetch::{FetchSkip, Fetcher};
 use crate::ingest::{IngestedImage, ingest};
@@ -20,7 +20,7 @@ use crate::politeness::Politeness;
 #[derive(Debug, Clone)]
 pub struct MineSettings {
     /// What images are grouped by.
-    pub grouping: Grouping,
+    pub grouping: ClusterGrouping,
     /// Clustering thresholds.
     pub cluster: ClusterParams,
     /// Side of the normalised images.
@@ -36,7 +36,7 @@ pub struct MineSettings {
 impl Default for MineSettings {
     fn default() -> Self {
         Self {
-            grouping: Grouping::Page,
+            grouping: ClusterGrouping::Page,
             cluster: ClusterParams {
                 min_similarity: 0.1,
                 ..ClusterParams::default()
@@ -125,7 +125,7 @@ pub fn cluster_pages(
     let mut groups: BTreeMap<String, Vec<FoundImage>> = BTreeMap::new();
     let mut titles: HashMap<String, String> = HashMap::new();
     for page in pages {
-        let key = settings.grouping.key(&page.url);
+        let key = group_key(settings.grouping, &page.url);
         titles
             .entry(key.clone())
             .or_insert_with(|| page.title.clone());
@@ -149,7 +149,7 @@ pub fn cluster_pages(
             .iter()
             .map(|f| {
                 let img = f.image.tower_input.centre_square(INPUT_SIZE as u32);
-                preprocess(INPUT_SIZE, INPUT_SIZE, &img.pixels, &Device::Cpu)
+                preprocess(INPUT_SIZE, INPUT_SIZE, &img.pixels, tower.device())
             })
             .collect::<candle_core::Result<Vec<Tensor>>>()?;
         let rows = tower

@@ -1,8 +1,8 @@
-//! The polite, defensive fetcher (DESIGN §10): every hop of a redirect chain is checked by the
-//! address policy — including after DNS resolution, by a resolver that refuses non-public answers,
-//! so the connection goes only to addresses that were checked — redirects are capped and loops
-//! detected, the content type must be one the caller accepts, and each fetch has a byte cap and a
-//! total deadline (a slow-drip response is cut off, not waited out).
+//! The polite, defensive fetcher (architecture.md §10): every hop of a redirect chain is checked by
+//! the address policy — including after DNS resolution, by a resolver that refuses non-public
+//! answers, so the connection goes only to addresses that were checked — redirects are capped and
+//! loops detected, the content type must be one the caller accepts, and each fetch has a byte cap
+//! and a total deadline (a slow-drip response is cut off, not waited out).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

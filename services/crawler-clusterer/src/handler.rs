@@ -57,7 +57,7 @@ impl CrawlHandler {
                     },
                 });
             }
-            let manifest_key = format!("clusters/{}.msgpack", cluster.id);
+            let manifest_key = suti_storage::layout::cluster_manifest(&cluster.id);
             let manifest = ClusterManifest {
                 run_id: run_id.to_string(),
                 cluster_id: cluster.id.clone(),

@@ -1,4 +1,4 @@
-//! Turning fetched image bytes into a crawled image (DESIGN §5): decoded under limits (a
+//! Turning fetched image bytes into a crawled image (architecture.md §5): decoded under limits (a
 //! decompression bomb or absurd dimensions is refused before it can allocate), content-hashed
 //! (exact duplicates are stored once, under `raw/{sha256}` and `images/{sha256}.png`), normalised to
 //! the model resolution (centre square, area-averaged), and perceptually hashed for near
@@ -61,12 +61,12 @@ pub struct IngestedImage {
 impl IngestedImage {
     /// Storage key of the bytes as crawled.
     pub fn raw_key(&self) -> String {
-        format!("raw/{}", self.sha256)
+        suti_storage::layout::raw_image(&self.sha256)
     }
 
     /// Storage key of the normalised PNG.
     pub fn image_key(&self) -> String {
-        format!("images/{}.png", self.sha256)
+        suti_storage::layout::image(&self.sha256)
     }
 }
 

@@ -1,5 +1,6 @@
-//! crawler-clusterer, the first stage of the pipeline (DESIGN §2, §8, §10): turns web pages and
-//! WARC files into subject clusters — groups of 3–10 images of one subject with their captions.
+//! crawler-clusterer, the first stage of the pipeline (architecture.md §2, §8, §10): turns web
+//! pages and WARC files into subject clusters — groups of 3–10 images of one subject with their
+//! captions.
 //!
 //! Built so far: the address policy that keeps the crawler off private networks
 //! ([`url_policy`]), the defensive fetcher ([`fetch`]), robots.txt with the frontier and per-host

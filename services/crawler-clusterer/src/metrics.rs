@@ -1,4 +1,4 @@
-//! The crawler's metrics (DESIGN §11), besides the stage harness's standard ones.
+//! The crawler's metrics (architecture.md §11), besides the stage harness's standard ones.
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 

@@ -1,7 +1,7 @@
-//! Politeness shared across replicas (DESIGN §2, §10): robots.txt honoured (fetched once per
-//! origin and cached), a crawl frontier in the state backend so that no URL of a run is fetched
-//! twice by any replica, and a per-host token bucket in the state backend so that replicas
-//! together keep each host's rate.
+//! Politeness shared across replicas (architecture.md §2, §10): robots.txt honoured (fetched once
+//! per origin and cached), a crawl frontier in the state backend so that no URL of a run is fetched
+//! twice by any replica, and a per-host token bucket in the state backend so that replicas together
+//! keep each host's rate.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -3,13 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use candle_core::Device;
 use suti_runtime::{ServiceName, SutiConfig};
 use suti_stage::{HostError, ServiceHost};
 use suti_state::TokenBucket;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{ClusterParams, Grouping};
+use crate::cluster::ClusterParams;
 use crate::engine::MineSettings;
 use crate::fetch::{FetchLimits, Fetcher};
 use crate::handler::CrawlHandler;
@@ -37,12 +36,6 @@ pub fn settings_from(
         .iter()
         .map(|s| s.parse::<Cidr>().map_err(ServiceError::Config))
         .collect::<Result<Vec<_>, _>>()?;
-    let grouping = match c.grouping.as_str() {
-        "page" => Grouping::Page,
-        "directory" => Grouping::Directory,
-        "host" => Grouping::Host,
-        other => return Err(ServiceError::Config(format!("unknown grouping {other:?}"))),
-    };
     let limits = FetchLimits {
         max_bytes: c.max_bytes,
         timeout: Duration::from_secs(c.timeout_secs),
@@ -51,7 +44,7 @@ pub fn settings_from(
         ..FetchLimits::default()
     };
     let settings = MineSettings {
-        grouping,
+        grouping: c.grouping,
         cluster: ClusterParams {
             min_members: c.min_members,
             max_members: c.max_members,
@@ -73,7 +66,9 @@ pub fn settings_from(
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let (policy, limits, settings, rate) = settings_from(&config)?;
     let tower_path = suti_factory::towers::image_tower_path(&config.models.image_tower);
-    let tower = suti_factory::towers::load_image_tower(&tower_path, &Device::Cpu)
+    let device = suti_factory::device::model_device(config.models.device)
+        .map_err(|e| ServiceError::Config(e.to_string()))?;
+    let tower = suti_factory::towers::load_image_tower(&tower_path, &device)
         .map_err(|e| ServiceError::Config(e.to_string()))?;
     let fetcher = Fetcher::new(policy, limits).map_err(|e| ServiceError::Config(e.to_string()))?;
     let host = ServiceHost::start(ServiceName::CrawlerClusterer, config, shutdown).await?;

@@ -1,7 +1,8 @@
-//! Which URLs the crawler may fetch (DESIGN §10): http(s) only, and never a private, loopback,
-//! link-local or otherwise non-public address — checked on the resolved addresses, so a public
-//! name that resolves to 127.0.0.1 is refused too, and again at every redirect hop — unless the
-//! address is in a configured allow-list (tests allow-list loopback to crawl the synthetic web).
+//! Which URLs the crawler may fetch (architecture.md §10): http(s) only, and never a private,
+//! loopback, link-local or otherwise non-public address — checked on the resolved addresses, so a
+//! public name that resolves to 127.0.0.1 is refused too, and again at every redirect hop — unless
+//! the address is in a configured allow-list (tests allow-list loopback to crawl the synthetic
+//! web).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

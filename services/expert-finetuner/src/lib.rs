@@ -1,12 +1,10 @@
-//! expert-finetuner (DESIGN §2, §7.4): consumes `cluster.mined.v1`, fine-tunes a LoRA expert of
-//! the current base model on the cluster's images and personalised captions, writes the adapter
-//! to `experts/{cluster_id}/{base_version}.safetensors` and publishes `expert.trained.v1`.
+//! expert-finetuner (architecture.md §2, §7.4): consumes `cluster.mined.v1`, fine-tunes a LoRA
+//! expert of the current base model on the cluster's images and personalised captions, writes the
+//! adapter to `experts/{cluster_id}/{base_version}.safetensors` and publishes `expert.trained.v1`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use candle_core::Device;
 use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
 use suti_factory::BaseModel;
 use suti_factory::artifacts::{BASE_MODEL, adapter_key, base_loader, blocking, read_cluster};
@@ -147,24 +145,15 @@ pub use suti_stage::ServiceError;
 
 /// Runs the expert-finetuner until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
-    let device = Device::Cpu;
+    let device = suti_factory::device::model_device(config.models.device)
+        .map_err(|e| ServiceError::Setup(e.to_string()))?;
     let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
         .map_err(|e| ServiceError::Setup(e.to_string()))?;
     let settings = expert_config(&config);
-    let poll = Duration::from_secs(config.models.poll_secs);
-    let host = ServiceHost::start(ServiceName::ExpertFinetuner, config, shutdown.clone()).await?;
-    let base = Arc::new(
-        VersionedModels::new(
-            BASE_MODEL,
-            host.backends.storage.clone(),
-            base_loader(device),
-        )
-        .with_health(host.health.clone()),
-    );
-    if !base.wait_for_first(poll, &shutdown).await {
+    let host = ServiceHost::start(ServiceName::ExpertFinetuner, config, shutdown).await?;
+    let Some(base) = host.follow_model(BASE_MODEL, base_loader(device)).await else {
         return Ok(());
-    }
-    base.watch(poll, shutdown);
+    };
     let metrics = ExpertMetrics::register(&host.registry)
         .map_err(|e| ServiceError::Setup(format!("metrics: {e}")))?;
     host.run_stage(ExpertHandler {

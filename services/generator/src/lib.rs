@@ -1,13 +1,12 @@
-//! generator (DESIGN §2): consumes `expert.trained.v1`, builds DreamBench-style prompts its
-//! cluster never showed, renders M images per prompt with the expert (the base it was trained on
-//! plus its adapter), writes them under `candidates/{cluster_id}/{base_version}/` and publishes
+//! generator (architecture.md §2): consumes `expert.trained.v1`, builds DreamBench-style prompts
+//! its cluster never showed, renders M images per prompt with the expert (the base it was trained
+//! on plus its adapter), writes them under `candidates/{cluster_id}/{base_version}/` and publishes
 //! `candidates.generated.v1`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use candle_core::Device;
 use prometheus::{IntCounter, Registry};
 use suti_data::PromptKind;
 use suti_factory::BaseModel;
@@ -15,11 +14,11 @@ use suti_factory::artifacts::{
     BASE_MODEL, base_loader, blocking, key, read_manifest, stored_adapter_lora,
 };
 use suti_factory::generate::generate;
-use suti_factory::prompts::{family_from_name, family_name, generation_prompts};
+use suti_factory::prompts::{family_name, generation_prompts, prompt_kind};
 use suti_messages::{Candidate, CandidatesGeneratedV1, ExpertTrainedV1};
 use suti_models::diffusion::{SamplerConfig, SamplerKind};
 use suti_models::text::TextEncoder;
-use suti_runtime::{ServiceName, SutiConfig};
+use suti_runtime::{SamplerChoice, ServiceName, SutiConfig};
 use suti_stage::{HandleContext, Handler, HandlerError, Outcome, ServiceHost, VersionedModels};
 use tokio_util::sync::CancellationToken;
 
@@ -63,22 +62,16 @@ pub struct GeneratorSettings {
 }
 
 /// Settings from the configuration.
-pub fn generator_settings(config: &SutiConfig) -> Result<GeneratorSettings, String> {
+pub fn generator_settings(config: &SutiConfig) -> GeneratorSettings {
     let g = &config.generator;
-    let families = g
-        .families
-        .iter()
-        .map(|f| family_from_name(f).ok_or_else(|| format!("unknown template family {f:?}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let kind = match g.sampler.as_str() {
-        "ddim" => SamplerKind::Ddim,
-        "dpm_solver2m" => SamplerKind::DpmSolver2m,
-        other => return Err(format!("unknown sampler {other:?}")),
+    let kind = match g.sampler {
+        SamplerChoice::Ddim => SamplerKind::Ddim,
+        SamplerChoice::DpmSolver2m => SamplerKind::DpmSolver2m,
     };
-    Ok(GeneratorSettings {
+    GeneratorSettings {
         prompts_per_cluster: g.prompts_per_cluster,
         images_per_prompt: g.images_per_prompt,
-        families,
+        families: g.families.iter().map(|&f| prompt_kind(f)).collect(),
         sampler: SamplerConfig {
             steps: g.steps,
             guidance: g.guidance,
@@ -87,7 +80,7 @@ pub fn generator_settings(config: &SutiConfig) -> Result<GeneratorSettings, Stri
             ..SamplerConfig::default()
         },
         max_batch: g.max_batch,
-    })
+    }
 }
 
 /// The stage's handler.
@@ -158,9 +151,11 @@ impl Handler for GeneratorHandler {
         let mut candidates = Vec::with_capacity(generated.len());
         for (k, g) in generated.iter().enumerate() {
             let prompt = &prompts[g.prompt_index];
-            let image_key = key(&format!(
-                "candidates/{}/{}/{}-{k}.png",
-                input.cluster_id, input.base_version, prompt.prompt.id
+            let image_key = key(&suti_storage::layout::candidate(
+                &input.cluster_id,
+                &input.base_version,
+                prompt.prompt.id,
+                k,
             ))?;
             candidates.push(Candidate {
                 image_key: image_key.as_str().to_string(),
@@ -192,24 +187,15 @@ pub use suti_stage::ServiceError;
 
 /// Runs the generator until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
-    let device = Device::Cpu;
-    let settings = generator_settings(&config).map_err(ServiceError::Setup)?;
+    let device = suti_factory::device::model_device(config.models.device)
+        .map_err(|e| ServiceError::Setup(e.to_string()))?;
+    let settings = generator_settings(&config);
     let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
         .map_err(|e| ServiceError::Setup(e.to_string()))?;
-    let poll = Duration::from_secs(config.models.poll_secs);
-    let host = ServiceHost::start(ServiceName::Generator, config, shutdown.clone()).await?;
-    let base = Arc::new(
-        VersionedModels::new(
-            BASE_MODEL,
-            host.backends.storage.clone(),
-            base_loader(device),
-        )
-        .with_health(host.health.clone()),
-    );
-    if !base.wait_for_first(poll, &shutdown).await {
+    let host = ServiceHost::start(ServiceName::Generator, config, shutdown).await?;
+    let Some(base) = host.follow_model(BASE_MODEL, base_loader(device)).await else {
         return Ok(());
-    }
-    base.watch(poll, shutdown);
+    };
     let metrics = GeneratorMetrics::register(&host.registry)
         .map_err(|e| ServiceError::Setup(format!("metrics: {e}")))?;
     host.run_stage(GeneratorHandler {

@@ -1,8 +1,8 @@
-//! serving (DESIGN §1, §7.7): the apprentice over HTTP. Demonstrations (0–8 images with optional
-//! captions) and a prompt in, PNGs out, in seconds, with no per-subject training. Concurrent
-//! requests are denoised together (dynamic batching); a new `apprentice.published` release is
-//! loaded in the background and swapped in without dropping requests; readiness says whether a
-//! release is loaded. API keys, per-key rate limits and request limits are configuration.
+//! serving (architecture.md §1, §7.7): the apprentice over HTTP. Demonstrations (0–8 images with
+//! optional captions) and a prompt in, PNGs out, in seconds, with no per-subject training.
+//! Concurrent requests are denoised together (dynamic batching); a new `apprentice.published`
+//! release is loaded in the background and swapped in without dropping requests; readiness says
+//! whether a release is loaded. API keys, per-key rate limits and request limits are configuration.
 
 pub mod api;
 pub mod engine;
@@ -12,7 +12,6 @@ pub mod metrics;
 use std::sync::Arc;
 use std::time::Duration;
 
-use candle_core::Device;
 use suti_factory::BaseModel;
 use suti_factory::artifacts::dit_loader;
 use suti_messages::ApprenticePublishedV1;
@@ -100,7 +99,8 @@ async fn adopt(
 
 /// Runs serving until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
-    let device = Device::Cpu;
+    let device = suti_factory::device::model_device(config.models.device)
+        .map_err(|e| ServiceError::Setup(e.to_string()))?;
     let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
         .map_err(|e| ServiceError::Setup(e.to_string()))?;
     let keys = api_keys(&config).map_err(ServiceError::Setup)?;

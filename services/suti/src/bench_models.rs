@@ -86,9 +86,10 @@ fn demos(
 
 /// Measures training steps per preset and prints images per second.
 pub fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
-    let dev = Device::Cpu;
+    let dev = bench_device()?;
     println!(
-        "suti bench train: f32 on the CPU, {} threads, {} demos, AdamW, random data",
+        "suti bench train: f32 on {}, {} threads, {} demos, AdamW, random data",
+        device_name(&dev),
         rayon_threads(),
         args.demos
     );
@@ -157,11 +158,12 @@ pub fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
 
 /// Measures sampling per preset: text only, and the apprentice with cached and uncached demos.
 pub fn sample_bench(args: SampleBenchArgs) -> anyhow::Result<()> {
-    let dev = Device::Cpu;
+    let dev = bench_device()?;
     println!(
-        "suti bench sample: {} images per request, {} DPM-Solver++ steps, guidance 15 (both branches batched), {} threads",
+        "suti bench sample: {} images per request, {} DPM-Solver++ steps, guidance 15 (both branches batched), on {}, {} threads",
         args.images,
         args.steps,
+        device_name(&dev),
         rayon_threads()
     );
     for name in &args.presets {
@@ -239,6 +241,21 @@ pub fn sample_bench(args: SampleBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the benchmarks run: the configuration's `models.device` (defaults, then the
+/// environment: `SUTI__MODELS__DEVICE=cuda suti bench train`).
+pub fn bench_device() -> anyhow::Result<Device> {
+    let config = suti_runtime::SutiConfig::load_file(None)?;
+    Ok(suti_factory::device::model_device(config.models.device)?)
+}
+
+/// The device's name as the benchmarks print it.
+fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "the CPU".into(),
+        other => format!("{other:?}"),
+    }
+}
+
 fn rayon_threads() -> String {
     std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into())
 }
@@ -306,7 +323,8 @@ pub async fn crawl(args: CrawlBenchArgs) -> anyhow::Result<()> {
     let tower_bytes = std::fs::read(
         suti_data::Assets::default_dir().join("efficientnet/efficientnet-lite0.pth"),
     )?;
-    let tower = suti_models::image_tower::ImageTower::from_pth_bytes(&tower_bytes, &Device::Cpu)?;
+    let tower =
+        suti_models::image_tower::ImageTower::from_pth_bytes(&tower_bytes, &bench_device()?)?;
     let started = Instant::now();
     let (clusters, _) = cluster_pages(&pages, &tower, &settings)?;
     let cluster_s = started.elapsed().as_secs_f64();
@@ -372,7 +390,7 @@ pub fn factory(args: FactoryBenchArgs) -> anyhow::Result<()> {
     use suti_factory::generate::generate;
     use suti_factory::training::Pair;
 
-    let dev = Device::Cpu;
+    let dev = bench_device()?;
     let cfg = preset(&args.preset)?;
     let text =
         suti_factory::towers::load_text_encoder(&suti_factory::towers::text_encoder_dir(""), &dev)?;

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
-use candle_core::Device;
 use candle_nn::VarMap;
 use clap::Args;
 use suti_models::{Builders, Dit, DitConfig, Params};
@@ -72,7 +71,11 @@ async fn publish_random_release(store: &SharedStore, preset: &str) -> Result<()>
     let varmap = VarMap::new();
     Dit::new(
         &config,
-        &Builders::base(Params::train(&varmap, 7, &Device::Cpu)),
+        &Builders::base(Params::train(
+            &varmap,
+            7,
+            &crate::bench_models::bench_device()?,
+        )),
     )?;
     let tensors = varmap
         .data()

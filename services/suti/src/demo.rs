@@ -16,6 +16,7 @@ use suti_eval::protocol::{EvalReport, EvalSettings, Method, SubjectSheet};
 use suti_messages::{CrawlLimits, CrawlRequestV1};
 use suti_queue::Envelope;
 use suti_runtime::{Backends, Health, SutiConfig};
+use suti_storage::layout::{self, APPRENTICE_MODEL};
 use suti_storage::{ObjectKey, SharedStore};
 use tokio_util::sync::CancellationToken;
 
@@ -139,7 +140,7 @@ fn demo_config(args: &DemoArgs, data: &Path) -> SutiConfig {
     // The tiny models' generations are far less crisp than the crawled photos, so the paper's
     // ΔCLIP-T (against the demonstrations' own CLIP-T) rejects nearly all of them for that alone;
     // comparing each generation with the demonstrations' captions cancels image quality out.
-    config.clip_filter.delta_reference = "captions".into();
+    config.clip_filter.delta_reference = suti_runtime::DeltaReference::Captions;
     config.apprentice.schedule_steps = args.apprentice_steps;
     config.apprentice.release_every = args.apprentice_steps;
     config.apprentice.checkpoint_every = (args.apprentice_steps / 4).max(1);
@@ -264,11 +265,11 @@ async fn run_stages(
         bar.set_message(format!(
             "{} pages fetched, {} clusters",
             served.requested().len(),
-            count(&store, "clusters/", ".msgpack").await
+            count(&store, layout::CLUSTERS_PREFIX, layout::MSGPACK_SUFFIX).await
         ));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let clusters = count(&store, "clusters/", ".msgpack").await;
+    let clusters = count(&store, layout::CLUSTERS_PREFIX, layout::MSGPACK_SUFFIX).await;
     bar.finish_with_message(format!("{clusters} clusters"));
     eprintln!("demo: crawl done, {clusters} clusters");
     timings.add("crawl + cluster", stage, format!("{clusters} clusters"));
@@ -330,18 +331,23 @@ async fn run_stages(
     let candidates = spinner(progress, "generator");
     let filtered = spinner(progress, "clip-filter");
     let apprentice = spinner(progress, "apprentice");
-    let latest_release = ObjectKey::new("models/apprentice/LATEST")?;
+    let latest_release = ObjectKey::new(layout::model_latest(APPRENTICE_MODEL))?;
     loop {
         check_services(services)?;
-        let e = count(&store, "experts/", ".safetensors").await;
-        let g = count(&store, "candidates/", ".png").await;
-        let f = count(&store, "datasets/apprentice/", ".msgpack").await;
+        let e = count(&store, layout::EXPERTS_PREFIX, ".safetensors").await;
+        let g = count(&store, layout::CANDIDATES_PREFIX, ".png").await;
+        let f = count(
+            &store,
+            layout::APPRENTICE_SHARDS_PREFIX,
+            layout::MSGPACK_SUFFIX,
+        )
+        .await;
         experts.set_message(format!("{e}/{clusters} fine-tuned"));
         candidates.set_message(format!("{g} images"));
         filtered.set_message(format!("{f}/{clusters} shards"));
         let step = suti_storage::read_pointer(
             store.as_ref(),
-            &ObjectKey::new("models/apprentice/checkpoints/LATEST")?,
+            &ObjectKey::new(layout::checkpoint_latest(APPRENTICE_MODEL))?,
         )
         .await
         .ok()
@@ -367,15 +373,20 @@ async fn run_stages(
     let release = suti_storage::read_pointer(store.as_ref(), &latest_release)
         .await?
         .context("the release pointer vanished")?;
-    let shards = count(&store, "datasets/apprentice/", ".msgpack").await;
+    let shards = count(
+        &store,
+        layout::APPRENTICE_SHARDS_PREFIX,
+        layout::MSGPACK_SUFFIX,
+    )
+    .await;
     let accepted = accepted_examples(&store).await;
     timings.add(
         "experts → apprentice",
         stage,
         format!(
             "{} experts, {} candidates, {shards} shards with {accepted} accepted, release {release}",
-            count(&store, "experts/", ".safetensors").await,
-            count(&store, "candidates/", ".png").await
+            count(&store, layout::EXPERTS_PREFIX, ".safetensors").await,
+            count(&store, layout::CANDIDATES_PREFIX, ".png").await
         ),
     );
 
@@ -467,7 +478,11 @@ fn check_services(services: &mut tokio::task::JoinSet<anyhow::Result<()>>) -> an
 
 async fn accepted_examples(store: &SharedStore) -> usize {
     let mut total = 0;
-    for object in store.list("datasets/apprentice/").await.unwrap_or_default() {
+    for object in store
+        .list(layout::APPRENTICE_SHARDS_PREFIX)
+        .await
+        .unwrap_or_default()
+    {
         if let Ok(body) = store.get(&object.key).await
             && let Ok(shard) = rmp_serde::from_slice::<suti_messages::ExampleShard>(&body)
         {

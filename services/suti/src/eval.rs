@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use candle_core::Device;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use suti_data::Assets;
@@ -199,7 +198,7 @@ pub async fn load_models(
     store: &SharedStore,
     config: &suti_runtime::SutiConfig,
 ) -> anyhow::Result<StoredModels> {
-    let device = Device::Cpu;
+    let device = suti_factory::device::model_device(config.models.device)?;
     let latest = |name: &'static str, what: &'static str| async move {
         let key = suti_stage::models::latest_key(name)?;
         suti_storage::read_pointer(store.as_ref(), &key)
@@ -254,7 +253,8 @@ pub fn encoders(
     scorer: &Arc<ScorerModel>,
     text: &Arc<suti_models::text::TextEncoder>,
 ) -> anyhow::Result<(SubjectEncoder, ImageTextScorer)> {
-    let device = Device::Cpu;
+    // The reference encoders run where the image tower does.
+    let device = tower.device().clone();
     let (subject_kind, subject_dir) =
         kind_and_dir::<SubjectEncoderKind>(&source.subject_encoder, "subject-encoder")?;
     let subject = match (subject_kind, subject_dir) {
@@ -484,7 +484,7 @@ fn run_sanity(
     }
     let assets = Assets::open_default().context("EmojiWorld assets (run scripts/fetch-assets)")?;
     let (_, _, subjects) = evaluation_set(source, &args.out, args.contexts, "sks")?;
-    let device = Device::Cpu;
+    let device = suti_factory::device::model_device(config.models.device)?;
     let tower = suti_factory::towers::load_image_tower(
         &suti_factory::towers::image_tower_path(&config.models.image_tower),
         &device,

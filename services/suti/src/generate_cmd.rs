@@ -90,7 +90,7 @@ fn load_folder(dir: &Path, device: &Device) -> anyhow::Result<(String, BaseModel
 /// Renders and writes the images and the contact sheet.
 pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let config = suti_runtime::SutiConfig::load_file(args.config.as_deref())?;
-    let device = Device::Cpu;
+    let device = suti_factory::device::model_device(config.models.device)?;
     if args.demos.len() > 8 {
         bail!("at most 8 demonstrations");
     }

@@ -1,5 +1,5 @@
 //! `suti`: the umbrella command. Every service and every one-off job of the pipeline is a
-//! subcommand (DESIGN §2); container images run `suti <service>`.
+//! subcommand (architecture.md §2); container images run `suti <service>`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

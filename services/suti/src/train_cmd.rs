@@ -7,14 +7,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ::apprentice_trainer::APPRENTICE_MODEL;
 use anyhow::{Context, bail};
-use candle_core::Device;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use suti_data::Split;
 use suti_factory::apprentice::{
-    ApprenticeConfig, DemoChoice, apprentice_evaluation_loss, apprentice_step, apprentice_trainer,
+    ApprenticeConfig, DemoChoice, SubjectNaming, apprentice_evaluation_loss, apprentice_step,
+    apprentice_trainer,
 };
 use suti_factory::artifacts::{
     BASE_MODEL, SCORER_MODEL, clear_checkpoint_pointer, crawled_pairs, read_latest_checkpoint,
@@ -33,6 +32,7 @@ use suti_factory::true_triplets::{
 };
 use suti_models::{DemoAttention, DitConfig, ScorerConfig};
 use suti_storage::SharedStore;
+use suti_storage::layout::APPRENTICE_MODEL;
 
 /// The training jobs.
 #[derive(Debug, Subcommand)]
@@ -77,8 +77,9 @@ pub struct ApprenticeArgs {
     /// trains on classes its base never saw.
     #[arg(long, default_value_t = 0)]
     pub skip_subjects: usize,
-    /// Share of the true-render targets whose prompt says `animal` or `object` instead of the
-    /// class noun, so that only the demonstrations tell what the subject is (0 to 1).
+    /// Share of the targets whose prompt says a generic word instead of the class noun, so that
+    /// only the demonstrations tell what the subject is (0 to 1): `animal` or `object` for true
+    /// renders, the configured `apprentice.generic_noun` for accepted examples.
     #[arg(long, default_value_t = 0.0)]
     pub generic_nouns: f32,
     /// How the apprentice reads its demonstrations: `shared`, `gated` or `gated-finetuned`.
@@ -270,7 +271,7 @@ pub async fn train_true_apprentice(
             args.generic_nouns
         );
     }
-    let device = Device::Cpu;
+    let device = suti_factory::device::model_device(config.models.device)?;
     let text = towers::configured_text_encoder(&config.models.text_encoder, &device)?;
     let assets = suti_data::Assets::open_default()
         .context("EmojiWorld assets (scripts/fetch-assets fetches them)")?;
@@ -283,6 +284,11 @@ pub async fn train_true_apprentice(
     .await
     .map_err(|e| anyhow::anyhow!("loading the base model (train one first): {e}"))?;
     let size = base.config.image_size;
+    let naming = SubjectNaming {
+        generic_share: args.generic_nouns,
+        generic_word: config.apprentice.generic_noun.clone(),
+        seed: args.seed,
+    };
     let settings = TrueTripletSettings {
         subjects: args.subjects,
         targets_per_subject: args.targets_per_subject,
@@ -324,11 +330,19 @@ pub async fn train_true_apprentice(
         TargetSource::Accepted => {
             let mut all = Vec::new();
             let mut shards = 0;
-            for object in store.list("datasets/apprentice/").await? {
-                let read =
-                    ::apprentice_trainer::read_shard(store, object.key.as_str(), size, &text)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", object.key))?;
+            for object in store
+                .list(suti_storage::layout::APPRENTICE_SHARDS_PREFIX)
+                .await?
+            {
+                let read = ::apprentice_trainer::read_shard(
+                    store,
+                    object.key.as_str(),
+                    size,
+                    &text,
+                    &naming,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", object.key))?;
                 shards += usize::from(!read.is_empty());
                 all.extend(read);
             }
@@ -472,7 +486,7 @@ pub async fn train_base(
 ) -> anyhow::Result<Option<(String, f32)>> {
     let model_config = DitConfig::preset(&args.preset)
         .with_context(|| format!("unknown preset {:?}", args.preset))?;
-    let device = Device::Cpu;
+    let device = suti_factory::device::model_device(config.models.device)?;
     let text = towers::configured_text_encoder(&config.models.text_encoder, &device)?;
     let size = model_config.image_size;
     let pairs: Vec<Pair> = match args.pairs {
@@ -619,7 +633,7 @@ pub async fn train_scorer_job_with(
     degradations: &Degradations,
     show_progress: bool,
 ) -> anyhow::Result<String> {
-    let device = Device::Cpu;
+    let device = suti_factory::device::model_device(config.models.device)?;
     let text = towers::configured_text_encoder(&config.models.text_encoder, &device)?;
     let tower = towers::load_image_tower(
         &towers::image_tower_path(&config.models.image_tower),

@@ -1,9 +1,9 @@
-//! The DreamBench-style evaluation set over EmojiWorld's held-out subjects (DESIGN §9): per
-//! subject, 5 captioned demonstration photos and its 25 prompts, each with the true image the
-//! renderer draws for it, and the demonstrations of its distractors (the other drawing of its
-//! class and subjects of other classes) rendered with the subject's own scenes and seeds, so that
-//! a metric comparing them sees only the subject change. Written as a folder with
-//! `manifest.json`, which `suti eval` reads.
+//! The DreamBench-style evaluation set over EmojiWorld's held-out subjects (architecture.md §9):
+//! per subject, 5 captioned demonstration photos and its 25 prompts, each with the true image the
+//! renderer draws for it, and the demonstrations of its distractors (the other drawing of its class
+//! and subjects of other classes) rendered with the subject's own scenes and seeds, so that a
+//! metric comparing them sees only the subject change. Written as a folder with `manifest.json`,
+//! which `suti eval` reads.
 
 use std::path::{Path, PathBuf};
 

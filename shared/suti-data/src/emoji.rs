@@ -1,6 +1,6 @@
-//! EmojiWorld subjects (DESIGN §8): real emoji artwork from `emoji-datasource-google` (Noto Emoji,
-//! Apache-2.0) and `emoji-datasource-twitter` (Twemoji, CC-BY-4.0), version 16.0.0, fetched at
-//! set-up by `scripts/fetch-assets`.
+//! EmojiWorld subjects (architecture.md §8): real emoji artwork from `emoji-datasource-google`
+//! (Noto Emoji, Apache-2.0) and `emoji-datasource-twitter` (Twemoji, CC-BY-4.0), version 16.0.0,
+//! fetched at set-up by `scripts/fetch-assets`.
 //!
 //! A *class* is one codepoint with a class noun taken from its Unicode name ("TEAPOT" → teapot,
 //! "DOG FACE" → dog). A *subject* is one class drawn by one vendor: the Noto teapot and the Twemoji

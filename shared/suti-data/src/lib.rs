@@ -1,4 +1,4 @@
-//! suti's data layer (DESIGN §8): the image codec, and EmojiWorld — real emoji artwork as
+//! suti's data layer (architecture.md §8): the image codec, and EmojiWorld — real emoji artwork as
 //! subjects, the DreamBench prompt set rendered procedurally, the true image of any (subject,
 //! prompt) pair, and a synthetic web for the crawler to mine.
 

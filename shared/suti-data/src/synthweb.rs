@@ -1,9 +1,9 @@
-//! The synthetic web (DESIGN §8): a site generated from EmojiWorld for the crawler to mine, since
-//! these machines reach no real web. One page per training subject shows it in 3–8 contexts with
-//! alt texts and figure captions in natural wording, beside distractors (banners, a logo, other
-//! subjects' thumbnails). The site has an index, a sitemap, a `robots.txt` with a disallowed area,
-//! some broken links and a few hostile resources (a huge body, a decompression bomb, a redirect
-//! loop, a slow response) for the crawler's tests. Held-out subjects never appear.
+//! The synthetic web (architecture.md §8): a site generated from EmojiWorld for the crawler to
+//! mine, since these machines reach no real web. One page per training subject shows it in 3–8
+//! contexts with alt texts and figure captions in natural wording, beside distractors (banners, a
+//! logo, other subjects' thumbnails). The site has an index, a sitemap, a `robots.txt` with a
+//! disallowed area, some broken links and a few hostile resources (a huge body, a decompression
+//! bomb, a redirect loop, a slow response) for the crawler's tests. Held-out subjects never appear.
 //!
 //! [`Site::respond`] answers a path; the HTTP server ([`serve`]) and the WARC writer
 //! ([`crate::warc`]) both use it, so the served site and the archived one are the same bytes.

@@ -163,7 +163,7 @@ impl SubjectEncoder {
             Self::Dinov2(encoder) => {
                 let mut out = Vec::with_capacity(images.len());
                 for chunk in images.chunks(16) {
-                    let batch = image_batch(chunk, 224, &Device::Cpu)?;
+                    let batch = image_batch(chunk, 224, encoder.device())?;
                     out.extend(encoder.embed(&batch)?.to_vec2::<f32>()?);
                 }
                 Ok(out)
@@ -230,7 +230,7 @@ impl ImageTextScorer {
             Self::Clip(clip) => {
                 let mut out = Vec::with_capacity(images.len());
                 for chunk in images.chunks(16) {
-                    let batch = image_batch(chunk, 224, &Device::Cpu)?;
+                    let batch = image_batch(chunk, 224, clip.device())?;
                     out.extend(clip.embed_images(&batch)?.to_vec2::<f32>()?);
                 }
                 Ok(out)

@@ -1,8 +1,8 @@
-//! The apprentice (DESIGN §7.7): the base model's network with demonstration tokens, initialised
-//! from the base and trained on the accepted (demonstrations, prompt, target) triplets. Each
-//! example draws how many demonstrations it sees (1–5 by default) and which, so one model learns to
-//! work from any number; condition dropout (text, demonstrations, both) gives guidance its
-//! unconditional branches.
+//! The apprentice (architecture.md §7.7): the base model's network with demonstration tokens,
+//! initialised from the base and trained on the accepted (demonstrations, prompt, target) triplets.
+//! Each example draws how many demonstrations it sees (1–5 by default) and which, so one model
+//! learns to work from any number; condition dropout (text, demonstrations, both) gives guidance
+//! its unconditional branches.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -101,6 +101,49 @@ pub struct Triplet {
     pub target: Vec<f32>,
 }
 
+/// How an apprentice's training prompts name their subject. A share of them say a generic word
+/// instead of the class noun, so that only the demonstrations tell what the subject is: an
+/// apprentice whose base already draws every training subject from its noun has nothing to learn
+/// from reading (docs/results.md, "the shortcut through the noun").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectNaming {
+    /// Share of the prompts that say `generic_word` (0: every prompt keeps its noun; 1: none).
+    pub generic_share: f32,
+    /// The word said instead of the noun (`thing`).
+    pub generic_word: String,
+    /// Seed of which prompts are renamed.
+    pub seed: u64,
+}
+
+impl SubjectNaming {
+    /// Every prompt keeps its class noun.
+    pub fn class_nouns() -> Self {
+        Self {
+            generic_share: 0.0,
+            generic_word: "thing".into(),
+            seed: 0,
+        }
+    }
+
+    /// The prompt of example `index` of `cluster`: `prompt` as it is, or, for a deterministic
+    /// `generic_share` of the examples, with its first whole-word `noun` replaced by the generic
+    /// word. A prompt that does not contain the noun is kept.
+    pub fn name(&self, prompt: &str, noun: &str, cluster: &str, index: usize) -> String {
+        let renamed = SplitMix64::derive(self.seed, &format!("subject-naming/{cluster}/{index}"))
+            .chance(self.generic_share);
+        match crate::prompts::whole_word(prompt, noun) {
+            Some(found) if renamed => format!(
+                "{}{}{}",
+                &prompt[..found.start],
+                self.generic_word,
+                &prompt[found.end..]
+            ),
+            _ => prompt.to_string(),
+        }
+    }
+}
+
 /// The apprentice's shape: the base's, taking up to 8 demonstrations, read as `attention` says.
 pub fn apprentice_shape(base: &DitConfig, attention: DemoAttention) -> DitConfig {
     DitConfig {
@@ -116,7 +159,7 @@ pub fn apprentice_shape(base: &DitConfig, attention: DemoAttention) -> DitConfig
 /// fine-tuned gated one trains every weight, its demonstrations encoded by a frozen copy of the
 /// base that its releases carry.
 pub fn apprentice_trainer(base: &BaseModel, config: &ApprenticeConfig) -> Result<DenoiserTrainer> {
-    let device = base.device();
+    let device = base.device()?;
     let varmap = VarMap::new();
     let shape = apprentice_shape(&base.config, config.demo_attention);
     let start_from_base = || -> Result<()> {
@@ -405,4 +448,43 @@ pub fn apprentice_evaluation_loss(
         total += loss * chunk.len() as f32;
     }
     Ok(total / triplets.len() as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naming(share: f32) -> SubjectNaming {
+        SubjectNaming {
+            generic_share: share,
+            ..SubjectNaming::class_nouns()
+        }
+    }
+
+    #[test]
+    fn generic_naming_replaces_the_whole_noun_for_its_share_of_the_examples() {
+        let prompt = "a cat on a cat bed";
+        assert_eq!(
+            naming(1.0).name(prompt, "cat", "c1", 0),
+            "a thing on a cat bed"
+        );
+        assert_eq!(naming(0.0).name(prompt, "cat", "c1", 0), prompt);
+        // Not inside a longer word, and a prompt without the noun is kept.
+        assert_eq!(
+            naming(1.0).name("a caterpillar beside a cat", "cat", "c1", 0),
+            "a caterpillar beside a thing"
+        );
+        assert_eq!(naming(1.0).name("a dog", "cat", "c1", 0), "a dog");
+        // A share renames about that share of the examples, the same ones every time.
+        let half = naming(0.5);
+        let renamed: Vec<bool> = (0..400)
+            .map(|i| half.name("a red teapot", "teapot", "c7", i) != "a red teapot")
+            .collect();
+        let count = renamed.iter().filter(|&&r| r).count();
+        assert!((160..=240).contains(&count), "{count} of 400 renamed");
+        let again: Vec<bool> = (0..400)
+            .map(|i| half.name("a red teapot", "teapot", "c7", i) != "a red teapot")
+            .collect();
+        assert_eq!(renamed, again);
+    }
 }

@@ -1,7 +1,7 @@
-//! The artifacts the factory reads and writes (DESIGN §5), between storage and the recipes:
-//! cluster manifests and their images, model versions, the crawled image–caption pairs. Every
-//! image read from storage is decoded with limits; a missing or malformed artifact is a permanent
-//! error (the message that named it cannot succeed), a storage outage a retryable one.
+//! The artifacts the factory reads and writes (architecture.md §5), between storage and the
+//! recipes: cluster manifests and their images, model versions, the crawled image–caption pairs.
+//! Every image read from storage is decoded with limits; a missing or malformed artifact is a
+//! permanent error (the message that named it cannot succeed), a storage outage a retryable one.
 
 use std::sync::Arc;
 
@@ -11,14 +11,11 @@ use suti_messages::ClusterManifest;
 use suti_models::{LoraConfig, ScorerConfig};
 use suti_stage::HandlerError;
 use suti_stage::models::{ModelLoader, model_key};
-use suti_storage::{ObjectKey, SharedStore};
+use suti_storage::{ObjectKey, SharedStore, layout};
 
 use crate::bundle::{BaseModel, CONFIG_FILE, ScorerModel, WEIGHTS_FILE};
 
-/// Model name of the base text-to-image model (`models/base/…`).
-pub const BASE_MODEL: &str = "base";
-/// Model name of the scorer (`models/scorer/…`).
-pub const SCORER_MODEL: &str = "scorer";
+pub use suti_storage::layout::{BASE_MODEL, SCORER_MODEL};
 
 /// Limits for images read back from storage: they were normalised by the crawler or generated
 /// here, so anything large is a sign of a corrupted or planted object.
@@ -149,12 +146,12 @@ pub fn stored_adapter_lora(rank: usize) -> LoraConfig {
 
 /// Key of an expert's adapter.
 pub fn adapter_key(cluster_id: &str, base_version: &str) -> Result<ObjectKey, HandlerError> {
-    key(&format!("experts/{cluster_id}/{base_version}.safetensors"))
+    key(&layout::expert_adapter(cluster_id, base_version))
 }
 
 /// Key of a cluster's dataset shard.
 pub fn shard_key(cluster_id: &str) -> Result<ObjectKey, HandlerError> {
-    key(&format!("datasets/apprentice/{cluster_id}.msgpack"))
+    key(&layout::apprentice_shard(cluster_id))
 }
 
 /// Every crawled (image, caption) pair: the members of every cluster manifest in storage. Images
@@ -165,7 +162,7 @@ pub async fn crawled_pairs(
     let mut pairs = Vec::new();
     let mut skipped = 0;
     let mut seen = std::collections::HashSet::new();
-    for object in store.list("clusters/").await? {
+    for object in store.list(layout::CLUSTERS_PREFIX).await? {
         let body = store.get(&object.key).await?;
         let Ok(manifest) = rmp_serde::from_slice::<ClusterManifest>(&body) else {
             skipped += 1;
@@ -201,11 +198,11 @@ pub struct StoredCheckpoint {
 }
 
 fn checkpoint_key(model: &str, step: u64, file: &str) -> Result<ObjectKey, HandlerError> {
-    key(&format!("models/{model}/checkpoints/{step}/{file}"))
+    key(&layout::checkpoint_file(model, step, file))
 }
 
 fn checkpoint_pointer(model: &str) -> Result<ObjectKey, HandlerError> {
-    key(&format!("models/{model}/checkpoints/LATEST"))
+    key(&layout::checkpoint_latest(model))
 }
 
 /// Writes a checkpoint of model `model` at `step`: both files, then the pointer, so a reader

@@ -1,6 +1,6 @@
 //! Model artifacts as bytes: a JSON configuration beside safetensors weights, the layout of
-//! `models/{base,scorer}/{version}/` (DESIGN §5). Versions are content hashes of the weights, so
-//! publishing the same weights twice names the same version.
+//! `models/{base,scorer}/{version}/` (architecture.md §5). Versions are content hashes of the
+//! weights, so publishing the same weights twice names the same version.
 
 use std::collections::HashMap;
 
@@ -62,24 +62,24 @@ impl BaseModel {
         ))
     }
 
-    /// The device its weights live on.
-    pub fn device(&self) -> Device {
+    /// The device its weights live on (a model without weights has none).
+    pub fn device(&self) -> Result<Device> {
         self.tensors
             .values()
             .next()
             .map(|t| t.device().clone())
-            .unwrap_or(Device::Cpu)
+            .ok_or_else(|| FactoryError::Invalid("the model holds no weights".into()))
     }
 
     /// The network with these weights, frozen.
     pub fn dit(&self) -> Result<Dit> {
-        let params = Params::frozen(self.tensors.clone(), &self.device());
+        let params = Params::frozen(self.tensors.clone(), &self.device()?);
         Ok(Dit::new(&self.config, &Builders::base(params))?)
     }
 
     /// The network with an expert's adapter folded in (for generation).
     pub fn with_adapter(&self, adapter: &[u8], lora: LoraConfig) -> Result<Dit> {
-        let device = self.device();
+        let device = self.device()?;
         let builders = Builders {
             base: Params::frozen(self.tensors.clone(), &device),
             lora: Some((Params::frozen_bytes(adapter, &device)?, lora)),

@@ -1,7 +1,7 @@
-//! Experts (DESIGN §7.4): one per cluster, a LoRA adapter trained over the frozen base on the
-//! cluster's images, whose captions name the subject with a rare identifier token before its class
-//! noun ("my sks teapot on the beach") — DreamBooth's recipe, made cheap by training the adapter
-//! alone. The artifact is the adapter.
+//! Experts (architecture.md §7.4): one per cluster, a LoRA adapter trained over the frozen base on
+//! the cluster's images, whose captions name the subject with a rare identifier token before its
+//! class noun ("my sks teapot on the beach") — DreamBooth's recipe, made cheap by training the
+//! adapter alone. The artifact is the adapter.
 
 use std::time::Instant;
 
@@ -62,19 +62,14 @@ impl ExpertConfig {
 /// `caption` with `identifier` inserted before the first whole-word `noun` ("my teapot" → "my sks
 /// teapot"); when the caption never names the noun, the subject phrase is appended.
 pub fn personalise(caption: &str, noun: &str, identifier: &str) -> String {
-    let lower = caption.to_lowercase();
-    let noun_lower = noun.to_lowercase();
-    let is_word = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
-    let mut from = 0;
-    while let Some(found) = lower[from..].find(&noun_lower) {
-        let at = from + found;
-        let end = at + noun_lower.len();
-        if is_word(lower[..at].chars().next_back()) && is_word(lower[end..].chars().next()) {
-            return format!("{}{identifier} {}", &caption[..at], &caption[at..]);
-        }
-        from = end;
+    match crate::prompts::whole_word(caption, noun) {
+        Some(found) => format!(
+            "{}{identifier} {}",
+            &caption[..found.start],
+            &caption[found.start..]
+        ),
+        None => format!("{caption}, {identifier} {noun}"),
     }
-    format!("{caption}, {identifier} {noun}")
 }
 
 /// An expert in training: the frozen base with fresh LoRA adapters on every block's attention and
@@ -84,7 +79,7 @@ pub fn expert_trainer(
     config: &ExpertConfig,
     seed: u64,
 ) -> Result<DenoiserTrainer> {
-    let device = base.device();
+    let device = base.device()?;
     let varmap = VarMap::new();
     let builders = Builders {
         base: Params::frozen(base.tensors.clone(), &device),

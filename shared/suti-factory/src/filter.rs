@@ -1,4 +1,5 @@
-//! The ΔCLIP filter (DESIGN §7.6): which of an expert's generations become training targets.
+//! The ΔCLIP filter (architecture.md §7.6): which of an expert's generations become training
+//! targets.
 //!
 //! - ΔCLIP-T = cos(target, prompt) − mean over demonstrations of cos(demo, prompt), in the
 //!   scorer's joint space: the target must follow the new prompt better than the demonstrations
@@ -28,25 +29,7 @@ pub fn default_thresholds() -> FilterThresholds {
     }
 }
 
-/// What ΔCLIP-T subtracts from the target's CLIP-T.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeltaReference {
-    /// The demonstrations' mean CLIP-T for the same prompt (the paper).
-    Demonstrations,
-    /// The target's mean CLIP-T against the demonstrations' captions.
-    Captions,
-}
-
-impl DeltaReference {
-    /// From its configuration name (`demonstrations`, `captions`).
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "demonstrations" => Some(Self::Demonstrations),
-            "captions" => Some(Self::Captions),
-            _ => None,
-        }
-    }
-}
+pub use suti_runtime::DeltaReference;
 
 /// A candidate's scores.
 #[derive(Debug, Clone, Copy, PartialEq)]

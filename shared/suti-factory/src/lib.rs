@@ -1,5 +1,5 @@
-//! The data factory (DESIGN §2, §7.4–7.6): the recipes, as compute on in-memory data, and the
-//! artifacts they read and write:
+//! The data factory (architecture.md §2, §7.4–7.6): the recipes, as compute on in-memory data, and
+//! the artifacts they read and write:
 //!
 //! - [`base`]: training the base text-to-image model on crawled image–caption pairs;
 //! - [`scorer`]: training the CLIP-style scorer's heads and measuring its retrieval accuracy;
@@ -17,6 +17,7 @@ pub mod apprentice;
 pub mod artifacts;
 pub mod base;
 pub mod bundle;
+pub mod device;
 pub mod expert;
 pub mod filter;
 pub mod generate;

@@ -1,9 +1,10 @@
-//! Prompts for an expert (DESIGN §2 step 3): the DreamBench templates with the cluster's subject,
-//! keeping only contexts its images never showed — the generations must teach the apprentice
-//! something the demonstrations do not already contain.
+//! Prompts for an expert (architecture.md §1 step 3): the DreamBench templates with the cluster's
+//! subject, keeping only contexts its images never showed — the generations must teach the
+//! apprentice something the demonstrations do not already contain.
 
 use suti_data::{Prompt, PromptKind, all_prompts};
 use suti_rng::SplitMix64;
+use suti_runtime::TemplateFamily;
 
 /// A prompt to render with an expert.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +17,25 @@ pub struct GenerationPrompt {
     pub plain_text: String,
 }
 
+/// Byte range of the first case-insensitive occurrence of `word` in `text` that is not part of a
+/// longer word ("cat" in "a cattle cat" is the second one).
+pub fn whole_word(text: &str, word: &str) -> Option<std::ops::Range<usize>> {
+    if word.is_empty() {
+        return None;
+    }
+    let (lower, word) = (text.to_lowercase(), word.to_lowercase());
+    let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(&word) {
+        let (at, end) = (from + found, from + found + word.len());
+        if boundary(lower[..at].chars().next_back()) && boundary(lower[end..].chars().next()) {
+            return Some(at..end);
+        }
+        from = end;
+    }
+    None
+}
+
 /// The template family's name as messages carry it.
 pub fn family_name(kind: PromptKind) -> &'static str {
     match kind {
@@ -25,15 +45,13 @@ pub fn family_name(kind: PromptKind) -> &'static str {
     }
 }
 
-/// A family from its name.
-pub fn family_from_name(name: &str) -> Option<PromptKind> {
-    [
-        PromptKind::Recontextualisation,
-        PromptKind::Accessorisation,
-        PromptKind::Property,
-    ]
-    .into_iter()
-    .find(|k| family_name(*k) == name)
+/// The prompts of a configured template family.
+pub fn prompt_kind(family: TemplateFamily) -> PromptKind {
+    match family {
+        TemplateFamily::Recontextualisation => PromptKind::Recontextualisation,
+        TemplateFamily::Accessorisation => PromptKind::Accessorisation,
+        TemplateFamily::Property => PromptKind::Property,
+    }
 }
 
 /// Up to `count` prompts of the given families for a subject, in a deterministic order drawn from
@@ -103,9 +121,14 @@ mod tests {
         assert_eq!(again[..], all[..5], "deterministic for a seed");
         let props = generation_prompts("teapot", "sks", &[], &[PromptKind::Property], 100, 1);
         assert_eq!(props.len(), 5);
-        assert_eq!(
-            family_from_name(family_name(PromptKind::Property)),
-            Some(PromptKind::Property)
-        );
+        // A family's name on the wire is its name in the configuration.
+        for family in [
+            TemplateFamily::Recontextualisation,
+            TemplateFamily::Accessorisation,
+            TemplateFamily::Property,
+        ] {
+            let configured = serde_json::to_value(family).unwrap();
+            assert_eq!(configured, family_name(prompt_kind(family)));
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! denoised together as one batch. Serving's dynamic batcher, `suti generate` and the evaluation
 //! all render through [`render_batch`].
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use suti_data::RgbaImage;
 use suti_models::diffusion::{Conditioning, SamplerConfig, SamplerKind, sample_seeded};
 use suti_models::text::TextEncoder;
@@ -77,7 +77,7 @@ pub fn render_batch(
     let Some(first) = requests.first() else {
         return Ok(Vec::new());
     };
-    let device = Device::Cpu;
+    let device = model.dit.device().clone();
     let size = model.image_size();
     let plane = 3 * size * size;
     let dmax = requests

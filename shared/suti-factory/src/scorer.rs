@@ -1,6 +1,6 @@
-//! Training the CLIP-style scorer (`suti train scorer`, DESIGN §7.5): the image tower and MiniLM
-//! stay frozen, so their outputs are computed once per pair; only the projection heads learn,
-//! contrastively, and held-out pairs measure how often the right caption ranks first.
+//! Training the CLIP-style scorer (`suti train scorer`, architecture.md §7.5): the image tower and
+//! MiniLM stay frozen, so their outputs are computed once per pair; only the projection heads
+//! learn, contrastively, and held-out pairs measure how often the right caption ranks first.
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;

@@ -1,5 +1,5 @@
-//! Wire types of the suti pipeline (DESIGN §4): one versioned payload struct per message type,
-//! encoded as named MessagePack (`rmp_serde::to_vec_named`).
+//! Wire types of the suti pipeline (architecture.md §4): one versioned payload struct per message
+//! type, encoded as named MessagePack (`rmp_serde::to_vec_named`).
 //!
 //! This crate depends on serde and little else so that every service, tool and test can speak the
 //! wire format without compiling the heavy parts of the system. Compatible changes add

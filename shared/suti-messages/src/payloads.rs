@@ -1,5 +1,6 @@
-//! The v1 payloads, one per pipeline hop (DESIGN §2 and §4). Messages carry storage keys, never
-//! blobs; the artifacts themselves live in object storage under the prefixes of DESIGN §5.
+//! The v1 payloads, one per pipeline hop (architecture.md §2 and §4). Messages carry storage keys,
+//! never blobs; the artifacts themselves live in object storage under the prefixes of
+//! architecture.md §5.
 
 use serde::{Deserialize, Serialize};
 
@@ -146,7 +147,7 @@ impl Message for CandidatesGeneratedV1 {
     const TYPE: &'static str = "candidates.generated.v1";
 }
 
-/// Thresholds the ΔCLIP filter applied (DESIGN §7.6).
+/// Thresholds the ΔCLIP filter applied (architecture.md §7.6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FilterThresholds {
     /// Minimum ΔCLIP-T: how much better the target follows the prompt than the demonstrations do.

@@ -1,6 +1,6 @@
-//! Denoiser configuration and presets (DESIGN §7): `test` for unit tests, `tiny` for the CPU (CI,
-//! the pipeline tests, the demo), `small` for a CPU with hours or any GPU, and `base` (64×64, the
-//! Imagen base resolution) for a GPU.
+//! Denoiser configuration and presets (architecture.md §7): `test` for unit tests, `tiny` for the
+//! CPU (CI, the pipeline tests, the demo), `small` for a CPU with hours or any GPU, and `base`
+//! (64×64, the Imagen base resolution) for a GPU.
 
 use serde::{Deserialize, Serialize};
 

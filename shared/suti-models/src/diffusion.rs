@@ -1,6 +1,6 @@
-//! Diffusion (DESIGN §7.3): the cosine schedule (Nichol & Dhariwal, 2021) in continuous time,
-//! v-prediction (Salimans & Ho, 2022), the training loss, and two samplers — DDIM (Song et al.,
-//! 2021) and the faster multistep DPM-Solver++(2M) (Lu et al., 2022) — with classifier-free
+//! Diffusion (architecture.md §7.3): the cosine schedule (Nichol & Dhariwal, 2021) in continuous
+//! time, v-prediction (Salimans & Ho, 2022), the training loss, and two samplers — DDIM (Song et
+//! al., 2021) and the faster multistep DPM-Solver++(2M) (Lu et al., 2022) — with classifier-free
 //! guidance and Imagen's dynamic thresholding (Saharia et al., 2022), without which the paper's
 //! serving guidance weight of 15 saturates every pixel.
 //!

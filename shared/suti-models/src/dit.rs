@@ -1,6 +1,6 @@
-//! The denoiser (DESIGN §7.2) and the apprentice (§7.7): a DiT on pixel patches with adaLN-Zero
-//! conditioning on the timestep and the pooled text, attention to the text tokens and, for the
-//! apprentice, to demonstration tokens.
+//! The denoiser (architecture.md §7.2) and the apprentice (§7.7): a DiT on pixel patches with
+//! adaLN-Zero conditioning on the timestep and the pooled text, attention to the text tokens and,
+//! for the apprentice, to demonstration tokens.
 //!
 //! Demonstrations (clean images with their captions) are encoded by the same blocks at t = 0, as
 //! Re-Imagen and SuTI share the encoder, and read in one of two ways ([`DemoAttention`]):

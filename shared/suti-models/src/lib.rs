@@ -1,4 +1,4 @@
-//! suti's models in candle (DESIGN §7): the DiT denoiser and apprentice, diffusion (cosine
+//! suti's models in candle (architecture.md §7): the DiT denoiser and apprentice, diffusion (cosine
 //! schedule, v-prediction, DDIM and multistep sampling, guidance with dynamic thresholding), LoRA,
 //! the CLIP-style scorer and the training library. Model code does no I/O: weights arrive as bytes
 //! or tensors.

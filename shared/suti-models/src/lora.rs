@@ -1,5 +1,5 @@
-//! LoRA adapters as artifacts (DESIGN §7.4): an expert is the adapter alone — a few hundred
-//! kilobytes — applied on top of the frozen base it was trained against.
+//! LoRA adapters as artifacts (architecture.md §7.4): an expert is the adapter alone — a few
+//! hundred kilobytes — applied on top of the frozen base it was trained against.
 
 use std::collections::HashMap;
 

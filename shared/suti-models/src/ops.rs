@@ -1,6 +1,6 @@
 //! The hot operations of the denoiser, each with a backward pass. Where candle's own version is
-//! slow on this CPU (DESIGN §7 pitfalls) there is a custom op with a hand-written backward, tested
-//! against the composed reference (`tests` below) for values and gradients.
+//! slow on this CPU (architecture.md §7 pitfalls) there is a custom op with a hand-written
+//! backward, tested against the composed reference (`tests` below) for values and gradients.
 //!
 //! - [`add_bias`]: candle's broadcast-add backward sums the bias gradient on one thread; here it is
 //!   a matmul with a ones row, which gemm runs on every core.

@@ -728,6 +728,11 @@ impl Dinov2Encoder {
         self.hidden
     }
 
+    /// The device its weights live on.
+    pub fn device(&self) -> &Device {
+        self.cls_token.device()
+    }
+
     /// `(b, 3, h, w)` RGB in [0, 1], any size → `(b, hidden)` unit rows: resized to 224×224
     /// (bilinear), ImageNet-normalised, CLS token after the final layer norm.
     pub fn embed(&self, images: &Tensor) -> candle_core::Result<Tensor> {
@@ -1103,6 +1108,11 @@ impl ClipEncoder {
     /// The side images are resized to (the config's `vision_config.image_size`).
     pub fn image_size(&self) -> usize {
         self.image_size
+    }
+
+    /// The device its weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// `(b, 3, h, w)` RGB in [0, 1], any size → `(b, projection_dim)` unit rows: resized to the

@@ -1,7 +1,7 @@
-//! The CLIP-style scorer (DESIGN §7.5) used by the ΔCLIP filter and evaluation: the frozen image
-//! tower's pooled features and MiniLM's sentence vectors, each mapped by a small trained head into
-//! one joint space where cosine similarity says how well a caption describes an image. Only the
-//! heads are trained, contrastively (CLIP's symmetric InfoNCE) on crawled image–caption pairs.
+//! The CLIP-style scorer (architecture.md §7.5) used by the ΔCLIP filter and evaluation: the frozen
+//! image tower's pooled features and MiniLM's sentence vectors, each mapped by a small trained head
+//! into one joint space where cosine similarity says how well a caption describes an image. Only
+//! the heads are trained, contrastively (CLIP's symmetric InfoNCE) on crawled image–caption pairs.
 
 use candle_core::{D, DType, Result, Tensor};
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,8 @@
-//! The frozen text encoder (DESIGN §7.1): all-MiniLM-L6-v2, a 6-layer BERT with 384-wide token
-//! states, through candle-transformers. It plays Imagen's frozen T5: token states (with their mask)
-//! feed the denoiser's attention, and the mean-pooled, L2-normalised sentence vector feeds its
-//! global conditioning. Encodings are cached per caption: captions repeat across a training run.
+//! The frozen text encoder (architecture.md §7.1): all-MiniLM-L6-v2, a 6-layer BERT with 384-wide
+//! token states, through candle-transformers. It plays Imagen's frozen T5: token states (with their
+//! mask) feed the denoiser's attention, and the mean-pooled, L2-normalised sentence vector feeds
+//! its global conditioning. Encodings are cached per caption: captions repeat across a training
+//! run.
 
 use std::collections::HashMap;
 use std::path::Path;

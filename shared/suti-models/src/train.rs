@@ -1,7 +1,7 @@
 //! The training library: AdamW, global gradient-norm clipping, warm-up + cosine learning rate, EMA
 //! of the weights, and checkpoints that hold weights, optimiser moments, EMA and the data/noise
 //! generator's state, so that a resumed run continues bit for bit. candle has none of these built
-//! in (DESIGN §7 pitfalls); they are written once, here.
+//! in (architecture.md §7 pitfalls); they are written once, here.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,6 +1,6 @@
-//! Work queue of the pipeline (DESIGN §4): one [`Broker`] abstraction with two backends that keep
-//! the same semantics — RabbitMQ through lapin ([`AmqpBroker`]) and an in-process broker for the
-//! embedded mode ([`InProcessBroker`]).
+//! Work queue of the pipeline (architecture.md §4): one [`Broker`] abstraction with two backends
+//! that keep the same semantics — RabbitMQ through lapin ([`AmqpBroker`]) and an in-process broker
+//! for the embedded mode ([`InProcessBroker`]).
 //!
 //! Semantics both backends keep:
 //! - a topic exchange routes each message by its wire type to one quorum queue per consumer stage;

@@ -1,5 +1,6 @@
-//! The in-process broker of the embedded mode (DESIGN §6): the same routing, prefetch, ack,
-//! requeue, delivery-limit and dead-letter semantics as the RabbitMQ topology, inside one process.
+//! The in-process broker of the embedded mode (architecture.md §6): the same routing, prefetch,
+//! ack, requeue, delivery-limit and dead-letter semantics as the RabbitMQ topology, inside one
+//! process.
 //!
 //! A handle is a connection: [`InProcessBroker::connect`] opens another one on the same broker, and
 //! [`Broker::close`] returns that connection's unacknowledged deliveries to their queues, as RabbitMQ

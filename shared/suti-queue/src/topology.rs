@@ -1,5 +1,5 @@
-//! The pipeline's broker topology (DESIGN §4): exchanges, stage queues, dead-letter queues and the
-//! release fan-out, all under an optional namespace so that test runs never collide.
+//! The pipeline's broker topology (architecture.md §4): exchanges, stage queues, dead-letter queues
+//! and the release fan-out, all under an optional namespace so that test runs never collide.
 
 use suti_messages::{
     ApprenticePublishedV1, CandidatesGeneratedV1, ClusterMinedV1, CrawlRequestV1,

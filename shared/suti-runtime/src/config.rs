@@ -8,6 +8,65 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Gives a choice setting its text form: written as its name, read from it, and refused with
+/// every allowed name listed (a derived `Deserialize`, through the configuration loader, names
+/// none of them).
+macro_rules! named_choice {
+    ($name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        impl $name {
+            /// Every name it may be written as.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            /// Its name in the configuration.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(unknown_choice(s, Self::NAMES)),
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                String::deserialize(deserializer)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// The error of a choice setting given `value`, naming every allowed one.
+fn unknown_choice(value: &str, names: &[&str]) -> String {
+    let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    format!(
+        "unknown value {value:?}, expected one of {}",
+        names.join(", ")
+    )
+}
+
 /// The compiled-in defaults.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("default.yaml");
 
@@ -89,14 +148,18 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 /// Which broker backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueBackend {
     /// RabbitMQ.
     Amqp,
     /// In-process broker (embedded mode).
     InProcess,
 }
+
+named_choice!(QueueBackend {
+    Amqp = "amqp",
+    InProcess = "in_process",
+});
 
 /// The message broker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,14 +183,18 @@ pub struct QueueConfig {
 }
 
 /// Which storage backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageBackend {
     /// S3 or an S3-compatible server.
     S3,
     /// Files under `local_root` (embedded mode).
     Local,
 }
+
+named_choice!(StorageBackend {
+    S3 = "s3",
+    Local = "local",
+});
 
 /// Artifact storage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,14 +221,18 @@ pub struct StorageConfig {
 }
 
 /// Which state backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateBackend {
     /// Redis.
     Redis,
     /// In-process (embedded mode).
     InProcess,
 }
+
+named_choice!(StateBackend {
+    Redis = "redis",
+    InProcess = "in_process",
+});
 
 /// Shared state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -186,14 +257,18 @@ pub struct AdminConfig {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
     Json,
 }
+
+named_choice!(LogFormat {
+    Text = "text",
+    Json = "json",
+});
 
 /// Logging.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -204,6 +279,23 @@ pub struct TelemetryConfig {
     /// tracing-subscriber filter directives (`RUST_LOG` overrides).
     pub log_filter: String,
 }
+
+/// What the members of a candidate cluster share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterGrouping {
+    /// The page they were found on.
+    Page,
+    /// The page's directory.
+    Directory,
+    /// The page's host.
+    Host,
+}
+
+named_choice!(ClusterGrouping {
+    Page = "page",
+    Directory = "directory",
+    Host = "host",
+});
 
 /// crawler-clusterer settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,8 +315,8 @@ pub struct CrawlerConfig {
     pub host_rate_per_second: f64,
     /// Burst of requests per host.
     pub host_burst: f64,
-    /// `page`, `directory` or `host`.
-    pub grouping: String,
+    /// What the members of a candidate cluster share.
+    pub grouping: ClusterGrouping,
     /// Fewest members of a cluster.
     pub min_members: usize,
     /// Most members of a cluster.
@@ -237,10 +329,60 @@ pub struct CrawlerConfig {
     pub min_image_side: u32,
 }
 
-/// The frozen pretrained towers and how stages follow published models.
+/// Where the models run: written `cpu`, `cuda` (the first GPU) or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelDevice {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// The CUDA GPU of this ordinal (needs a binary built with the `cuda` feature).
+    Cuda(usize),
+}
+
+impl fmt::Display for ModelDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl FromStr for ModelDevice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ordinal = s.strip_prefix("cuda:").map(str::parse::<usize>);
+        match (s, ordinal) {
+            ("cpu", _) => Ok(Self::Cpu),
+            ("cuda", _) => Ok(Self::Cuda(0)),
+            (_, Some(Ok(n))) => Ok(Self::Cuda(n)),
+            _ => Err(unknown_choice(s, &["cpu", "cuda", "cuda:N"])),
+        }
+    }
+}
+
+impl Serialize for ModelDevice {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelDevice {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The frozen pretrained towers, where the models run, and how stages follow published models.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsConfig {
+    /// Where every stage, serving and the jobs run their models.
+    #[serde(default)]
+    pub device: ModelDevice,
     /// Folder of MiniLM (`model.safetensors`, `tokenizer.json`, `config.json`); empty for the
     /// copy `scripts/fetch-assets` fetched.
     pub text_encoder: String,
@@ -270,6 +412,37 @@ pub struct ExpertStageConfig {
     pub seed: u64,
 }
 
+/// A family of DreamBench prompt templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateFamily {
+    /// The subject in a new place (`a teapot on the beach`).
+    Recontextualisation,
+    /// The subject wearing something (animals only).
+    Accessorisation,
+    /// The subject with a property changed (`a red teapot`).
+    Property,
+}
+
+named_choice!(TemplateFamily {
+    Recontextualisation = "recontextualisation",
+    Accessorisation = "accessorisation",
+    Property = "property",
+});
+
+/// A denoising sampler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamplerChoice {
+    /// DDIM.
+    Ddim,
+    /// DPM-Solver++(2M).
+    DpmSolver2m,
+}
+
+named_choice!(SamplerChoice {
+    Ddim = "ddim",
+    DpmSolver2m = "dpm_solver2m",
+});
+
 /// generator: how each expert renders its subject in new contexts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -278,14 +451,14 @@ pub struct GeneratorConfig {
     pub prompts_per_cluster: usize,
     /// Images per prompt.
     pub images_per_prompt: usize,
-    /// Template families: recontextualisation, accessorisation, property.
-    pub families: Vec<String>,
+    /// Template families the prompts are drawn from.
+    pub families: Vec<TemplateFamily>,
     /// Denoising steps.
     pub steps: usize,
     /// Classifier-free guidance weight.
     pub guidance: f32,
-    /// ddim or dpm_solver2m.
-    pub sampler: String,
+    /// The sampler.
+    pub sampler: SamplerChoice,
     /// Images denoised together at most.
     pub max_batch: usize,
     /// Seed mixed with each cluster's id.
@@ -293,8 +466,7 @@ pub struct GeneratorConfig {
 }
 
 /// How the apprentice reads its demonstrations (the model's `DemoAttention`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ApprenticeDemoAttention {
     /// The target attends to [own | text | demonstrations] in one softmax, and every weight of
     /// the base trains.
@@ -308,6 +480,12 @@ pub enum ApprenticeDemoAttention {
     GatedFinetuned,
 }
 
+named_choice!(ApprenticeDemoAttention {
+    Shared = "shared",
+    Gated = "gated",
+    GatedFinetuned = "gated_finetuned",
+});
+
 /// apprentice-trainer: continuous training on the accepted triplets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -315,6 +493,13 @@ pub struct ApprenticeStageConfig {
     /// How the apprentice reads its demonstrations.
     #[serde(default)]
     pub demo_attention: ApprenticeDemoAttention,
+    /// Share of the training prompts that name the subject by `generic_noun` instead of its class
+    /// noun, so that only the demonstrations tell what the subject is (0 to 1).
+    #[serde(default)]
+    pub generic_noun_share: f32,
+    /// The word those prompts say instead of the class noun.
+    #[serde(default = "generic_noun")]
+    pub generic_noun: String,
     /// Steps the learning-rate schedule spans (training continues at the final rate after).
     pub schedule_steps: u64,
     /// Examples per step.
@@ -347,6 +532,10 @@ pub struct ApprenticeStageConfig {
 
 fn one() -> usize {
     1
+}
+
+fn generic_noun() -> String {
+    "thing".into()
 }
 
 /// serving: the HTTP API, its limits and dynamic batching.
@@ -393,6 +582,21 @@ pub struct ServingConfig {
     pub key_burst: f64,
 }
 
+/// What ΔCLIP-T subtracts from the target's CLIP-T.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeltaReference {
+    /// The demonstrations' mean CLIP-T for the same prompt (the paper).
+    Demonstrations,
+    /// The target's own mean similarity to the demonstrations' captions, so that image quality
+    /// cancels out.
+    Captions,
+}
+
+named_choice!(DeltaReference {
+    Demonstrations = "demonstrations",
+    Captions = "captions",
+});
+
 /// clip-filter: the ΔCLIP thresholds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -401,10 +605,8 @@ pub struct ClipFilterConfig {
     pub delta_clip_min: f32,
     /// Least mean image-tower similarity to the demonstrations accepted.
     pub subject_similarity_min: f32,
-    /// What ΔCLIP-T subtracts from the target's CLIP-T: `demonstrations` (the paper: the
-    /// demonstrations' CLIP-T for the same prompt) or `captions` (the target's own similarity to
-    /// the demonstrations' captions, so image quality cancels out).
-    pub delta_reference: String,
+    /// What ΔCLIP-T subtracts from the target's CLIP-T.
+    pub delta_reference: DeltaReference,
 }
 
 /// One queue-consuming stage.
@@ -694,9 +896,6 @@ impl SutiConfig {
                 }
             }
         }
-        if !["page", "directory", "host"].contains(&self.crawler.grouping.as_str()) {
-            problems.push("crawler.grouping must be page, directory or host".into());
-        }
         if self.crawler.min_members == 0 || self.crawler.min_members > self.crawler.max_members {
             problems.push("crawler.min_members must be between 1 and crawler.max_members".into());
         }
@@ -725,18 +924,21 @@ impl SutiConfig {
                     .into(),
             );
         }
-        if !["demonstrations", "captions"].contains(&self.clip_filter.delta_reference.as_str()) {
-            problems.push("clip_filter.delta_reference must be demonstrations or captions".into());
-        }
-        if !["ddim", "dpm_solver2m"].contains(&g.sampler.as_str()) {
-            problems.push("generator.sampler must be ddim or dpm_solver2m".into());
-        }
         let a = &self.apprentice;
         if a.batch == 0 || a.checkpoint_every == 0 || a.release_every == 0 || a.refresh_secs == 0 {
             problems.push(
                 "apprentice.batch, checkpoint_every, release_every and refresh_secs must be at least 1"
                     .into(),
             );
+        }
+        if !(0.0..=1.0).contains(&a.generic_noun_share) {
+            problems.push(format!(
+                "apprentice.generic_noun_share is a share, from 0 to 1 (got {})",
+                a.generic_noun_share
+            ));
+        }
+        if a.generic_noun.trim().is_empty() {
+            problems.push("apprentice.generic_noun must be a word".into());
         }
         if a.min_demos == 0 || a.min_demos > a.max_demos || a.max_demos > 8 {
             problems.push(
@@ -779,12 +981,8 @@ impl SutiConfig {
                 "serving.api_key_hashes must be SHA-256 digests in hex (64 characters)".into(),
             );
         }
-        let families = ["recontextualisation", "accessorisation", "property"];
-        if g.families.is_empty() || g.families.iter().any(|f| !families.contains(&f.as_str())) {
-            problems.push(
-                "generator.families must list recontextualisation, accessorisation or property"
-                    .into(),
-            );
+        if g.families.is_empty() {
+            problems.push("generator.families must list at least one template family".into());
         }
         if problems.is_empty() {
             Ok(())

@@ -1,7 +1,7 @@
-//! The runtime every suti service shares (DESIGN §2, §11): layered configuration, logging, the
-//! Prometheus registry with `suti_build_info`, the admin HTTP port (`/metrics`, `/health/livez`,
-//! `/health/readyz`), SIGTERM handling, and connecting the broker, storage and state backends the
-//! configuration names — so that a service is only its handler.
+//! The runtime every suti service shares (architecture.md §2, §11): layered configuration, logging,
+//! the Prometheus registry with `suti_build_info`, the admin HTTP port (`/metrics`,
+//! `/health/livez`, `/health/readyz`), SIGTERM handling, and connecting the broker, storage and
+//! state backends the configuration names — so that a service is only its handler.
 
 mod admin;
 mod backends;
@@ -12,8 +12,9 @@ mod telemetry;
 pub use admin::{AdminServer, serve_admin};
 pub use backends::{Backends, RuntimeError, connect_storage};
 pub use config::{
-    ApprenticeDemoAttention, ConfigError, ConfigSources, CrawlerConfig, Secret, ServiceName,
-    StageConfig, SutiConfig,
+    ApprenticeDemoAttention, ClusterGrouping, ConfigError, ConfigSources, CrawlerConfig,
+    DeltaReference, ModelDevice, SamplerChoice, Secret, ServiceName, StageConfig, SutiConfig,
+    TemplateFamily,
 };
 pub use health::{Health, ReadinessReport};
 pub use telemetry::{build_info_registry, init_logging, shutdown_on_signal};

@@ -4,7 +4,8 @@ use std::io::Write;
 
 use suti_runtime::config::{QueueBackend, redact_url};
 use suti_runtime::{
-    ConfigError, ConfigSources, Health, ServiceName, SutiConfig, build_info_registry, serve_admin,
+    ConfigError, ConfigSources, Health, ModelDevice, ServiceName, SutiConfig, TemplateFamily,
+    build_info_registry, serve_admin,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -69,8 +70,75 @@ fn lists_come_from_comma_separated_environment_variables() {
     let config =
         SutiConfig::load(&env(&[("SUTI__CRAWLER__ALLOW_PRIVATE", "127.0.0.0/8,::1")])).unwrap();
     assert_eq!(config.crawler.allow_private, vec!["127.0.0.0/8", "::1"]);
-    let err = SutiConfig::load(&env(&[("SUTI__CRAWLER__GROUPING", "planet")])).unwrap_err();
-    assert!(err.to_string().contains("crawler.grouping"), "{err}");
+    let families = SutiConfig::load(&env(&[(
+        "SUTI__GENERATOR__FAMILIES",
+        "recontextualisation,property",
+    )]))
+    .unwrap();
+    assert_eq!(
+        families.generator.families,
+        [
+            TemplateFamily::Recontextualisation,
+            TemplateFamily::Property
+        ]
+    );
+}
+
+#[test]
+fn the_model_device_is_cpu_unless_told() {
+    let load = |vars: &[(&str, &str)]| SutiConfig::load(&env(vars)).unwrap().models.device;
+    assert_eq!(load(&[]), ModelDevice::Cpu);
+    assert_eq!(
+        load(&[("SUTI__MODELS__DEVICE", "cuda")]),
+        ModelDevice::Cuda(0)
+    );
+    assert_eq!(
+        load(&[("SUTI__MODELS__DEVICE", "cuda:1")]),
+        ModelDevice::Cuda(1)
+    );
+    assert_eq!(ModelDevice::Cuda(1).to_string(), "cuda:1");
+}
+
+#[test]
+fn an_unknown_choice_is_refused_with_the_allowed_values_named() {
+    for (var, value, refused, allowed) in [
+        ("SUTI__CRAWLER__GROUPING", "planet", "planet", "`directory`"),
+        (
+            "SUTI__GENERATOR__SAMPLER",
+            "euler",
+            "euler",
+            "`dpm_solver2m`",
+        ),
+        (
+            "SUTI__GENERATOR__FAMILIES",
+            "recontextualisation,poses",
+            "poses",
+            "`accessorisation`",
+        ),
+        (
+            "SUTI__CLIP_FILTER__DELTA_REFERENCE",
+            "prompts",
+            "prompts",
+            "`captions`",
+        ),
+        (
+            "SUTI__APPRENTICE__DEMO_ATTENTION",
+            "cross",
+            "cross",
+            "`gated_finetuned`",
+        ),
+        ("SUTI__TELEMETRY__LOG_FORMAT", "xml", "xml", "`json`"),
+        ("SUTI__QUEUE__BACKEND", "kafka", "kafka", "`in_process`"),
+        ("SUTI__MODELS__DEVICE", "gpu", "gpu", "`cuda:N`"),
+    ] {
+        let err = SutiConfig::load(&env(&[(var, value)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("{refused:?}")) && err.contains(allowed),
+            "{var}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -100,17 +168,19 @@ fn invalid_values_are_all_reported_together() {
         ("SUTI__ADMIN__LISTEN", "not-an-address"),
         ("SUTI__STAGES__CLIP_FILTER__PREFETCH", "0"),
         ("SUTI__SERVING__DEFAULT_DEMO_GUIDANCE", "99"),
+        ("SUTI__APPRENTICE__GENERIC_NOUN_SHARE", "1.5"),
     ]))
     .unwrap_err();
     let ConfigError::Invalid(problems) = &err else {
         panic!("{err}")
     };
-    assert_eq!(problems.len(), 5, "{problems:?}");
+    assert_eq!(problems.len(), 6, "{problems:?}");
     let text = err.to_string();
     assert!(text.contains("default_demo_guidance"));
     assert!(text.contains("queue.url"));
     assert!(text.contains("admin.listen"));
     assert!(text.contains("stages.clip_filter.prefetch"));
+    assert!(text.contains("apprentice.generic_noun_share"));
 }
 
 #[test]

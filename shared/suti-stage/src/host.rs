@@ -1,6 +1,8 @@
 //! Hosting a service process: logging, metrics registry, admin port, backends from configuration,
 //! shutdown on SIGTERM — everything around a handler, so a service's `main` is only its handler.
 
+use std::sync::Arc;
+
 use prometheus::Registry;
 use suti_runtime::{
     AdminServer, Backends, Health, RuntimeError, ServiceName, SutiConfig, build_info_registry,
@@ -8,6 +10,7 @@ use suti_runtime::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::models::{ModelLoader, VersionedModels};
 use crate::{Handler, StageMetrics, StageSettings, run_stage};
 
 /// How long the admin server may take to drain its connections at shutdown.
@@ -142,6 +145,41 @@ impl ServiceHost {
             admin,
             backends,
         })
+    }
+
+    /// Model `name` from the host's storage, loaded by `loader`, its readiness reported under the
+    /// host's health, once its first version is published and loaded (checked every
+    /// `models.poll_secs`); `None` if shutdown came first. Messages that arrive before it stay
+    /// queued instead of burning their delivery attempts.
+    pub async fn model_when_published<T: Send + Sync + 'static>(
+        &self,
+        name: &'static str,
+        loader: ModelLoader<T>,
+    ) -> Option<Arc<VersionedModels<T>>> {
+        let models = Arc::new(
+            VersionedModels::new(name, self.backends.storage.clone(), loader)
+                .with_health(self.health.clone()),
+        );
+        models
+            .wait_for_first(self.model_poll(), &self.shutdown)
+            .await
+            .then_some(models)
+    }
+
+    /// [`ServiceHost::model_when_published`], then followed until shutdown: a new version loads
+    /// as soon as it is published.
+    pub async fn follow_model<T: Send + Sync + 'static>(
+        &self,
+        name: &'static str,
+        loader: ModelLoader<T>,
+    ) -> Option<Arc<VersionedModels<T>>> {
+        let models = self.model_when_published(name, loader).await?;
+        models.watch(self.model_poll(), self.shutdown.clone());
+        Some(models)
+    }
+
+    fn model_poll(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.config.models.poll_secs)
     }
 
     /// Runs `handler` on the service's stage queue until shutdown, then stops the admin port.

@@ -1,5 +1,5 @@
-//! The stage harness (DESIGN §4): every queue-consuming service is a [`Handler`] from one input
-//! payload to an [`Outcome`] (artifacts to write, messages to publish). The harness runs
+//! The stage harness (architecture.md §4): every queue-consuming service is a [`Handler`] from one
+//! input payload to an [`Outcome`] (artifacts to write, messages to publish). The harness runs
 //!
 //! consume → decode → idempotency check → handle → write artifacts → publish downstream
 //! (confirmed) → mark done → ack
@@ -9,8 +9,8 @@
 //! undecodable body, or a retryable failure on its last allowed attempt. A retryable failure while
 //! storage or state does not answer first holds the delivery until they answer again, so that an
 //! outage does not use up a message's attempts. It exports the standard
-//! metrics of DESIGN §11 and shuts down gracefully: stop consuming, let in-flight work finish
-//! within a grace period, and leave the rest to be redelivered.
+//! metrics of architecture.md §11 and shuts down gracefully: stop consuming, let in-flight work
+//! finish within a grace period, and leave the rest to be redelivered.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

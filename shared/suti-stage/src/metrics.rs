@@ -1,4 +1,4 @@
-//! The standard metrics of a stage (DESIGN §11), named `suti_<service>_…`.
+//! The standard metrics of a stage (architecture.md §11), named `suti_<service>_…`.
 
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,

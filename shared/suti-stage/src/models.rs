@@ -1,6 +1,6 @@
-//! Versioned models a stage works with (DESIGN §5): `models/{name}/{version}/…` with a `LATEST`
-//! pointer. A stage keeps the versions it uses in memory, follows `LATEST` when it moves, and
-//! is not ready while no version has been published.
+//! Versioned models a stage works with (architecture.md §5): `models/{name}/{version}/…` with a
+//! `LATEST` pointer. A stage keeps the versions it uses in memory, follows `LATEST` when it moves,
+//! and is not ready while no version has been published.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +25,12 @@ const KEPT_VERSIONS: usize = 2;
 
 /// The key of `file` in version `version` of model `name`.
 pub fn model_key(name: &str, version: &str, file: &str) -> Result<ObjectKey, StorageError> {
-    ObjectKey::new(format!("models/{name}/{version}/{file}"))
+    ObjectKey::new(suti_storage::layout::model_file(name, version, file))
 }
 
 /// The key of model `name`'s `LATEST` pointer.
 pub fn latest_key(name: &str) -> Result<ObjectKey, StorageError> {
-    ObjectKey::new(format!("models/{name}/LATEST"))
+    ObjectKey::new(suti_storage::layout::model_latest(name))
 }
 
 /// Publishes a model version: every file first, then the `LATEST` pointer, so a reader that

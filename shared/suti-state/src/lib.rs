@@ -1,5 +1,5 @@
-//! Shared state (DESIGN §2, §4): idempotency marks, counters, a token-bucket rate limiter shared
-//! across replicas, and set membership — over Redis ([`RedisState`]) or in-process
+//! Shared state (architecture.md §2, §4): idempotency marks, counters, a token-bucket rate limiter
+//! shared across replicas, and set membership — over Redis ([`RedisState`]) or in-process
 //! ([`InProcessState`], the embedded mode), with the same semantics.
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! Artifact storage (DESIGN §5): one [`ObjectStore`] trait with an S3 backend ([`S3Store`]) and a
-//! local-filesystem backend for the embedded mode ([`LocalStore`]).
+//! Artifact storage (architecture.md §5): one [`ObjectStore`] trait with an S3 backend
+//! ([`S3Store`]) and a local-filesystem backend for the embedded mode ([`LocalStore`]).
 //!
 //! Both keep the same contract, checked by one shared test suite:
 //! - a reader never sees a half-written object: an object is either absent or whole;
@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 mod instrumented;
+pub mod layout;
 mod local;
 mod s3;
 
