@@ -501,7 +501,8 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         .map_err(|e| ServiceError::Setup(e.to_string()))?;
     let settings = loop_config(&config);
     let host = ServiceHost::start(ServiceName::ApprenticeTrainer, config, shutdown.clone()).await?;
-    // The apprentice starts from the base version published first; it does not follow later ones.
+    // The apprentice starts from the base that is latest when it starts; it does not follow
+    // later versions.
     let Some(base) = host
         .model_when_published(BASE_MODEL, base_loader(device))
         .await
