@@ -1,0 +1,142 @@
+//! The backend sections: the broker (`queue`), artifact storage (`storage`), shared state
+//! (`state`), the admin port (`admin`) and logging (`telemetry`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::Secret;
+use super::choice::named_choice;
+
+/// Which broker backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueBackend {
+    /// RabbitMQ.
+    Amqp,
+    /// In-process broker (embedded mode).
+    InProcess,
+}
+
+named_choice!(QueueBackend {
+    Amqp = "amqp",
+    InProcess = "in_process",
+});
+
+/// The message broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Backend.
+    pub backend: QueueBackend,
+    /// AMQP URL (may hold a password).
+    pub url: Secret,
+    /// Prefix for exchange and queue names; empty in production.
+    pub namespace: String,
+    /// Failed deliveries before a message is dead-lettered.
+    pub delivery_limit: u32,
+    /// How long a stage holds a failed delivery while its storage or state backend does not
+    /// answer, seconds, before requeueing it: an outage then costs one attempt, not all of them.
+    pub outage_patience_secs: u64,
+    /// Limit on opening a connection, seconds.
+    pub connect_timeout_secs: u64,
+    /// Attempts a publish makes, reconnecting in between.
+    pub publish_attempts: u32,
+}
+
+/// Which storage backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// S3 or an S3-compatible server.
+    S3,
+    /// Files under `local_root` (embedded mode).
+    Local,
+}
+
+named_choice!(StorageBackend {
+    S3 = "s3",
+    Local = "local",
+});
+
+/// Artifact storage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Backend.
+    pub backend: StorageBackend,
+    /// Bucket.
+    pub bucket: String,
+    /// Endpoint URL; empty for AWS.
+    pub endpoint: String,
+    /// Region.
+    pub region: String,
+    /// Path-style addressing (MinIO, s3s-fs).
+    pub path_style: bool,
+    /// Create the bucket at start-up if it is missing.
+    pub create_bucket: bool,
+    /// Root folder of the local backend.
+    pub local_root: PathBuf,
+    /// Limit on one S3 operation, seconds.
+    pub operation_timeout_secs: u64,
+    /// Attempts the S3 client makes for a transient failure.
+    pub max_attempts: u32,
+}
+
+/// Which state backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateBackend {
+    /// Redis.
+    Redis,
+    /// In-process (embedded mode).
+    InProcess,
+}
+
+named_choice!(StateBackend {
+    Redis = "redis",
+    InProcess = "in_process",
+});
+
+/// Shared state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Backend.
+    pub backend: StateBackend,
+    /// Redis URL (may hold a password).
+    pub url: Secret,
+    /// Prefix of every key.
+    pub namespace: String,
+    /// Connect and response timeout, seconds.
+    pub timeout_secs: u64,
+}
+
+/// The admin HTTP port: metrics and health.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Listen address.
+    pub listen: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+named_choice!(LogFormat {
+    Text = "text",
+    Json = "json",
+});
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Output format.
+    pub log_format: LogFormat,
+    /// tracing-subscriber filter directives (`RUST_LOG` overrides).
+    pub log_filter: String,
+}

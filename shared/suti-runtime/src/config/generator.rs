@@ -1,0 +1,58 @@
+//! The `generator` section: how each expert renders its subject in new contexts.
+
+use serde::{Deserialize, Serialize};
+
+use super::choice::named_choice;
+
+/// A family of DreamBench prompt templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateFamily {
+    /// The subject in a new place (`a teapot on the beach`).
+    Recontextualisation,
+    /// The subject wearing something (animals only).
+    Accessorisation,
+    /// The subject with a property changed (`a red teapot`).
+    Property,
+}
+
+named_choice!(TemplateFamily {
+    Recontextualisation = "recontextualisation",
+    Accessorisation = "accessorisation",
+    Property = "property",
+});
+
+/// A denoising sampler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamplerChoice {
+    /// DDIM.
+    Ddim,
+    /// DPM-Solver++(2M).
+    DpmSolver2m,
+}
+
+named_choice!(SamplerChoice {
+    Ddim = "ddim",
+    DpmSolver2m = "dpm_solver2m",
+});
+
+/// generator: how each expert renders its subject in new contexts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorConfig {
+    /// Prompts per cluster.
+    pub prompts_per_cluster: usize,
+    /// Images per prompt.
+    pub images_per_prompt: usize,
+    /// Template families the prompts are drawn from.
+    pub families: Vec<TemplateFamily>,
+    /// Denoising steps.
+    pub steps: usize,
+    /// Classifier-free guidance weight.
+    pub guidance: f32,
+    /// The sampler.
+    pub sampler: SamplerChoice,
+    /// Images denoised together at most.
+    pub max_batch: usize,
+    /// Seed mixed with each cluster's id.
+    pub seed: u64,
+}
