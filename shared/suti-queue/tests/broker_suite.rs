@@ -1,14 +1,32 @@
 //! One broker test suite for both backends: the machine's real RabbitMQ and the in-process broker.
-//! Each run declares its own namespaced topology and deletes it afterwards.
+//! Each check is a test of its own per backend (`amqp::prefetch_limits_unacked`,
+//! `in_process::prefetch_limits_unacked`, …) on a namespaced topology of its own, deleted
+//! afterwards.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use suti_queue::{
-    AmqpBroker, AmqpOptions, Broker, DEAD_QUEUE_HEADER, Envelope, InProcessBroker, QueueError,
-    Topology,
+    AmqpBroker, AmqpOptions, Broker, Consumer, DEAD_QUEUE_HEADER, Delivery, Envelope,
+    InProcessBroker, QueueError, Topology,
 };
-use suti_testkit::{amqp_url, unique};
+use suti_testkit::{TopologyGuard, amqp_url, unique};
+
+suti_testkit::backend_cases! {
+    #[tokio::test]
+    backends: [in_process, amqp],
+    checks: [
+        routes_by_type_and_keeps_metadata,
+        unroutable_types_are_refused,
+        prefetch_limits_unacked_deliveries,
+        requeues_count_toward_the_delivery_limit,
+        dead_letters_keep_the_message_and_the_reason,
+        a_dropped_connection_returns_its_unacked_deliveries,
+        fanout_reaches_every_subscriber,
+        ready_counts_what_waits,
+        the_broker_answers_a_ping,
+    ],
+}
 
 fn envelope(kind: &str, id: &str) -> Envelope {
     Envelope {
@@ -24,199 +42,73 @@ fn envelope(kind: &str, id: &str) -> Envelope {
 /// Opens a second, independent connection to the same broker.
 type Connect = Box<dyn Fn() -> futures::future::BoxFuture<'static, Arc<dyn Broker>> + Send + Sync>;
 
-/// The next delivery, failing the test if none comes within ten seconds.
-async fn next_within(consumer: &mut Box<dyn suti_queue::Consumer>) -> suti_queue::Delivery {
-    tokio::time::timeout(Duration::from_secs(10), consumer.next())
-        .await
-        .expect("a delivery within 10 s")
-        .expect("the consumer is open")
+/// A broker connection with a private topology declared (twice: declaring is idempotent).
+struct Fixture {
+    connect: Connect,
+    broker: Arc<dyn Broker>,
+    topology: Topology,
+    _cleanup: Option<TopologyGuard>,
 }
 
-async fn no_delivery_within(consumer: &mut Box<dyn suti_queue::Consumer>, wait: Duration) -> bool {
-    tokio::time::timeout(wait, consumer.next()).await.is_err()
-}
-
-async fn run_suite(connect: Connect, amqp: bool) {
-    let broker = connect().await;
-    let topology = Topology::pipeline(&unique("t"), 2);
-    let _cleanup = amqp.then(|| suti_testkit::TopologyGuard::new(&topology));
-    broker.declare(&topology).await.unwrap();
-    broker
-        .declare(&topology)
-        .await
-        .expect("declaring twice is idempotent");
-    let clusters = topology.queue_for("cluster.mined.v1").unwrap().name.clone();
-    let experts = topology
-        .queue_for("expert.trained.v1")
-        .unwrap()
-        .name
-        .clone();
-
-    // Routing by type; metadata survives the trip.
-    broker
-        .publish(&topology, &envelope("cluster.mined.v1", "m1"))
-        .await
-        .unwrap();
-    broker
-        .publish(&topology, &envelope("expert.trained.v1", "e1"))
-        .await
-        .unwrap();
-    let err = broker
-        .publish(&topology, &envelope("no.such.v1", "x"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, QueueError::Unroutable { .. }), "{err}");
-    assert!(!err.is_retryable());
-    let mut consumer = broker.consume(&clusters, 2).await.unwrap();
-    let d = consumer.next().await.unwrap();
-    assert_eq!(d.envelope, envelope("cluster.mined.v1", "m1"));
-    assert!(!d.redelivered);
-    assert_eq!(d.delivery_count, 0);
-    d.ack().await.unwrap();
-    let mut expert_consumer = broker.consume(&experts, 1).await.unwrap();
-    expert_consumer.next().await.unwrap().ack().await.unwrap();
-
-    // Prefetch: no more than 2 unacked deliveries; acking one frees a slot.
-    let batch: Vec<_> = (0..3)
-        .map(|i| envelope("cluster.mined.v1", &format!("p{i}")))
-        .collect();
-    broker.publish_batch(&topology, &batch).await.unwrap();
-    let first = consumer.next().await.unwrap();
-    let _second = consumer.next().await.unwrap();
-    assert!(no_delivery_within(&mut consumer, Duration::from_millis(300)).await);
-    first.ack().await.unwrap();
-    let third = consumer.next().await.unwrap();
-    assert_eq!(third.envelope.message_id, "p2");
-    third.ack().await.unwrap();
-    _second.ack().await.unwrap();
-
-    // Requeue counts toward the delivery limit (2): the third failure dead-letters the message.
-    broker
-        .publish(&topology, &envelope("cluster.mined.v1", "flaky"))
-        .await
-        .unwrap();
-    for attempt in 0..3 {
-        let d = consumer.next().await.unwrap();
-        assert_eq!(d.envelope.message_id, "flaky");
-        assert_eq!(
-            d.delivery_count, attempt,
-            "delivery count on attempt {attempt}"
-        );
-        assert_eq!(d.redelivered, attempt > 0);
-        d.requeue().await.unwrap();
+impl Fixture {
+    async fn open(connect: Connect, amqp: bool) -> Self {
+        let broker = connect().await;
+        let topology = Topology::pipeline(&unique("t"), 2);
+        let cleanup = amqp.then(|| TopologyGuard::new(&topology));
+        broker.declare(&topology).await.unwrap();
+        broker
+            .declare(&topology)
+            .await
+            .expect("declaring twice is idempotent");
+        Self {
+            connect,
+            broker,
+            topology,
+            _cleanup: cleanup,
+        }
     }
-    let mut dead = broker
-        .consume(&format!("{clusters}.dead"), 10)
-        .await
-        .unwrap();
-    let d = next_within(&mut dead).await;
-    assert_eq!(d.envelope.message_id, "flaky");
-    assert_eq!(d.envelope.dead_reason(), Some("delivery_limit"));
-    d.ack().await.unwrap();
 
-    // Dead-lettering with a reason keeps the message and says why.
-    broker
-        .publish(&topology, &envelope("cluster.mined.v1", "poison"))
-        .await
-        .unwrap();
-    let d = consumer.next().await.unwrap();
-    d.dead_letter("undecodable body: bad msgpack")
-        .await
-        .unwrap();
-    let d = next_within(&mut dead).await;
-    assert_eq!(d.envelope.message_id, "poison");
-    assert_eq!(
-        d.envelope.dead_reason(),
-        Some("undecodable body: bad msgpack")
-    );
-    assert_eq!(d.envelope.headers.get(DEAD_QUEUE_HEADER), Some(&clusters));
-    assert_eq!(d.envelope.body, b"poison");
-    d.ack().await.unwrap();
-
-    // A worker whose connection drops with unacked deliveries: they go back to the queue.
-    let worker = connect().await;
-    broker
-        .publish(&topology, &envelope("cluster.mined.v1", "orphan"))
-        .await
-        .unwrap();
-    drop(consumer);
-    let mut worker_consumer = worker.consume(&clusters, 5).await.unwrap();
-    let d = worker_consumer.next().await.unwrap();
-    assert_eq!(d.envelope.message_id, "orphan");
-    std::mem::forget(d);
-    worker.close().await;
-    assert!(
-        worker_consumer.next().await.is_none(),
-        "a closed handle's consumer ends"
-    );
-    let mut consumer = broker.consume(&clusters, 5).await.unwrap();
-    let d = next_within(&mut consumer).await;
-    assert_eq!(d.envelope.message_id, "orphan");
-    assert!(d.redelivered);
-    d.ack().await.unwrap();
-
-    // Fan-out: every subscriber gets every release; with none, publishing still succeeds.
-    broker
-        .publish(&topology, &envelope("apprentice.published.v1", "r0"))
-        .await
-        .unwrap();
-    let mut sub_a = broker.subscribe_fanout(&topology, 4).await.unwrap();
-    let replica = connect().await;
-    let mut sub_b = replica.subscribe_fanout(&topology, 4).await.unwrap();
-    broker
-        .publish(&topology, &envelope("apprentice.published.v1", "r1"))
-        .await
-        .unwrap();
-    for sub in [&mut sub_a, &mut sub_b] {
-        let d = next_within(sub).await;
-        assert_eq!(d.envelope.message_id, "r1");
-        d.ack().await.unwrap();
+    fn queue(&self, kind: &str) -> String {
+        self.topology.queue_for(kind).unwrap().name.clone()
     }
-    replica.close().await;
 
-    // Ready counts (what autoscaling and dashboards read). A live AMQP consumer takes messages
-    // off the ready count as soon as they arrive, so the experts consumer goes first.
-    drop(expert_consumer);
-    broker
-        .publish_batch(
-            &topology,
-            &[
-                envelope("expert.trained.v1", "c1"),
-                envelope("expert.trained.v1", "c2"),
-            ],
-        )
-        .await
-        .unwrap();
-    suti_testkit::wait_until(Duration::from_secs(5), "ready count", || {
-        let broker = broker.clone();
-        let experts = experts.clone();
-        async move { broker.ready_count(&experts).await.unwrap() == 2 }
-    })
-    .await
-    .unwrap();
-    assert!(matches!(
-        broker.ready_count(&unique("missing")).await,
-        Err(QueueError::NoSuchQueue(_))
-    ));
-    broker.ping().await.unwrap();
+    async fn publish(&self, kind: &str, id: &str) {
+        self.broker
+            .publish(&self.topology, &envelope(kind, id))
+            .await
+            .unwrap();
+    }
 
-    drop((consumer, dead, sub_a));
-    broker.delete(&topology).await.unwrap();
-    broker.close().await;
+    async fn consume(&self, kind: &str, prefetch: u16) -> Box<dyn Consumer> {
+        self.broker
+            .consume(&self.queue(kind), prefetch)
+            .await
+            .unwrap()
+    }
+
+    async fn dead_letters(&self, kind: &str) -> Box<dyn Consumer> {
+        self.broker
+            .consume(&format!("{}.dead", self.queue(kind)), 10)
+            .await
+            .unwrap()
+    }
+
+    async fn finish(self) {
+        self.broker.delete(&self.topology).await.unwrap();
+        self.broker.close().await;
+    }
 }
 
-#[tokio::test]
-async fn in_process_backend_passes_the_suite() {
+async fn in_process() -> Fixture {
     let root = InProcessBroker::new();
     let connect: Connect = Box::new(move || {
         let b = root.connect();
         Box::pin(async move { Arc::new(b) as Arc<dyn Broker> })
     });
-    run_suite(connect, false).await;
+    Fixture::open(connect, false).await
 }
 
-#[tokio::test]
-async fn amqp_backend_passes_the_suite() {
+async fn amqp() -> Fixture {
     suti_testkit::init_tracing();
     let connect: Connect = Box::new(|| {
         Box::pin(async {
@@ -229,7 +121,186 @@ async fn amqp_backend_passes_the_suite() {
             ) as Arc<dyn Broker>
         })
     });
-    run_suite(connect, true).await;
+    Fixture::open(connect, true).await
+}
+
+/// The next delivery, failing the test if none comes within ten seconds.
+async fn next_within(consumer: &mut Box<dyn Consumer>) -> Delivery {
+    tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("the consumer is open")
+}
+
+async fn no_delivery_within(consumer: &mut Box<dyn Consumer>, wait: Duration) -> bool {
+    tokio::time::timeout(wait, consumer.next()).await.is_err()
+}
+
+/// Each type goes to its own queue, and the metadata survives the trip.
+async fn routes_by_type_and_keeps_metadata(fixture: &Fixture) {
+    fixture.publish("cluster.mined.v1", "m1").await;
+    fixture.publish("expert.trained.v1", "e1").await;
+    let mut clusters = fixture.consume("cluster.mined.v1", 2).await;
+    let d = clusters.next().await.unwrap();
+    assert_eq!(d.envelope, envelope("cluster.mined.v1", "m1"));
+    assert!(!d.redelivered);
+    assert_eq!(d.delivery_count, 0);
+    d.ack().await.unwrap();
+    let mut experts = fixture.consume("expert.trained.v1", 1).await;
+    let d = experts.next().await.unwrap();
+    assert_eq!(d.envelope, envelope("expert.trained.v1", "e1"));
+    d.ack().await.unwrap();
+}
+
+async fn unroutable_types_are_refused(fixture: &Fixture) {
+    let err = fixture
+        .broker
+        .publish(&fixture.topology, &envelope("no.such.v1", "x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueueError::Unroutable { .. }), "{err}");
+    assert!(!err.is_retryable());
+}
+
+/// No more than `prefetch` (2) unacked deliveries; acking one frees a slot.
+async fn prefetch_limits_unacked_deliveries(fixture: &Fixture) {
+    let mut consumer = fixture.consume("cluster.mined.v1", 2).await;
+    let batch: Vec<_> = (0..3)
+        .map(|i| envelope("cluster.mined.v1", &format!("p{i}")))
+        .collect();
+    fixture
+        .broker
+        .publish_batch(&fixture.topology, &batch)
+        .await
+        .unwrap();
+    let first = consumer.next().await.unwrap();
+    let second = consumer.next().await.unwrap();
+    assert!(no_delivery_within(&mut consumer, Duration::from_millis(300)).await);
+    first.ack().await.unwrap();
+    let third = consumer.next().await.unwrap();
+    assert_eq!(third.envelope.message_id, "p2");
+    third.ack().await.unwrap();
+    second.ack().await.unwrap();
+}
+
+/// Requeues count toward the delivery limit (2): the third failure dead-letters the message.
+async fn requeues_count_toward_the_delivery_limit(fixture: &Fixture) {
+    let mut consumer = fixture.consume("cluster.mined.v1", 2).await;
+    fixture.publish("cluster.mined.v1", "flaky").await;
+    for attempt in 0..3 {
+        let d = consumer.next().await.unwrap();
+        assert_eq!(d.envelope.message_id, "flaky");
+        assert_eq!(
+            d.delivery_count, attempt,
+            "delivery count on attempt {attempt}"
+        );
+        assert_eq!(d.redelivered, attempt > 0);
+        d.requeue().await.unwrap();
+    }
+    let mut dead = fixture.dead_letters("cluster.mined.v1").await;
+    let d = next_within(&mut dead).await;
+    assert_eq!(d.envelope.message_id, "flaky");
+    assert_eq!(d.envelope.dead_reason(), Some("delivery_limit"));
+    d.ack().await.unwrap();
+}
+
+/// Dead-lettering with a reason keeps the message and says why.
+async fn dead_letters_keep_the_message_and_the_reason(fixture: &Fixture) {
+    let mut consumer = fixture.consume("cluster.mined.v1", 2).await;
+    fixture.publish("cluster.mined.v1", "poison").await;
+    let d = consumer.next().await.unwrap();
+    d.dead_letter("undecodable body: bad msgpack")
+        .await
+        .unwrap();
+    let mut dead = fixture.dead_letters("cluster.mined.v1").await;
+    let d = next_within(&mut dead).await;
+    assert_eq!(d.envelope.message_id, "poison");
+    assert_eq!(
+        d.envelope.dead_reason(),
+        Some("undecodable body: bad msgpack")
+    );
+    assert_eq!(
+        d.envelope.headers.get(DEAD_QUEUE_HEADER),
+        Some(&fixture.queue("cluster.mined.v1"))
+    );
+    assert_eq!(d.envelope.body, b"poison");
+    d.ack().await.unwrap();
+}
+
+/// A worker whose connection drops with unacked deliveries: they go back to the queue.
+async fn a_dropped_connection_returns_its_unacked_deliveries(fixture: &Fixture) {
+    let worker = (fixture.connect)().await;
+    fixture.publish("cluster.mined.v1", "orphan").await;
+    let mut worker_consumer = worker
+        .consume(&fixture.queue("cluster.mined.v1"), 5)
+        .await
+        .unwrap();
+    let d = worker_consumer.next().await.unwrap();
+    assert_eq!(d.envelope.message_id, "orphan");
+    std::mem::forget(d);
+    worker.close().await;
+    assert!(
+        worker_consumer.next().await.is_none(),
+        "a closed handle's consumer ends"
+    );
+    let mut consumer = fixture.consume("cluster.mined.v1", 5).await;
+    let d = next_within(&mut consumer).await;
+    assert_eq!(d.envelope.message_id, "orphan");
+    assert!(d.redelivered);
+    d.ack().await.unwrap();
+}
+
+/// Every subscriber gets every release; with none, publishing still succeeds.
+async fn fanout_reaches_every_subscriber(fixture: &Fixture) {
+    fixture.publish("apprentice.published.v1", "r0").await;
+    let mut sub_a = fixture
+        .broker
+        .subscribe_fanout(&fixture.topology, 4)
+        .await
+        .unwrap();
+    let replica = (fixture.connect)().await;
+    let mut sub_b = replica
+        .subscribe_fanout(&fixture.topology, 4)
+        .await
+        .unwrap();
+    fixture.publish("apprentice.published.v1", "r1").await;
+    for sub in [&mut sub_a, &mut sub_b] {
+        let d = next_within(sub).await;
+        assert_eq!(d.envelope.message_id, "r1");
+        d.ack().await.unwrap();
+    }
+    replica.close().await;
+}
+
+/// Ready counts (what autoscaling and dashboards read); a queue that does not exist is an error.
+async fn ready_counts_what_waits(fixture: &Fixture) {
+    let experts = fixture.queue("expert.trained.v1");
+    fixture
+        .broker
+        .publish_batch(
+            &fixture.topology,
+            &[
+                envelope("expert.trained.v1", "c1"),
+                envelope("expert.trained.v1", "c2"),
+            ],
+        )
+        .await
+        .unwrap();
+    suti_testkit::wait_until(Duration::from_secs(5), "ready count", || {
+        let broker = fixture.broker.clone();
+        let experts = experts.clone();
+        async move { broker.ready_count(&experts).await.unwrap() == 2 }
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        fixture.broker.ready_count(&unique("missing")).await,
+        Err(QueueError::NoSuchQueue(_))
+    ));
+}
+
+async fn the_broker_answers_a_ping(fixture: &Fixture) {
+    fixture.broker.ping().await.unwrap();
 }
 
 #[tokio::test]
@@ -239,7 +310,7 @@ async fn amqp_declare_conflict_is_a_clear_topology_error() {
         .unwrap();
     let namespace = unique("t");
     let topology = Topology::pipeline(&namespace, 2);
-    let _cleanup = suti_testkit::TopologyGuard::new(&topology);
+    let _cleanup = TopologyGuard::new(&topology);
     broker.declare(&topology).await.unwrap();
     let err = broker
         .declare(&Topology::pipeline(&namespace, 7))
@@ -267,7 +338,7 @@ async fn amqp_publishing_to_an_undeclared_topology_is_a_clear_error_and_the_hand
         "refusals are not retried"
     );
     let declared = Topology::pipeline(&unique("t"), 2);
-    let _cleanup = suti_testkit::TopologyGuard::new(&declared);
+    let _cleanup = TopologyGuard::new(&declared);
     broker.declare(&declared).await.unwrap();
     broker
         .publish(&declared, &envelope("cluster.mined.v1", "m"))
@@ -282,11 +353,7 @@ async fn amqp_bad_url_and_unreachable_broker_are_errors() {
         .await
         .unwrap_err();
     assert!(matches!(err, QueueError::Config(_)));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = suti_testkit::free_port().unwrap();
     let err = AmqpBroker::connect(AmqpOptions::new(format!(
         "amqp://guest:guest@127.0.0.1:{port}/%2f"
     )))

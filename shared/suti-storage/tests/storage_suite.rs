@@ -1,5 +1,6 @@
 //! One storage test suite that every backend passes: the local filesystem, and S3 against a real
-//! S3 server (s3s-fs) on loopback.
+//! S3 server (s3s-fs) on loopback. Each check is a test of its own per backend
+//! (`local::list_by_prefix`, `s3::list_by_prefix`, …) on a fresh store.
 
 use std::sync::Arc;
 
@@ -11,8 +12,68 @@ fn key(s: &str) -> ObjectKey {
     ObjectKey::new(s).unwrap()
 }
 
-async fn run_suite(store: Arc<dyn ObjectStore>) {
-    // put / get / head round trip, including an empty object and a binary one.
+suti_testkit::backend_cases! {
+    #[tokio::test]
+    backends: [local, s3],
+    checks: [
+        put_get_head_round_trip,
+        overwrite_replaces_the_whole_object,
+        missing_objects_are_not_found,
+        list_by_prefix,
+        delete_removes_exactly_one_object,
+        latest_pointer_is_read_trimmed,
+        readers_during_overwrites_see_whole_versions,
+        the_store_answers_a_ping,
+    ],
+}
+
+/// A fresh store on one backend, and what keeps it alive.
+struct Fixture {
+    store: Arc<dyn ObjectStore>,
+    /// The local store's folder (local backend only).
+    local_root: Option<tempfile::TempDir>,
+    _s3: Option<S3Server>,
+}
+
+impl Fixture {
+    fn store(&self) -> &dyn ObjectStore {
+        self.store.as_ref()
+    }
+
+    async fn finish(self) {
+        if let Some(root) = &self.local_root {
+            // Writes in progress live in a hidden folder that listing never shows and that is
+            // empty after.
+            let tmp: Vec<_> = std::fs::read_dir(root.path().join(".suti-tmp"))
+                .unwrap()
+                .collect();
+            assert!(tmp.is_empty(), "temporary files left behind: {tmp:?}");
+        }
+    }
+}
+
+async fn local() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    Fixture {
+        store: Arc::new(LocalStore::open(dir.path()).await.unwrap()),
+        local_root: Some(dir),
+        _s3: None,
+    }
+}
+
+async fn s3() -> Fixture {
+    suti_testkit::init_tracing();
+    let server = S3Server::start().await.unwrap();
+    Fixture {
+        store: Arc::new(server.store().await.unwrap()),
+        local_root: None,
+        _s3: Some(server),
+    }
+}
+
+/// put / get / head round trip, including an empty object and a binary one.
+async fn put_get_head_round_trip(fixture: &Fixture) {
+    let store = fixture.store();
     store
         .put(&key("images/a.png"), Bytes::from_static(b"alpha"))
         .await
@@ -47,8 +108,14 @@ async fn run_suite(store: Arc<dyn ObjectStore>) {
         .unwrap()
         .unwrap();
     assert_eq!(meta.size, 300_000);
+}
 
-    // Overwrite replaces the whole object.
+async fn overwrite_replaces_the_whole_object(fixture: &Fixture) {
+    let store = fixture.store();
+    store
+        .put(&key("images/a.png"), Bytes::from_static(b"alpha"))
+        .await
+        .unwrap();
     store
         .put(&key("images/a.png"), Bytes::from_static(b"beta!"))
         .await
@@ -57,8 +124,11 @@ async fn run_suite(store: Arc<dyn ObjectStore>) {
         store.get(&key("images/a.png")).await.unwrap(),
         Bytes::from_static(b"beta!")
     );
+}
 
-    // Missing objects: get is NotFound (not retryable), head is None, delete succeeds.
+/// get is NotFound (not retryable), head is None, delete succeeds.
+async fn missing_objects_are_not_found(fixture: &Fixture) {
+    let store = fixture.store();
     let err = store.get(&key("images/missing.png")).await.unwrap_err();
     assert_eq!(err.kind, StorageErrorKind::NotFound, "{err}");
     assert!(!err.is_retryable());
@@ -70,8 +140,10 @@ async fn run_suite(store: Arc<dyn ObjectStore>) {
             .is_none()
     );
     store.delete(&key("images/missing.png")).await.unwrap();
+}
 
-    // list: plain string prefix, sorted, complete across pages.
+/// Writes 25 objects under `clusters/` and one under `clusters-other/`.
+async fn put_clusters(store: &dyn ObjectStore) {
     for i in 0..25 {
         store
             .put(
@@ -85,6 +157,12 @@ async fn run_suite(store: Arc<dyn ObjectStore>) {
         .put(&key("clusters-other/x"), Bytes::from_static(b"x"))
         .await
         .unwrap();
+}
+
+/// A plain string prefix, sorted, complete across pages.
+async fn list_by_prefix(fixture: &Fixture) {
+    let store = fixture.store();
+    put_clusters(store).await;
     let listed = store.list("clusters/").await.unwrap();
     assert_eq!(listed.len(), 25);
     assert_eq!(listed[0].key.as_str(), "clusters/c00.msgpack");
@@ -93,8 +171,11 @@ async fn run_suite(store: Arc<dyn ObjectStore>) {
     assert_eq!(store.list("clusters/c1").await.unwrap().len(), 10);
     assert_eq!(store.list("clusters").await.unwrap().len(), 26);
     assert!(store.list("nothing/here/").await.unwrap().is_empty());
+}
 
-    // delete removes exactly one object.
+async fn delete_removes_exactly_one_object(fixture: &Fixture) {
+    let store = fixture.store();
+    put_clusters(store).await;
     store.delete(&key("clusters/c00.msgpack")).await.unwrap();
     assert!(
         store
@@ -104,10 +185,13 @@ async fn run_suite(store: Arc<dyn ObjectStore>) {
             .is_none()
     );
     assert_eq!(store.list("clusters/").await.unwrap().len(), 24);
+}
 
-    // A LATEST pointer is read trimmed; a missing one is None.
+/// A LATEST pointer is read trimmed; a missing one is None.
+async fn latest_pointer_is_read_trimmed(fixture: &Fixture) {
+    let store = fixture.store();
     assert_eq!(
-        read_pointer(store.as_ref(), &key("models/base/LATEST"))
+        read_pointer(store, &key("models/base/LATEST"))
             .await
             .unwrap(),
         None
@@ -117,14 +201,17 @@ async fn run_suite(store: Arc<dyn ObjectStore>) {
         .await
         .unwrap();
     assert_eq!(
-        read_pointer(store.as_ref(), &key("models/base/LATEST"))
+        read_pointer(store, &key("models/base/LATEST"))
             .await
             .unwrap()
             .as_deref(),
         Some("v1")
     );
+}
 
-    // Concurrent readers during overwrites of a large object only ever see a whole version.
+/// Concurrent readers during overwrites of a large object only ever see a whole version.
+async fn readers_during_overwrites_see_whole_versions(fixture: &Fixture) {
+    let store = &fixture.store;
     let big_a = Bytes::from(vec![b'a'; 2 << 20]);
     let big_b = Bytes::from(vec![b'b'; 2 << 20]);
     let big = key("models/apprentice/v2/model.safetensors");
@@ -158,29 +245,10 @@ async fn run_suite(store: Arc<dyn ObjectStore>) {
         );
     }
     writer.await.unwrap();
-
-    // The store answers.
-    store.ping().await.unwrap();
 }
 
-#[tokio::test]
-async fn local_backend_passes_the_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(LocalStore::open(dir.path()).await.unwrap());
-    run_suite(store).await;
-    // Writes in progress live in a hidden folder that listing never shows and that is empty after.
-    let tmp: Vec<_> = std::fs::read_dir(dir.path().join(".suti-tmp"))
-        .unwrap()
-        .collect();
-    assert!(tmp.is_empty(), "temporary files left behind: {tmp:?}");
-}
-
-#[tokio::test]
-async fn s3_backend_passes_the_suite() {
-    suti_testkit::init_tracing();
-    let server = S3Server::start().await.unwrap();
-    let store = Arc::new(server.store().await.unwrap());
-    run_suite(store).await;
+async fn the_store_answers_a_ping(fixture: &Fixture) {
+    fixture.store().ping().await.unwrap();
 }
 
 #[tokio::test]
@@ -208,12 +276,8 @@ async fn wrong_s3_credentials_give_a_clear_non_retryable_error() {
 
 #[tokio::test]
 async fn an_unreachable_s3_server_is_a_retryable_error() {
-    // Bind and drop a listener to find a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nobody listens on.
+    let port = suti_testkit::free_port().unwrap();
     let server = S3Server::start().await.unwrap();
     let mut options = server.options("anything");
     options.endpoint = Some(format!("http://127.0.0.1:{port}"));

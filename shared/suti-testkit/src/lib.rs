@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use suti_storage::{S3Options, S3Store};
 
+mod cases;
+mod env;
 pub mod fuzz;
 pub mod private;
+pub use env::{backends_env, env_vars, loopback_backends_env};
 pub use private::{PrivateRabbit, PrivateRedis, free_port};
 
 /// RabbitMQ URL for tests (`SUTI_TEST_AMQP_URL`, default the machine's broker).
@@ -205,6 +208,18 @@ impl S3Server {
             connect_timeout: Duration::from_secs(2),
             max_attempts: 2,
         }
+    }
+
+    /// The environment that points a suti process's storage at `bucket` on this server, with its
+    /// credentials.
+    pub fn storage_env(&self, bucket: &str) -> Vec<(String, String)> {
+        env_vars([
+            ("SUTI__STORAGE__BACKEND", "s3"),
+            ("SUTI__STORAGE__ENDPOINT", &self.endpoint),
+            ("SUTI__STORAGE__BUCKET", bucket),
+            ("AWS_ACCESS_KEY_ID", &self.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &self.secret_key),
+        ])
     }
 
     /// A store on a new, unique bucket of this server.
