@@ -26,7 +26,7 @@ named_choice!(ApprenticeDemoAttention {
 });
 
 /// apprentice-trainer: continuous training on the accepted triplets.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApprenticeStageConfig {
     /// How the apprentice reads its demonstrations.
@@ -67,6 +67,36 @@ pub struct ApprenticeStageConfig {
     /// then it starts with the shards it has.
     #[serde(default)]
     pub start_wait_secs: u64,
+}
+
+impl ApprenticeStageConfig {
+    /// Adds to `problems` what in this section parses but cannot work.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.batch == 0
+            || self.checkpoint_every == 0
+            || self.release_every == 0
+            || self.refresh_secs == 0
+        {
+            problems.push(
+                "apprentice.batch, checkpoint_every, release_every and refresh_secs must be at least 1"
+                    .into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.generic_noun_share) {
+            problems.push(format!(
+                "apprentice.generic_noun_share is a share, from 0 to 1 (got {})",
+                self.generic_noun_share
+            ));
+        }
+        if self.generic_noun.trim().is_empty() {
+            problems.push("apprentice.generic_noun must be a word".into());
+        }
+        if self.min_demos == 0 || self.min_demos > self.max_demos || self.max_demos > 8 {
+            problems.push(
+                "apprentice demonstrations must satisfy 1 <= min_demos <= max_demos <= 8".into(),
+            );
+        }
+    }
 }
 
 fn one() -> usize {

@@ -1,6 +1,7 @@
 //! The backend sections: the broker (`queue`), artifact storage (`storage`), shared state
 //! (`state`), the admin port (`admin`) and logging (`telemetry`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ named_choice!(QueueBackend {
 });
 
 /// The message broker.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// Backend.
@@ -43,6 +44,28 @@ pub struct QueueConfig {
     pub publish_attempts: u32,
 }
 
+impl QueueConfig {
+    /// Adds to `problems` what in this section parses but cannot work.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.backend == QueueBackend::Amqp {
+            let url = self.url.expose();
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                problems.push("queue.url must start with amqp:// or amqps://".to_string());
+            }
+        }
+        if self.delivery_limit == 0 {
+            problems.push("queue.delivery_limit must be at least 1".into());
+        }
+        if !self
+            .namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            problems.push("queue.namespace may only hold letters, digits and -_.".into());
+        }
+    }
+}
+
 /// Which storage backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageBackend {
@@ -58,7 +81,7 @@ named_choice!(StorageBackend {
 });
 
 /// Artifact storage.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// Backend.
@@ -81,6 +104,23 @@ pub struct StorageConfig {
     pub max_attempts: u32,
 }
 
+impl StorageConfig {
+    /// Adds to `problems` what in this section parses but cannot work.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.backend != StorageBackend::S3 {
+            return;
+        }
+        if self.bucket.is_empty() {
+            problems.push("storage.bucket must not be empty".into());
+        }
+        let endpoint = &self.endpoint;
+        let is_url = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !(endpoint.is_empty() || is_url) {
+            problems.push("storage.endpoint must be empty or an http(s) URL".into());
+        }
+    }
+}
+
 /// Which state backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateBackend {
@@ -96,7 +136,7 @@ named_choice!(StateBackend {
 });
 
 /// Shared state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     /// Backend.
@@ -109,12 +149,36 @@ pub struct StateConfig {
     pub timeout_secs: u64,
 }
 
+impl StateConfig {
+    /// Adds to `problems` what in this section parses but cannot work.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.backend == StateBackend::Redis {
+            let url = self.url.expose();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                problems.push("state.url must start with redis:// or rediss://".into());
+            }
+        }
+    }
+}
+
 /// The admin HTTP port: metrics and health.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Listen address.
     pub listen: String,
+}
+
+impl AdminConfig {
+    /// Adds to `problems` what in this section parses but cannot work.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "admin.listen {:?} is not an address like 0.0.0.0:9090",
+                self.listen
+            ));
+        }
+    }
 }
 
 /// Log output format.
@@ -132,11 +196,23 @@ named_choice!(LogFormat {
 });
 
 /// Logging.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// Output format.
     pub log_format: LogFormat,
     /// tracing-subscriber filter directives (`RUST_LOG` overrides).
     pub log_filter: String,
+}
+
+impl TelemetryConfig {
+    /// Adds to `problems` what in this section parses but cannot work.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if tracing_subscriber::EnvFilter::try_new(&self.log_filter).is_err() {
+            problems.push(format!(
+                "telemetry.log_filter {:?} is not a valid filter",
+                self.log_filter
+            ));
+        }
+    }
 }

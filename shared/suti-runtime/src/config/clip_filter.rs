@@ -20,7 +20,7 @@ named_choice!(DeltaReference {
 });
 
 /// clip-filter: the ΔCLIP thresholds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClipFilterConfig {
     /// Least ΔCLIP-T accepted (the paper: 0.02).

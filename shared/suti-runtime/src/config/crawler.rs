@@ -22,7 +22,7 @@ named_choice!(ClusterGrouping {
 });
 
 /// crawler-clusterer settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CrawlerConfig {
     /// Private address ranges the crawler may reach (CIDR strings).
@@ -51,4 +51,18 @@ pub struct CrawlerConfig {
     pub model_size: u32,
     /// Smallest image side kept.
     pub min_image_side: u32,
+}
+
+impl CrawlerConfig {
+    /// Adds to `problems` what in this section parses but cannot work.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.min_members == 0 || self.min_members > self.max_members {
+            problems.push("crawler.min_members must be between 1 and crawler.max_members".into());
+        }
+        if self.host_rate_per_second <= 0.0 || self.host_burst < 1.0 {
+            problems.push(
+                "crawler.host_rate_per_second must be positive and host_burst at least 1".into(),
+            );
+        }
+    }
 }

@@ -36,7 +36,7 @@ named_choice!(SamplerChoice {
 });
 
 /// generator: how each expert renders its subject in new contexts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
     /// Prompts per cluster.
@@ -55,4 +55,23 @@ pub struct GeneratorConfig {
     pub max_batch: usize,
     /// Seed mixed with each cluster's id.
     pub seed: u64,
+}
+
+impl GeneratorConfig {
+    /// Adds to `problems` what in this section parses but cannot work.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.prompts_per_cluster == 0
+            || self.images_per_prompt == 0
+            || self.steps == 0
+            || self.max_batch == 0
+        {
+            problems.push(
+                "generator.prompts_per_cluster, images_per_prompt, steps and max_batch must be at least 1"
+                    .into(),
+            );
+        }
+        if self.families.is_empty() {
+            problems.push("generator.families must list at least one template family".into());
+        }
+    }
 }

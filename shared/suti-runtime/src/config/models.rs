@@ -56,7 +56,7 @@ impl<'de> Deserialize<'de> for ModelDevice {
 }
 
 /// The frozen pretrained towers, where the models run, and how stages follow published models.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsConfig {
     /// Where every stage, serving and the jobs run their models.
@@ -69,4 +69,13 @@ pub struct ModelsConfig {
     pub image_tower: String,
     /// How often a stage checks whether a model's `LATEST` pointer moved, seconds.
     pub poll_secs: u64,
+}
+
+impl ModelsConfig {
+    /// Adds to `problems` what in this section parses but cannot work.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.poll_secs == 0 {
+            problems.push("models.poll_secs must be at least 1".into());
+        }
+    }
 }

@@ -1,9 +1,11 @@
 //! The `serving` section: the HTTP API, its limits and dynamic batching.
 
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
 
 /// serving: the HTTP API, its limits and dynamic batching.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServingConfig {
     /// Address of the API and web page.
@@ -44,4 +46,50 @@ pub struct ServingConfig {
     pub key_rate_per_second: f64,
     /// Burst of requests per API key.
     pub key_burst: f64,
+}
+
+impl ServingConfig {
+    /// Adds to `problems` what in this section parses but cannot work.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "serving.listen {:?} is not an address",
+                self.listen
+            ));
+        }
+        if self.max_demos > 8 {
+            problems.push("serving.max_demos cannot exceed 8 (the model's limit)".into());
+        }
+        if self.max_images == 0
+            || self.max_steps == 0
+            || self.max_batch_images == 0
+            || self.max_queued == 0
+        {
+            problems.push(
+                "serving.max_images, max_steps, max_batch_images and max_queued must be at least 1"
+                    .into(),
+            );
+        }
+        let is_guidance = |g: f32| (0.0..=50.0).contains(&g);
+        if !is_guidance(self.default_guidance)
+            || self.default_demo_guidance.is_some_and(|g| !is_guidance(g))
+        {
+            problems.push(
+                "serving.default_guidance and default_demo_guidance must be between 0 and 50"
+                    .into(),
+            );
+        }
+        if self.default_steps == 0 || self.default_steps > self.max_steps {
+            problems.push("serving.default_steps must be between 1 and serving.max_steps".into());
+        }
+        if self
+            .api_key_hashes
+            .iter()
+            .any(|h| h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            problems.push(
+                "serving.api_key_hashes must be SHA-256 digests in hex (64 characters)".into(),
+            );
+        }
+    }
 }

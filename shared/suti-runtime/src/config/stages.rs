@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// One queue-consuming stage.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageConfig {
     /// Unacknowledged deliveries the broker hands this worker at once.
@@ -20,8 +20,32 @@ pub struct StageConfig {
     pub idempotency_ttl_hours: u64,
 }
 
+impl StageConfig {
+    /// Adds to `problems` what in this stage's settings cannot work; `name` is its key under
+    /// `stages` (`clip_filter`).
+    pub fn validate(&self, name: &str, problems: &mut Vec<String>) {
+        if self.prefetch == 0 {
+            problems.push(format!("stages.{name}.prefetch must be at least 1"));
+        }
+        if self.concurrency == 0 {
+            problems.push(format!("stages.{name}.concurrency must be at least 1"));
+        }
+        if self.concurrency > usize::from(self.prefetch) {
+            problems.push(format!(
+                "stages.{name}.concurrency ({}) cannot exceed its prefetch ({})",
+                self.concurrency, self.prefetch
+            ));
+        }
+        if self.handler_timeout_secs == 0 {
+            problems.push(format!(
+                "stages.{name}.handler_timeout_secs must be positive"
+            ));
+        }
+    }
+}
+
 /// Settings of every queue-consuming stage.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StagesConfig {
     /// crawler-clusterer.
@@ -34,6 +58,29 @@ pub struct StagesConfig {
     pub clip_filter: StageConfig,
     /// apprentice-trainer.
     pub apprentice_trainer: StageConfig,
+}
+
+impl StagesConfig {
+    /// The settings of a queue-consuming service (`None` for serving).
+    pub fn for_service(&self, service: ServiceName) -> Option<&StageConfig> {
+        match service {
+            ServiceName::CrawlerClusterer => Some(&self.crawler_clusterer),
+            ServiceName::ExpertFinetuner => Some(&self.expert_finetuner),
+            ServiceName::Generator => Some(&self.generator),
+            ServiceName::ClipFilter => Some(&self.clip_filter),
+            ServiceName::ApprenticeTrainer => Some(&self.apprentice_trainer),
+            ServiceName::Serving => None,
+        }
+    }
+
+    /// Adds to `problems` what in this section parses but cannot work, naming each stage.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        for service in ServiceName::ALL {
+            if let Some(stage) = self.for_service(service) {
+                stage.validate(service.metric_name(), problems);
+            }
+        }
+    }
 }
 
 /// The six services of the pipeline.
@@ -121,19 +168,5 @@ impl FromStr for ServiceName {
                     names.join(", ")
                 )
             })
-    }
-}
-
-impl StagesConfig {
-    /// The settings of a queue-consuming service (`None` for serving).
-    pub fn for_service(&self, service: ServiceName) -> Option<&StageConfig> {
-        match service {
-            ServiceName::CrawlerClusterer => Some(&self.crawler_clusterer),
-            ServiceName::ExpertFinetuner => Some(&self.expert_finetuner),
-            ServiceName::Generator => Some(&self.generator),
-            ServiceName::ClipFilter => Some(&self.clip_filter),
-            ServiceName::ApprenticeTrainer => Some(&self.apprentice_trainer),
-            ServiceName::Serving => None,
-        }
     }
 }
