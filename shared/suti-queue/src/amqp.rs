@@ -22,13 +22,13 @@ use tracing::{debug, info, warn};
 
 use crate::{
     Backoff, Broker, Consumer, DEAD_QUEUE_HEADER, DEAD_REASON_HEADER, Delivery, Envelope,
-    QueueError, Settle, Topology,
+    QueueError, Settle, Topology, redact_url,
 };
 
 /// Persistent delivery mode: messages survive a broker restart.
 const PERSISTENT: u8 = 2;
 
-/// How to reach RabbitMQ and how hard to try. Its `Debug` hides the URL's credentials.
+/// How to reach RabbitMQ and how hard to try. Its `Debug` hides the URL's password.
 #[derive(Clone)]
 pub struct AmqpOptions {
     /// `amqp://user:pass@host:port/vhost`.
@@ -46,25 +46,12 @@ pub struct AmqpOptions {
 impl std::fmt::Debug for AmqpOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpOptions")
-            .field("url", &without_credentials(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("connection_name", &self.connection_name)
             .field("reconnect", &self.reconnect)
             .field("publish_attempts", &self.publish_attempts)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
-    }
-}
-
-/// `url` with any `user:password@` replaced by `***@`, for logs and debug output.
-fn without_credentials(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    match authority.rfind('@') {
-        Some(at) => format!("{}***{}", &url[..scheme_end + 3], &rest[at..]),
-        None => url.to_string(),
     }
 }
 
@@ -821,6 +808,6 @@ mod debug_output {
             AmqpOptions::new("amqp://suti:hunter2@rabbit:5672/%2f")
         );
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("amqp://***@rabbit:5672/%2f"), "{shown}");
+        assert!(shown.contains("amqp://suti:***@rabbit:5672/%2f"), "{shown}");
     }
 }

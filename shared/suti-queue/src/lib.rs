@@ -19,11 +19,13 @@ use async_trait::async_trait;
 mod amqp;
 mod backoff;
 mod memory;
+mod redact;
 mod topology;
 
 pub use amqp::{AmqpBroker, AmqpOptions};
 pub use backoff::Backoff;
 pub use memory::InProcessBroker;
+pub use redact::redact_url;
 pub use topology::{QueueSpec, Topology};
 
 /// Header that carries why a message was dead-lettered.

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use suti_queue::redact_url;
+
 /// A string that may hold a secret (a URL with a password): shown redacted in `Debug` and when
 /// serialised, so printing the configuration never leaks it.
 #[derive(Clone, PartialEq, Eq)]
@@ -24,29 +26,6 @@ impl Secret {
     /// The value with any password inside a URL's user-info replaced by `***`.
     pub fn redacted(&self) -> String {
         redact_url(&self.0)
-    }
-}
-
-/// Replaces the password of `scheme://user:password@host…` with `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                "***".to_string()
-            };
-            format!("{}{masked}{}", &url[..scheme_end + 3], &rest[at..])
-        }
-        None => url.to_string(),
     }
 }
 
