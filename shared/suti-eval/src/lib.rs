@@ -3,6 +3,7 @@
 //! identification and instance accuracy), the sanity check that chose them, and paired-bootstrap
 //! intervals for every figure and every lead. `suti eval` and `suti demo` drive it.
 //!
+//! - [`job`]: what a run reads first: stored models, the chosen encoders, the evaluation set;
 //! - [`subjects`]: the evaluation subjects and their distractors (EmojiWorld or DreamBench);
 //! - [`features`]: the subject encoder and the image–text scorer, and centring;
 //! - [`metrics`]: one image's margin, identification and instance scores;
@@ -12,6 +13,7 @@
 //! - [`report`]: markdown, HTML, JSON and contact sheets.
 
 pub mod features;
+pub mod job;
 pub mod metrics;
 pub mod protocol;
 pub mod report;

@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use suti_data::RgbaImage;
 use suti_factory::BaseModel;
-use suti_factory::expert::{ExpertConfig, finetune_expert, personalise};
+use suti_factory::expert::{finetune_expert, personalise};
 use suti_factory::generate::{image_seed, render_rows};
 use suti_factory::pixels::to_chw;
 use suti_factory::render::{Generation, LoadedModel, render_batch};
@@ -19,6 +19,7 @@ use suti_factory::training::Pair;
 use suti_models::Dit;
 use suti_models::diffusion::SamplerConfig;
 use suti_models::text::TextEncoder;
+use suti_runtime::config::ExpertStageConfig;
 
 use crate::Result;
 use crate::features::{Centring, ImageTextScorer, SubjectEncoder, dot, mean_cosine, prepare};
@@ -84,7 +85,7 @@ pub struct EvalSettings {
     /// Demonstration counts for the apprentice rows.
     pub demo_counts: Vec<usize>,
     /// The expert recipe.
-    pub expert: ExpertConfig,
+    pub expert: ExpertStageConfig,
     /// The expert runs on the first this many subjects (it costs a fine-tune each; 0 leaves the
     /// expert row out).
     pub expert_subjects: usize,

@@ -9,52 +9,23 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
-use serde::{Deserialize, Serialize};
 use suti_models::diffusion::ConditionDropout;
 use suti_models::text::TextEncoder;
 use suti_models::{Builders, DemoAttention, Demos, Dit, DitConfig, Params};
 use suti_rng::SplitMix64;
+use suti_runtime::config::{ApprenticeDemoAttention, ApprenticeStageConfig};
 
 use crate::bundle::BaseModel;
 use crate::pixels::batch_tensor;
 use crate::training::{Batch, DenoiserTrainer, LoopSettings};
 use crate::{FactoryError, Result};
 
-/// How the apprentice is trained.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ApprenticeConfig {
-    /// Optimiser steps the learning-rate schedule spans.
-    pub steps: u64,
-    /// Examples per step.
-    pub batch: usize,
-    /// Peak learning rate.
-    pub learning_rate: f64,
-    /// Warm-up steps.
-    pub warmup: u64,
-    /// Fewest demonstrations an example is shown.
-    pub min_demos: usize,
-    /// Most demonstrations an example is shown (the model takes up to its `max_demos`).
-    pub max_demos: usize,
-    /// Seed of the new weights, batches and noise.
-    pub seed: u64,
-    /// How the apprentice reads its demonstrations: `shared` fine-tunes the whole base with the
-    /// demonstrations in its attention; `gated` freezes the base and trains per-block readers.
-    pub demo_attention: DemoAttention,
-}
-
-impl Default for ApprenticeConfig {
-    fn default() -> Self {
-        Self {
-            steps: 20_000,
-            batch: 8,
-            learning_rate: 3e-4,
-            warmup: 100,
-            min_demos: 1,
-            max_demos: 5,
-            seed: 0,
-            demo_attention: DemoAttention::Shared,
-        }
+/// How the apprentice's network reads its demonstrations, as the configuration chooses it.
+pub fn demo_attention(choice: ApprenticeDemoAttention) -> DemoAttention {
+    match choice {
+        ApprenticeDemoAttention::Shared => DemoAttention::Shared,
+        ApprenticeDemoAttention::Gated => DemoAttention::Gated,
+        ApprenticeDemoAttention::GatedFinetuned => DemoAttention::GatedFinetuned,
     }
 }
 
@@ -105,8 +76,7 @@ pub struct Triplet {
 /// instead of the class noun, so that only the demonstrations tell what the subject is: an
 /// apprentice whose base already draws every training subject from its noun has nothing to learn
 /// from reading (docs/results.md, "the shortcut through the noun").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SubjectNaming {
     /// Share of the prompts that say `generic_word` (0: every prompt keeps its noun; 1: none).
     pub generic_share: f32,
@@ -117,6 +87,15 @@ pub struct SubjectNaming {
 }
 
 impl SubjectNaming {
+    /// The naming the apprentice-trainer's configuration asks for.
+    pub fn of(config: &ApprenticeStageConfig) -> Self {
+        Self {
+            generic_share: config.generic_noun_share,
+            generic_word: config.generic_noun.clone(),
+            seed: config.seed,
+        }
+    }
+
     /// Every prompt keeps its class noun.
     pub fn class_nouns() -> Self {
         Self {
@@ -158,10 +137,14 @@ pub fn apprentice_shape(base: &DitConfig, attention: DemoAttention) -> DitConfig
 /// trains its readers over the frozen base, whose weights its releases carry unchanged; a
 /// fine-tuned gated one trains every weight, its demonstrations encoded by a frozen copy of the
 /// base that its releases carry.
-pub fn apprentice_trainer(base: &BaseModel, config: &ApprenticeConfig) -> Result<DenoiserTrainer> {
+pub fn apprentice_trainer(
+    base: &BaseModel,
+    config: &ApprenticeStageConfig,
+) -> Result<DenoiserTrainer> {
     let device = base.device()?;
     let varmap = VarMap::new();
-    let shape = apprentice_shape(&base.config, config.demo_attention);
+    let attention = demo_attention(config.demo_attention);
+    let shape = apprentice_shape(&base.config, attention);
     let start_from_base = || -> Result<()> {
         let mut vars = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
         for (name, tensor) in &base.tensors {
@@ -171,7 +154,7 @@ pub fn apprentice_trainer(base: &BaseModel, config: &ApprenticeConfig) -> Result
     };
     // The weights that stay as the base made them: a gated apprentice's whole network, a
     // fine-tuned gated one's demonstration encoder (a copy of the base under its own prefix).
-    let frozen: HashMap<String, Tensor> = match config.demo_attention {
+    let frozen: HashMap<String, Tensor> = match attention {
         DemoAttention::Shared => HashMap::new(),
         DemoAttention::Gated => base.tensors.clone(),
         DemoAttention::GatedFinetuned => base
@@ -180,7 +163,7 @@ pub fn apprentice_trainer(base: &BaseModel, config: &ApprenticeConfig) -> Result
             .map(|(name, t)| (format!("demo_encoder.{name}"), t.clone()))
             .collect(),
     };
-    let params = match config.demo_attention {
+    let params = match attention {
         DemoAttention::Shared => {
             start_from_base()?;
             Params::train(&varmap, config.seed, &device)
@@ -205,7 +188,7 @@ pub fn apprentice_trainer(base: &BaseModel, config: &ApprenticeConfig) -> Result
         model,
         varmap,
         LoopSettings {
-            steps: config.steps,
+            steps: config.schedule_steps,
             batch: config.batch,
             learning_rate: config.learning_rate,
             warmup: config.warmup,
@@ -355,7 +338,7 @@ pub fn cache_frozen_states(model: &Dit, triplets: &[Triplet]) -> Result<()> {
 pub fn apprentice_step(
     trainer: &mut DenoiserTrainer,
     triplets: &[Triplet],
-    config: &ApprenticeConfig,
+    config: &ApprenticeStageConfig,
     text: &TextEncoder,
 ) -> Result<f32> {
     let size = trainer.config().image_size;

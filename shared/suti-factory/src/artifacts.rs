@@ -1,5 +1,6 @@
 //! The artifacts the factory reads and writes (architecture.md §5), between storage and the
-//! recipes: cluster manifests and their images, model versions, the crawled image–caption pairs.
+//! recipes: cluster manifests and their images, model versions, the crawled image–caption pairs,
+//! the apprentice's accepted-example shards and its releases.
 //! Every image read from storage is decoded with limits; a missing or malformed artifact is a
 //! permanent error (the message that named it cannot succeed), a storage outage a retryable one.
 
@@ -7,15 +8,19 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use suti_data::{DecodeLimits, RgbaImage};
-use suti_messages::ClusterManifest;
+use suti_messages::{ClusterManifest, ExampleShard};
+use suti_models::text::TextEncoder;
 use suti_models::{LoraConfig, ScorerConfig};
 use suti_stage::HandlerError;
 use suti_stage::models::{ModelLoader, model_key};
 use suti_storage::{ObjectKey, SharedStore, layout};
 
-use crate::bundle::{BaseModel, CONFIG_FILE, ScorerModel, WEIGHTS_FILE};
+use crate::apprentice::{DemoSet, SubjectNaming, Triplet};
+use crate::bundle::{BaseModel, CONFIG_FILE, ScorerModel, WEIGHTS_FILE, version_of};
+use crate::pixels::to_chw;
+use crate::training::DenoiserTrainer;
 
-pub use suti_storage::layout::{BASE_MODEL, SCORER_MODEL};
+pub use suti_storage::layout::{APPRENTICE_MODEL, BASE_MODEL, SCORER_MODEL};
 
 /// Limits for images read back from storage: they were normalised by the crawler or generated
 /// here, so anything large is a sign of a corrupted or planted object.
@@ -262,4 +267,78 @@ pub async fn clear_checkpoint_pointer(
     model: &str,
 ) -> Result<(), HandlerError> {
     Ok(store.delete(&checkpoint_pointer(model)?).await?)
+}
+
+/// The training triplets of one accepted-examples shard (`datasets/apprentice/{cluster}.msgpack`)
+/// at the model's `size`: the cluster's demonstrations shared by all its accepted examples, their
+/// prompts named as `naming` says. An empty shard gives none; an unreadable one is a permanent
+/// error.
+pub async fn read_shard(
+    storage: &SharedStore,
+    shard_key: &str,
+    size: usize,
+    text: &TextEncoder,
+    naming: &SubjectNaming,
+) -> Result<Vec<Triplet>, HandlerError> {
+    let body = storage.get(&key(shard_key)?).await?;
+    let shard: ExampleShard = rmp_serde::from_slice(&body)
+        .map_err(|e| HandlerError::permanent("bad_shard", format!("{shard_key}: {e}")))?;
+    if shard.examples.is_empty() || shard.demonstrations.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut images = Vec::new();
+    let mut captions = Vec::new();
+    for demo in &shard.demonstrations {
+        images.push(to_chw(&read_image(storage, &demo.image_key).await?, size));
+        captions.push(demo.caption.clone());
+    }
+    let demos = Arc::new(
+        DemoSet::new(images, &captions, text)
+            .map_err(|e| HandlerError::permanent("bad_shard", e))?,
+    );
+    let mut triplets = Vec::new();
+    for (index, example) in shard.examples.iter().enumerate() {
+        triplets.push(Triplet {
+            demos: demos.clone(),
+            prompt: naming.name(
+                &example.prompt,
+                &shard.subject_noun,
+                &shard.cluster_id,
+                index,
+            ),
+            target: to_chw(&read_image(storage, &example.image_key).await?, size),
+        });
+    }
+    Ok(triplets)
+}
+
+/// Publishes `trainer`'s weights as an apprentice release (`models/apprentice/{version}/`, with
+/// its `LATEST` pointer) named by its step and the weights' hash; returns the version. The
+/// `apprentice.published` message is the caller's.
+pub async fn publish_release(
+    storage: &SharedStore,
+    trainer: &DenoiserTrainer,
+) -> Result<String, HandlerError> {
+    let bundle = BaseModel {
+        config: trainer.config().clone(),
+        tensors: trainer
+            .weights()
+            .map_err(|e| HandlerError::permanent("model", e))?,
+    };
+    let (config_json, weights) = bundle
+        .to_bytes()
+        .map_err(|e| HandlerError::permanent("model", e))?;
+    let version = format!(
+        "{:010}-{}",
+        trainer.steps_done(),
+        &version_of(&weights)[..8]
+    );
+    suti_stage::publish_model_version(
+        storage,
+        APPRENTICE_MODEL,
+        &version,
+        vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
+    )
+    .await?;
+    Ok(version)
 }

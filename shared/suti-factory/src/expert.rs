@@ -6,56 +6,20 @@
 use std::time::Instant;
 
 use candle_nn::VarMap;
-use serde::{Deserialize, Serialize};
 use suti_messages::LossSummary;
 use suti_models::text::TextEncoder;
 use suti_models::{Builders, Dit, LoraConfig, Params};
+use suti_runtime::config::ExpertStageConfig;
 
 use crate::bundle::BaseModel;
 use crate::training::{DenoiserTrainer, LoopSettings, Pair, loss_summary, text_dropout};
 use crate::{FactoryError, Result};
 
-/// How an expert is fine-tuned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ExpertConfig {
-    /// Optimiser steps (the paper: 500).
-    pub steps: u64,
-    /// LoRA rank.
-    pub rank: usize,
-    /// LoRA scale numerator (the update is scaled by alpha / rank).
-    pub alpha: f32,
-    /// Peak learning rate.
-    pub learning_rate: f64,
-    /// Images per step.
-    pub batch: usize,
-    /// The rare token placed before the subject noun.
-    pub identifier_token: String,
-    /// Seed of the adapter's initialisation, batches and noise (mixed with the cluster id).
-    pub seed: u64,
-}
-
-impl Default for ExpertConfig {
-    fn default() -> Self {
-        Self {
-            steps: 500,
-            rank: 8,
-            alpha: 8.0,
-            learning_rate: 2e-3,
-            batch: 4,
-            identifier_token: "sks".into(),
-            seed: 0,
-        }
-    }
-}
-
-impl ExpertConfig {
-    /// The LoRA shape.
-    pub fn lora(&self) -> LoraConfig {
-        LoraConfig {
-            rank: self.rank,
-            alpha: self.alpha,
-        }
+/// The LoRA shape of an expert fine-tuned with `config`.
+pub fn expert_lora(config: &ExpertStageConfig) -> LoraConfig {
+    LoraConfig {
+        rank: config.rank,
+        alpha: config.alpha,
     }
 }
 
@@ -76,14 +40,14 @@ pub fn personalise(caption: &str, noun: &str, identifier: &str) -> String {
 /// MLP projections.
 pub fn expert_trainer(
     base: &BaseModel,
-    config: &ExpertConfig,
+    config: &ExpertStageConfig,
     seed: u64,
 ) -> Result<DenoiserTrainer> {
     let device = base.device()?;
     let varmap = VarMap::new();
     let builders = Builders {
         base: Params::frozen(base.tensors.clone(), &device),
-        lora: Some((Params::train(&varmap, seed, &device), config.lora())),
+        lora: Some((Params::train(&varmap, seed, &device), expert_lora(config))),
     };
     let model = Dit::new(&base.config, &builders)?;
     DenoiserTrainer::new(
@@ -122,7 +86,7 @@ pub fn finetune_expert(
     base: &BaseModel,
     pairs: &[Pair],
     text: &TextEncoder,
-    config: &ExpertConfig,
+    config: &ExpertStageConfig,
     seed: u64,
     mut progress: impl FnMut(u64, f32),
 ) -> Result<TrainedExpert> {
@@ -140,7 +104,7 @@ pub fn finetune_expert(
         progress(trainer.steps_done(), loss);
     }
     Ok(TrainedExpert {
-        adapter: prescaled_adapter(trainer.varmap(), &config.lora())?,
+        adapter: prescaled_adapter(trainer.varmap(), &expert_lora(config))?,
         loss: loss_summary(&losses),
         seconds: started.elapsed().as_secs_f64(),
     })

@@ -11,6 +11,7 @@
 //! - [`render`]: rendering from an apprentice release, batched (serving, `suti generate`, evaluation);
 //! - [`bundle`]: model artifacts (configuration + safetensors) as bytes;
 //! - [`towers`]: loading the frozen pretrained text and image towers;
+//! - [`jobs`]: the one-off training jobs (base, scorer, diagnostic apprentice) end to end;
 //! - [`artifacts`]: clusters, images and model versions in storage.
 
 pub mod apprentice;
@@ -21,6 +22,7 @@ pub mod device;
 pub mod expert;
 pub mod filter;
 pub mod generate;
+pub mod jobs;
 pub mod pixels;
 pub mod prompts;
 pub mod render;

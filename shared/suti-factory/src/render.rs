@@ -12,6 +12,9 @@ use crate::BaseModel;
 use crate::apprentice::DemoSet;
 use crate::pixels::{images_from_tensor, to_chw};
 
+/// Caption of a demonstration given without one (by the API, `suti generate`).
+pub const DEFAULT_CAPTION: &str = "a photo";
+
 /// A loaded apprentice release.
 pub struct LoadedModel {
     /// Release version.

@@ -10,26 +10,27 @@ use candle_core::{Device, Tensor};
 use common::*;
 use suti_data::Scene;
 use suti_factory::apprentice::{
-    ApprenticeConfig, DemoSet, Triplet, apprentice_batch, apprentice_step, apprentice_trainer,
+    DemoSet, Triplet, apprentice_batch, apprentice_step, apprentice_trainer, demo_attention,
 };
 use suti_factory::base::{BaseTrainConfig, base_model, base_trainer};
 use suti_factory::pixels::to_chw;
 use suti_models::{DemoAttention, Demos, DitConfig};
 use suti_rng::SplitMix64;
+use suti_runtime::config::{ApprenticeDemoAttention, ApprenticeStageConfig};
 
 #[test]
 fn the_apprentice_learns_from_triplets_and_uses_its_demonstrations() {
-    learns_and_uses_demonstrations(DemoAttention::Shared);
+    learns_and_uses_demonstrations(ApprenticeDemoAttention::Shared);
 }
 
 #[test]
 fn the_gated_apprentice_starts_as_its_base_learns_and_uses_its_demonstrations() {
-    learns_and_uses_demonstrations(DemoAttention::Gated);
+    learns_and_uses_demonstrations(ApprenticeDemoAttention::Gated);
 }
 
 #[test]
 fn the_fine_tuned_gated_apprentice_starts_as_its_base_and_keeps_its_encoder_frozen() {
-    learns_and_uses_demonstrations(DemoAttention::GatedFinetuned);
+    learns_and_uses_demonstrations(ApprenticeDemoAttention::GatedFinetuned);
 }
 
 /// The largest absolute elementwise difference of two tensors of one shape.
@@ -44,7 +45,8 @@ fn largest_difference(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
-fn learns_and_uses_demonstrations(attention: DemoAttention) {
+fn learns_and_uses_demonstrations(choice: ApprenticeDemoAttention) {
+    let attention = demo_attention(choice);
     suti_models::tune_allocator();
     let assets = assets();
     let text = text_encoder();
@@ -91,13 +93,13 @@ fn learns_and_uses_demonstrations(attention: DemoAttention) {
             });
         }
     }
-    let train = ApprenticeConfig {
-        steps: 120,
+    let train = ApprenticeStageConfig {
+        schedule_steps: 120,
         batch: 8,
         learning_rate: 1e-3,
         warmup: 10,
-        demo_attention: attention,
-        ..ApprenticeConfig::default()
+        demo_attention: choice,
+        ..ApprenticeStageConfig::default()
     };
     let mut trainer = apprentice_trainer(&base, &train).unwrap();
     // One noisy target (from `noise_seed`) at time `t`, with the first triplet's prompt.

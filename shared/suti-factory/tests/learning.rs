@@ -9,13 +9,14 @@ use common::*;
 use suti_data::Scene;
 use suti_factory::artifacts::stored_adapter_lora;
 use suti_factory::base::{BaseTrainConfig, base_model, base_trainer};
-use suti_factory::expert::{ExpertConfig, finetune_expert, personalise};
+use suti_factory::expert::{finetune_expert, personalise};
 use suti_factory::generate::generate;
 use suti_factory::pixels::to_chw;
 use suti_factory::scorer::tower_features;
 use suti_factory::training::Pair;
 use suti_models::DitConfig;
 use suti_models::diffusion::SamplerConfig;
+use suti_runtime::config::ExpertStageConfig;
 
 const SCENES: [Scene; 6] = [
     Scene::Beach,
@@ -148,13 +149,13 @@ fn the_base_follows_prompts_and_an_expert_learns_its_subject() {
             caption: personalise(&caption(unseen, s), noun, "sks"),
         })
         .collect();
-    let expert_config = ExpertConfig {
+    let expert_config = ExpertStageConfig {
         steps: 200,
         rank: 8,
         alpha: 8.0,
         learning_rate: 3e-3,
         batch: 4,
-        ..ExpertConfig::default()
+        ..ExpertStageConfig::default()
     };
     let expert =
         finetune_expert(&base, &expert_pairs, &text, &expert_config, 1, |_, _| {}).unwrap();

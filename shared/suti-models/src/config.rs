@@ -4,6 +4,63 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A named denoiser shape: what `--preset` chooses on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelPreset {
+    /// Unit tests: the smallest network that still learns.
+    Test,
+    /// The CPU: CI, the pipeline tests and the demo.
+    Tiny,
+    /// A CPU with hours, or any GPU.
+    Small,
+    /// A GPU: 64×64, the Imagen base resolution.
+    Base,
+}
+
+impl ModelPreset {
+    /// Every preset with its name, smallest first.
+    pub const ALL: [(Self, &'static str); 4] = [
+        (Self::Test, "test"),
+        (Self::Tiny, "tiny"),
+        (Self::Small, "small"),
+        (Self::Base, "base"),
+    ];
+
+    /// The preset's name, as it is written on the command line.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(preset, _)| *preset == self)
+            .map_or("", |(_, name)| name)
+    }
+}
+
+impl std::fmt::Display for ModelPreset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that tables can align presets by width.
+        f.pad(self.name())
+    }
+}
+
+impl std::str::FromStr for ModelPreset {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .find(|(_, known)| *known == name)
+            .map(|(preset, _)| *preset)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|(_, n)| *n).collect();
+                format!(
+                    "unknown preset {name:?}, expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 /// Shape of the DiT denoiser (and of the apprentice, which is the same network with demonstrations).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,14 +168,18 @@ impl DitConfig {
         }
     }
 
-    /// A preset by name.
+    /// A preset by name (`test`, `tiny`, `small`, `base`).
     pub fn preset(name: &str) -> Option<Self> {
-        match name {
-            "test" => Some(Self::test()),
-            "tiny" => Some(Self::tiny()),
-            "small" => Some(Self::small()),
-            "base" => Some(Self::base()),
-            _ => None,
+        name.parse::<ModelPreset>().ok().map(Self::of)
+    }
+
+    /// The shape of `preset`.
+    pub fn of(preset: ModelPreset) -> Self {
+        match preset {
+            ModelPreset::Test => Self::test(),
+            ModelPreset::Tiny => Self::tiny(),
+            ModelPreset::Small => Self::small(),
+            ModelPreset::Base => Self::base(),
         }
     }
 

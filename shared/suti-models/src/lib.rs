@@ -17,7 +17,7 @@ pub mod scorer;
 pub mod text;
 pub mod train;
 
-pub use config::{DemoAttention, DitConfig};
+pub use config::{DemoAttention, DitConfig, ModelPreset};
 pub use dit::{DemoCache, Demos, Dit, TextCond};
 pub use layers::{Builders, LoraConfig};
 pub use params::{Init, Params};
