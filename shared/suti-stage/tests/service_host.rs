@@ -8,7 +8,7 @@ use suti_messages::{ExamplesAcceptedV1, FilterThresholds};
 use suti_queue::Envelope;
 use suti_runtime::{ConfigSources, ServiceName, SutiConfig};
 use suti_stage::{HandleContext, Handler, HandlerError, Outcome, ServiceHost};
-use suti_testkit::{amqp_url, http_get, redis_url, unique, wait_until};
+use suti_testkit::{env_vars, http_get, loopback_backends_env, unique, wait_until};
 use tokio_util::sync::CancellationToken;
 
 struct CountingTrainer;
@@ -33,16 +33,14 @@ impl Handler for CountingTrainer {
 async fn amqp_a_service_host_runs_its_stage_and_reports_through_the_admin_port() {
     let namespace = unique("t");
     let storage = tempfile::tempdir().unwrap();
+    let mut env = loopback_backends_env(&namespace);
+    env.extend(env_vars([
+        ("SUTI__STORAGE__BACKEND", "local"),
+        ("SUTI__ADMIN__LISTEN", "127.0.0.1:0"),
+    ]));
     let mut config = SutiConfig::load(&ConfigSources {
         file: None,
-        env: Some(vec![
-            ("SUTI__QUEUE__URL".into(), amqp_url()),
-            ("SUTI__QUEUE__NAMESPACE".into(), namespace.clone()),
-            ("SUTI__STATE__URL".into(), redis_url()),
-            ("SUTI__STATE__NAMESPACE".into(), namespace.clone()),
-            ("SUTI__STORAGE__BACKEND".into(), "local".into()),
-            ("SUTI__ADMIN__LISTEN".into(), "127.0.0.1:0".into()),
-        ]),
+        env: Some(env),
     })
     .unwrap();
     config.storage.local_root = storage.path().to_path_buf();

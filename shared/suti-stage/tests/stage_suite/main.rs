@@ -1,298 +1,40 @@
 //! The stage harness under stress and faults, on the real backends (RabbitMQ, Redis, s3s-fs on
-//! loopback) and on the in-process backends of the embedded mode — the same tests for both.
-//!
-//! The test stage consumes `cluster.mined.v1`, and for each message records its execution in the
-//! state backend, writes an artifact `effects/{cluster_id}` and publishes `expert.trained.v1` with
-//! a deterministic id.
+//! loopback) and on the in-process backends of the embedded mode. The suite's checks run on both,
+//! each as a test of its own per backend (`amqp::graceful_shutdown_loses_nothing`,
+//! `in_process::graceful_shutdown_loses_nothing`, …); the faults only the real backends can have
+//! (an S3 outage, the broker closing its connections) are tests of their own.
 
-use std::any::Any;
-use std::sync::Arc;
+mod fixture;
+
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::future::BoxFuture;
-use prometheus::Registry;
-use suti_messages::{ClusterMinedV1, ExpertTrainedV1, LossSummary};
-use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, InProcessBroker, Topology};
-use suti_stage::{
-    HandleContext, Handler, HandlerError, Outcome, StageBackends, StageMetrics, StageSettings,
-    run_stage,
-};
-use suti_state::{InProcessState, RedisState, SharedState};
-use suti_storage::{LocalStore, ObjectKey, SharedStore};
-use suti_testkit::{S3Server, amqp_url, redis_url, unique, wait_until};
-use tokio_util::sync::CancellationToken;
+use fixture::{BROKEN, Env, FLAKY, PANICS, UNHANDLEABLE, cluster};
+use suti_queue::Envelope;
+use suti_storage::ObjectKey;
+use suti_testkit::wait_until;
 
-/// Noun that makes the test handler fail permanently.
-const UNHANDLEABLE: &str = "unhandleable";
-/// Noun that makes the test handler fail retryably on the first two attempts.
-const FLAKY: &str = "flaky";
-/// Noun that makes the test handler fail retryably every time.
-const BROKEN: &str = "broken";
-/// Noun that makes the test handler panic.
-const PANICS: &str = "panics";
-
-struct EffectHandler {
-    /// Per-message work time, to keep deliveries in flight.
-    work: Duration,
+suti_testkit::backend_cases! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    backends: [amqp, in_process],
+    checks: [
+        ten_thousand_messages_survive_a_killed_consumer,
+        poison_and_permanent_failures_are_dead_lettered_with_a_reason,
+        retryable_failures_are_retried_then_dead_lettered,
+        graceful_shutdown_loses_nothing,
+    ],
 }
 
-#[async_trait]
-impl Handler for EffectHandler {
-    type Input = ClusterMinedV1;
-
-    async fn handle(
-        &self,
-        input: ClusterMinedV1,
-        ctx: &HandleContext,
-    ) -> Result<Outcome, HandlerError> {
-        ctx.state.incr("executions", 1).await?;
-        match input.subject_noun.as_str() {
-            UNHANDLEABLE => {
-                return Err(HandlerError::permanent(
-                    "invalid_cluster",
-                    format!("cluster {} has no usable images", input.cluster_id),
-                ));
-            }
-            FLAKY if ctx.delivery_count < 2 => {
-                return Err(HandlerError::retryable("gpu_busy", "the device is busy"));
-            }
-            BROKEN => return Err(HandlerError::retryable("gpu_busy", "the device is busy")),
-            PANICS => panic!("index out of bounds in the test handler"),
-            _ => {}
-        }
-        if !self.work.is_zero() {
-            tokio::time::sleep(self.work).await;
-        }
-        ctx.state.set_add("handled", &input.cluster_id).await?;
-        let key = ObjectKey::new(format!("effects/{}", input.cluster_id))?;
-        let expert = ExpertTrainedV1 {
-            run_id: input.run_id.clone(),
-            cluster_id: input.cluster_id.clone(),
-            manifest_key: input.manifest_key.clone(),
-            base_version: "b1".into(),
-            adapter_key: format!("experts/{}/b1.safetensors", input.cluster_id),
-            identifier_token: "sks".into(),
-            subject_noun: input.subject_noun.clone(),
-            rank: 4,
-            loss: LossSummary {
-                first: 1.0,
-                last: 0.5,
-                min: 0.4,
-                steps: 10,
-            },
-        };
-        Outcome::none()
-            .with_artifact(key, input.cluster_id.clone())
-            .with_message(&expert, format!("expert-{}", input.cluster_id))
-    }
+async fn amqp() -> Env {
+    Env::real().await
 }
 
-type Connect = Arc<dyn Fn() -> BoxFuture<'static, Arc<dyn Broker>> + Send + Sync>;
-
-/// One set of backends: a way to open broker connections, storage, state, a private topology.
-struct Env {
-    connect: Connect,
-    storage: SharedStore,
-    state: SharedState,
-    topology: Topology,
-    _guards: Vec<Box<dyn Any + Send>>,
-}
-
-impl Env {
-    async fn real() -> Self {
-        let (mut env, server) = Self::real_keeping_s3().await;
-        env._guards.push(Box::new(server));
-        env
-    }
-
-    /// The real backends, with the S3 server handed to the test (to suspend it).
-    async fn real_keeping_s3() -> (Self, S3Server) {
-        suti_testkit::init_tracing();
-        let namespace = unique("t");
-        let guard = suti_testkit::TopologyGuard::new(&Topology::pipeline(&namespace, 3));
-        let server = S3Server::start().await.unwrap();
-        let storage: SharedStore = Arc::new(server.store().await.unwrap());
-        let state: SharedState = Arc::new(
-            RedisState::connect(&redis_url(), &namespace, Duration::from_secs(5))
-                .await
-                .unwrap(),
-        );
-        let connect: Connect = Arc::new(|| {
-            Box::pin(async {
-                let mut options = AmqpOptions::new(amqp_url());
-                options.connection_name = "suti-stage-test".into();
-                Arc::new(AmqpBroker::connect(options).await.unwrap()) as Arc<dyn Broker>
-            })
-        });
-        let env = Self::finish(connect, storage, state, &namespace, vec![Box::new(guard)]).await;
-        (env, server)
-    }
-
-    async fn in_process() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let storage: SharedStore = Arc::new(LocalStore::open(dir.path()).await.unwrap());
-        let state: SharedState = Arc::new(InProcessState::new());
-        let root = InProcessBroker::new();
-        let connect: Connect = Arc::new(move || {
-            let broker = root.connect();
-            Box::pin(async move { Arc::new(broker) as Arc<dyn Broker> })
-        });
-        Self::finish(connect, storage, state, &unique("t"), vec![Box::new(dir)]).await
-    }
-
-    async fn finish(
-        connect: Connect,
-        storage: SharedStore,
-        state: SharedState,
-        namespace: &str,
-        guards: Vec<Box<dyn Any + Send>>,
-    ) -> Self {
-        let topology = Topology::pipeline(namespace, 3);
-        connect().await.declare(&topology).await.unwrap();
-        Self {
-            connect,
-            storage,
-            state,
-            topology,
-            _guards: guards,
-        }
-    }
-
-    fn queue(&self) -> String {
-        self.topology.queue_name("clusters")
-    }
-
-    fn settings(&self, concurrency: usize) -> StageSettings {
-        StageSettings {
-            service: "stage_test".into(),
-            queue: self.queue(),
-            prefetch: concurrency as u16,
-            concurrency,
-            handler_timeout: Duration::from_secs(30),
-            idempotency_ttl: Duration::from_secs(3600),
-            shutdown_grace: Duration::from_secs(10),
-            outage_patience: Duration::from_secs(30),
-        }
-    }
-
-    fn backends(&self, broker: Arc<dyn Broker>) -> StageBackends {
-        StageBackends {
-            broker,
-            storage: self.storage.clone(),
-            state: self.state.clone(),
-            topology: self.topology.clone(),
-        }
-    }
-
-    /// Starts a stage worker on its own broker connection.
-    async fn start_worker(&self, concurrency: usize, work: Duration) -> Worker {
-        let broker = (self.connect)().await;
-        let metrics = StageMetrics::register(&Registry::new(), "stage_test").unwrap();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run_stage(
-            EffectHandler { work },
-            self.settings(concurrency),
-            self.backends(broker.clone()),
-            metrics.clone(),
-            shutdown.clone(),
-        ));
-        Worker {
-            broker,
-            metrics,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn publish(&self, messages: &[Envelope]) {
-        let broker = (self.connect)().await;
-        for chunk in messages.chunks(500) {
-            broker.publish_batch(&self.topology, chunk).await.unwrap();
-        }
-        broker.close().await;
-    }
-
-    async fn handled(&self) -> u64 {
-        self.state.set_len("handled").await.unwrap()
-    }
-
-    async fn executions(&self) -> i64 {
-        self.state.counter("executions").await.unwrap()
-    }
-
-    /// Takes every message from a queue (until it stays empty briefly).
-    async fn drain(&self, queue: &str) -> Vec<Envelope> {
-        let broker = (self.connect)().await;
-        let mut consumer = broker.consume(queue, 500).await.unwrap();
-        let mut out = Vec::new();
-        while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await
-        {
-            out.push(d.envelope.clone());
-            d.ack().await.unwrap();
-        }
-        drop(consumer);
-        broker.close().await;
-        out
-    }
-
-    async fn cleanup(self) {
-        let broker = (self.connect)().await;
-        broker.delete(&self.topology).await.unwrap();
-        let _ = self.state.clear_namespace().await;
-        broker.close().await;
-    }
-}
-
-struct Worker {
-    broker: Arc<dyn Broker>,
-    metrics: StageMetrics,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), suti_queue::QueueError>>,
-}
-
-impl Worker {
-    /// Graceful stop.
-    async fn stop(self) -> StageMetrics {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        self.broker.close().await;
-        self.metrics
-    }
-
-    /// The worker dies: its task is gone and its connection drops with deliveries unacked.
-    async fn kill(self) -> StageMetrics {
-        self.task.abort();
-        let _ = self.task.await;
-        self.broker.close().await;
-        self.metrics
-    }
-}
-
-fn cluster(i: usize, noun: &str) -> Envelope {
-    let id = format!("c{i:05}");
-    let payload = ClusterMinedV1 {
-        run_id: "run-stage-test".into(),
-        cluster_id: id.clone(),
-        manifest_key: format!("clusters/{id}.msgpack"),
-        subject_noun: noun.into(),
-        image_keys: vec![format!("images/{id}.png")],
-    };
-    Envelope::encode(
-        &payload,
-        format!("cluster-{id}"),
-        Some("run-stage-test".into()),
-    )
-    .unwrap()
+async fn in_process() -> Env {
+    Env::in_process().await
 }
 
 /// 10,000 messages; the first worker is killed mid-stream with unacked deliveries; a second one
 /// finishes. Nothing is lost, and only work that was in flight at the kill runs twice.
-async fn kill_mid_stream(env: Env) {
+async fn ten_thousand_messages_survive_a_killed_consumer(env: &Env) {
     let total: usize = std::env::var("SUTI_STAGE_TEST_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -393,12 +135,11 @@ async fn kill_mid_stream(env: Env) {
         distinct.len(),
         survivor.processed("duplicate")
     );
-    env.cleanup().await;
 }
 
 /// A poison body, a message of the wrong type and a non-retryable failure all end in the
 /// dead-letter queue with a reason; the messages behind them are handled.
-async fn poison_and_permanent_failures(env: Env) {
+async fn poison_and_permanent_failures_are_dead_lettered_with_a_reason(env: &Env) {
     let mut messages: Vec<Envelope> = (0..5).map(|i| cluster(i, "teapot")).collect();
     let mut poison = cluster(900, "teapot");
     poison.body = b"\xc1\xc1 this is not msgpack".to_vec();
@@ -450,12 +191,11 @@ async fn poison_and_permanent_failures(env: Env) {
         poison.body, b"\xc1\xc1 this is not msgpack",
         "the dead letter keeps the body"
     );
-    env.cleanup().await;
 }
 
 /// A retryable failure is requeued and succeeds later; one that never succeeds is dead-lettered
 /// on its last allowed attempt with the last error as the reason.
-async fn retryable_failures(env: Env) {
+async fn retryable_failures_are_retried_then_dead_lettered(env: &Env) {
     let messages = [
         cluster(1, FLAKY),
         cluster(2, BROKEN),
@@ -495,11 +235,10 @@ async fn retryable_failures(env: Env) {
         "{reasons:?}"
     );
     assert!(reasons[1].contains("the device is busy"), "{reasons:?}");
-    env.cleanup().await;
 }
 
 /// Shutdown stops consuming, lets in-flight work finish, and leaves the rest in the queue.
-async fn graceful_shutdown(env: Env) {
+async fn graceful_shutdown_loses_nothing(env: &Env) {
     let messages: Vec<Envelope> = (0..200).map(|i| cluster(i, "teapot")).collect();
     env.publish(&messages).await;
     let worker = env.start_worker(4, Duration::from_millis(50)).await;
@@ -522,7 +261,6 @@ async fn graceful_shutdown(env: Env) {
         200,
         "nothing lost at shutdown"
     );
-    env.cleanup().await;
 }
 
 /// S3 goes away for far longer than every requeue delay together (the topology allows 3 attempts:
@@ -568,47 +306,7 @@ async fn amqp_a_storage_outage_longer_than_every_retry_dead_letters_nothing() {
         env.drain(&env.topology.queue_name("experts")).await.len(),
         4
     );
-    env.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn amqp_ten_thousand_messages_survive_a_killed_consumer() {
-    kill_mid_stream(Env::real().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_process_ten_thousand_messages_survive_a_killed_consumer() {
-    kill_mid_stream(Env::in_process().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn amqp_poison_and_permanent_failures_are_dead_lettered_with_a_reason() {
-    poison_and_permanent_failures(Env::real().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_process_poison_and_permanent_failures_are_dead_lettered_with_a_reason() {
-    poison_and_permanent_failures(Env::in_process().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn amqp_retryable_failures_are_retried_then_dead_lettered() {
-    retryable_failures(Env::real().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_process_retryable_failures_are_retried_then_dead_lettered() {
-    retryable_failures(Env::in_process().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn amqp_graceful_shutdown_loses_nothing() {
-    graceful_shutdown(Env::real().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_process_graceful_shutdown_loses_nothing() {
-    graceful_shutdown(Env::in_process().await).await;
+    env.finish().await;
 }
 
 /// The broker closes every connection under a running consumer (`rabbitmqctl
@@ -649,5 +347,5 @@ async fn amqp_consumer_reconnects_after_the_broker_closes_its_connections() {
         metrics.processed("unsettled"),
         metrics.processed("duplicate")
     );
-    env.cleanup().await;
+    env.finish().await;
 }
