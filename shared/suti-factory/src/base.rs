@@ -82,3 +82,51 @@ pub fn base_model(trainer: &DenoiserTrainer) -> Result<BaseModel> {
         tensors: trainer.weights()?,
     })
 }
+
+/// A model of `config` with the weights `seed` initialises, untrained: for tests and benchmarks,
+/// whose outcome does not depend on what the weights have learnt.
+pub fn untrained_base_model(config: &DitConfig, seed: u64, device: &Device) -> Result<BaseModel> {
+    let varmap = VarMap::new();
+    Dit::new(
+        config,
+        &Builders::base(Params::train(&varmap, seed, device)),
+    )?;
+    let tensors = varmap
+        .data()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+        .collect();
+    Ok(BaseModel {
+        config: config.clone(),
+        tensors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_untrained_model_loads_and_its_seed_decides_its_weights() {
+        let config = DitConfig::test();
+        let first = untrained_base_model(&config, 1, &Device::Cpu).unwrap();
+        first.dit().unwrap();
+        let again = untrained_base_model(&config, 1, &Device::Cpu).unwrap();
+        let other = untrained_base_model(&config, 2, &Device::Cpu).unwrap();
+        let values = |model: &BaseModel, name: &str| -> Vec<f32> {
+            model.tensors[name]
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let mut differs = false;
+        for name in first.tensors.keys() {
+            assert_eq!(values(&first, name), values(&again, name), "{name}");
+            differs |= values(&first, name) != values(&other, name);
+        }
+        assert!(differs, "another seed gives other weights");
+    }
+}
