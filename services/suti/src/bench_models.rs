@@ -271,11 +271,11 @@ pub struct CrawlBenchArgs {
 /// Crawls the synthetic web on loopback (robots, frontier, rate limit, fetch, decode, hashing)
 /// and clusters the result with the image tower; prints pages/s and images/s for each part.
 pub async fn crawl(args: CrawlBenchArgs) -> anyhow::Result<()> {
-    use crawler_clusterer::engine::{MineSettings, cluster_pages, crawl_web};
-    use crawler_clusterer::fetch::{FetchLimits, Fetcher};
-    use crawler_clusterer::politeness::Politeness;
-    use crawler_clusterer::url_policy::UrlPolicy;
     use std::sync::Arc;
+    use suti_crawl::engine::{MineSettings, cluster_pages, crawl_web};
+    use suti_crawl::fetch::{FetchLimits, Fetcher};
+    use suti_crawl::politeness::Politeness;
+    use suti_crawl::url_policy::UrlPolicy;
     use suti_data::synthweb::{Site, SiteParams, serve};
 
     let assets = suti_data::Assets::open_default()?;
