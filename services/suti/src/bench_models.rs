@@ -8,7 +8,7 @@ use candle_nn::VarMap;
 use clap::Args;
 use suti_models::diffusion::{Conditioning, SamplerConfig, SamplerKind, sample, v_loss};
 use suti_models::train::{AdamW, AdamWConfig};
-use suti_models::{Builders, Demos, Dit, DitConfig, Params, TextCond};
+use suti_models::{Builders, Demos, Dit, DitConfig, ModelPreset, Params, TextCond};
 use suti_rng::SplitMix64;
 
 /// Options of `suti bench train`.
@@ -16,7 +16,7 @@ use suti_rng::SplitMix64;
 pub struct TrainBenchArgs {
     /// Presets to measure.
     #[arg(long, value_delimiter = ',', default_value = "test,tiny")]
-    presets: Vec<String>,
+    presets: Vec<ModelPreset>,
     /// Batch size (default: 32 for tiny and test, 16 otherwise).
     #[arg(long)]
     batch: Option<usize>,
@@ -33,7 +33,7 @@ pub struct TrainBenchArgs {
 pub struct SampleBenchArgs {
     /// Presets to measure.
     #[arg(long, value_delimiter = ',', default_value = "test,tiny")]
-    presets: Vec<String>,
+    presets: Vec<ModelPreset>,
     /// Denoising steps.
     #[arg(long, default_value_t = 25)]
     steps: usize,
@@ -46,11 +46,6 @@ pub struct SampleBenchArgs {
 }
 
 const TEXT_TOKENS: usize = 12;
-
-fn preset(name: &str) -> anyhow::Result<DitConfig> {
-    DitConfig::preset(name)
-        .ok_or_else(|| anyhow::anyhow!("unknown preset {name:?} (test, tiny, small, base)"))
-}
 
 fn random(shape: &[usize], rng: &mut SplitMix64, dev: &Device) -> candle_core::Result<Tensor> {
     Tensor::from_vec(rng.normals(shape.iter().product()), shape, dev)
@@ -93,18 +88,18 @@ pub fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
         rayon_threads(),
         args.demos
     );
-    for name in &args.presets {
-        let mut cfg = preset(name)?;
+    for &name in &args.presets {
+        let mut cfg = DitConfig::of(name);
         if args.demos == 0 {
             cfg.max_demos = 0;
         }
-        let batch = args
-            .batch
-            .unwrap_or(if matches!(name.as_str(), "test" | "tiny") {
-                32
-            } else {
-                16
-            });
+        let batch =
+            args.batch
+                .unwrap_or(if matches!(name, ModelPreset::Test | ModelPreset::Tiny) {
+                    32
+                } else {
+                    16
+                });
         let varmap = VarMap::new();
         let model = Dit::new(&cfg, &Builders::base(Params::train(&varmap, 1, &dev)))?;
         let mut opt = AdamW::new(&varmap, AdamWConfig::default())?;
@@ -166,8 +161,8 @@ pub fn sample_bench(args: SampleBenchArgs) -> anyhow::Result<()> {
         device_name(&dev),
         rayon_threads()
     );
-    for name in &args.presets {
-        let cfg = preset(name)?;
+    for &name in &args.presets {
+        let cfg = DitConfig::of(name);
         let varmap = VarMap::new();
         let model = Dit::new(&cfg, &Builders::base(Params::train(&varmap, 1, &dev)))?;
         let mut rng = SplitMix64::new(3);
@@ -359,9 +354,9 @@ pub async fn crawl(args: CrawlBenchArgs) -> anyhow::Result<()> {
 /// Options of `suti bench factory`.
 #[derive(Debug, Args)]
 pub struct FactoryBenchArgs {
-    /// Model preset.
+    /// Model preset: test, tiny, small or base.
     #[arg(long, default_value = "tiny")]
-    preset: String,
+    preset: ModelPreset,
     /// Timed expert fine-tuning steps (after one warm-up step).
     #[arg(long, default_value_t = 20)]
     expert_steps: u64,
@@ -386,12 +381,13 @@ pub struct FactoryBenchArgs {
 /// steps per second and generated images per second. The base is freshly initialised: speed does
 /// not depend on what it learned.
 pub fn factory(args: FactoryBenchArgs) -> anyhow::Result<()> {
-    use suti_factory::expert::{ExpertConfig, expert_trainer, personalise};
+    use suti_factory::expert::{expert_trainer, personalise};
     use suti_factory::generate::generate;
     use suti_factory::training::Pair;
+    use suti_runtime::config::ExpertStageConfig;
 
     let dev = bench_device()?;
-    let cfg = preset(&args.preset)?;
+    let cfg = DitConfig::of(args.preset);
     let text =
         suti_factory::towers::load_text_encoder(&suti_factory::towers::text_encoder_dir(""), &dev)?;
     let assets = suti_data::Assets::open_default()?;
@@ -431,12 +427,12 @@ pub fn factory(args: FactoryBenchArgs) -> anyhow::Result<()> {
             .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
             .collect(),
     };
-    let expert_config = ExpertConfig {
+    let expert_config = ExpertStageConfig {
         steps: args.expert_steps + 1,
         batch: args.batch,
         rank: args.rank,
         alpha: args.rank as f32,
-        ..ExpertConfig::default()
+        ..ExpertStageConfig::default()
     };
     let mut trainer = expert_trainer(&base, &expert_config, 1)?;
     trainer.step(&pairs, &text)?;

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use candle_nn::VarMap;
 use clap::Args;
-use suti_models::{Builders, Dit, DitConfig, Params};
+use suti_models::{Builders, Dit, DitConfig, ModelPreset, Params};
 use suti_queue::{AmqpBroker, AmqpOptions, Broker, Topology};
 use suti_storage::{LocalStore, SharedStore};
 
@@ -22,7 +22,7 @@ use suti_storage::{LocalStore, SharedStore};
 pub struct ServingBenchArgs {
     /// Model preset of the served apprentice (test, tiny, small, base).
     #[arg(long, default_value = "tiny")]
-    preset: String,
+    preset: ModelPreset,
     /// Clients sending requests back to back during the sustained phase.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -65,9 +65,8 @@ struct Answer {
 }
 
 /// A random-weight apprentice release of `preset`, published to `store` as the trainer would.
-async fn publish_random_release(store: &SharedStore, preset: &str) -> Result<()> {
-    let config = DitConfig::preset(preset)
-        .with_context(|| format!("unknown preset {preset:?} (test, tiny, small, base)"))?;
+async fn publish_random_release(store: &SharedStore, preset: ModelPreset) -> Result<()> {
+    let config = DitConfig::of(preset);
     let varmap = VarMap::new();
     Dit::new(
         &config,
@@ -89,7 +88,7 @@ async fn publish_random_release(store: &SharedStore, preset: &str) -> Result<()>
     let version = format!("bench-{}", &suti_factory::bundle::version_of(&weights)[..8]);
     suti_stage::publish_model_version(
         store,
-        serving::RELEASES,
+        suti_storage::layout::APPRENTICE_MODEL,
         &version,
         vec![
             (suti_factory::bundle::CONFIG_FILE, config_json),
@@ -336,7 +335,7 @@ async fn with_rss<F: std::future::Future<Output = Vec<Answer>>>(
 pub async fn serving_load(args: ServingBenchArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store: SharedStore = Arc::new(LocalStore::open(dir.path().join("data")).await?);
-    publish_random_release(&store, &args.preset).await?;
+    publish_random_release(&store, args.preset).await?;
     let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let (mut child, base) = start_server(dir.path(), &args, &namespace).await?;
     let pid = child.id();
@@ -374,7 +373,7 @@ async fn stop_server(child: &mut Child, namespace: &str) -> Result<()> {
 
 /// The two load phases against the server at `base` (process `pid`), then the report.
 async fn load_server(args: &ServingBenchArgs, base: &str, pid: u32) -> Result<()> {
-    let size = DitConfig::preset(&args.preset).map_or(32, |c| c.image_size as u32);
+    let size = DitConfig::of(args.preset).image_size as u32;
     let demonstrations: Vec<serde_json::Value> = (0..args.demos)
         .map(|i| {
             serde_json::json!({
@@ -471,7 +470,7 @@ async fn load_server(args: &ServingBenchArgs, base: &str, pid: u32) -> Result<()
         std::fs::write(
             path,
             serde_json::to_vec_pretty(&serde_json::json!({
-                "preset": args.preset,
+                "preset": args.preset.name(),
                 "steps": args.steps,
                 "images": args.images,
                 "demos": args.demos,

@@ -12,13 +12,22 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use suti_data::{Assets, RgbaImage};
+use suti_eval::job::{
+    EvalSetSource, ScorerChoice, SubjectEncoderChoice, encoders, eval_models, evaluation_set,
+    expert_settings, load_models,
+};
 use suti_eval::protocol::{EvalReport, EvalSettings, Method, SubjectSheet};
+use suti_factory::jobs::{BaseJob, BaseJobOutcome, BasePairs, ScorerJob, train_base, train_scorer};
+use suti_factory::scorer::Degradations;
 use suti_messages::{CrawlLimits, CrawlRequestV1};
+use suti_models::{DitConfig, ModelPreset};
 use suti_queue::Envelope;
 use suti_runtime::{Backends, Health, SutiConfig};
 use suti_storage::layout::{self, APPRENTICE_MODEL};
 use suti_storage::{ObjectKey, SharedStore};
 use tokio_util::sync::CancellationToken;
+
+use crate::progress::TerminalProgress;
 
 /// Options of `suti demo`.
 #[derive(Debug, Args)]
@@ -26,9 +35,9 @@ pub struct DemoArgs {
     /// Folder for the report, the contact sheet and the run's data.
     #[arg(long, default_value = "suti-demo")]
     pub out: PathBuf,
-    /// Model preset.
+    /// Model preset: test, tiny, small or base.
     #[arg(long, default_value = "tiny")]
-    pub preset: String,
+    pub preset: ModelPreset,
     /// Subject pages on the synthetic web (each can become a cluster).
     #[arg(long, default_value_t = 16)]
     pub subjects: usize,
@@ -158,9 +167,6 @@ fn demo_config(args: &DemoArgs, data: &Path) -> SutiConfig {
 
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    if suti_models::DitConfig::preset(&args.preset).is_none() {
-        bail!("unknown preset {:?}", args.preset);
-    }
     let started = Instant::now();
     let data = args.out.join("data");
     if data.exists() {
@@ -278,34 +284,31 @@ async fn run_stages(
     }
 
     // 2. Scorer and base model (the stages waiting for them start as soon as they appear).
+    let job_progress = TerminalProgress::within(progress.clone());
     let stage = Instant::now();
-    let scorer_version = crate::train_cmd::train_scorer_job(
+    let scorer = train_scorer(
         &store,
         config,
-        &crate::train_cmd::ScorerArgs {
-            config: None,
+        &ScorerJob {
             steps: args.scorer_steps,
             batch: 64,
             seed: 0,
-            image_size: suti_models::DitConfig::preset(&args.preset)
-                .map(|c| c.image_size as u32)
-                .unwrap_or(32),
+            image_size: DitConfig::of(args.preset).image_size as u32,
+            degradations: Degradations::default(),
         },
-        true,
+        &job_progress,
     )
     .await?;
-    timings.add("train scorer", stage, format!("version {scorer_version}"));
+    crate::train_cmd::report_scorer(&scorer);
+    timings.add("train scorer", stage, format!("version {}", scorer.version));
     eprintln!("demo: scorer trained");
     let stage = Instant::now();
-    let trained = crate::train_cmd::train_base(
+    let trained = train_base(
         &store,
         config,
-        &crate::train_cmd::BaseArgs {
-            config: None,
-            data: None,
-            pairs: crate::train_cmd::PairSource::Crawled,
-            subjects: 0,
-            preset: args.preset.clone(),
+        &BaseJob {
+            pairs: BasePairs::Crawled,
+            preset: args.preset,
             steps: args.base_steps,
             batch: 16,
             learning_rate: 1e-3,
@@ -314,10 +317,18 @@ async fn run_stages(
             stop_after: None,
             seed: 0,
         },
-        true,
+        &job_progress,
     )
     .await?;
-    let (base_version, base_loss) = trained.context("the base model run stopped early")?;
+    crate::train_cmd::report_base(&trained);
+    let BaseJobOutcome::Published {
+        version: base_version,
+        loss_after: base_loss,
+        ..
+    } = trained
+    else {
+        bail!("the base model run stopped early");
+    };
     eprintln!("demo: base model trained (evaluation loss {base_loss:.4})");
     timings.add(
         "train base",
@@ -499,11 +510,11 @@ async fn evaluate_held_out(
     store: &SharedStore,
     progress: &MultiProgress,
 ) -> anyhow::Result<(EvalReport, Vec<SubjectSheet>)> {
-    let stored = crate::eval::load_models(store, config).await?;
+    let stored = load_models(store, config).await?;
     let settings = EvalSettings {
         images: 2,
         demo_counts: args.eval_demos.clone(),
-        expert: crate::eval::expert_settings(config, Some(args.eval_expert_steps)),
+        expert: expert_settings(config, Some(args.eval_expert_steps)),
         expert_subjects: args.eval_expert_subjects,
         steps: 25,
         guidance: args.guidance,
@@ -513,28 +524,22 @@ async fn evaluate_held_out(
         controls: true,
         batch_subjects: 2,
     };
-    let source = crate::eval::EvalSource {
-        config: None,
-        data: None,
-        benchmark: None,
-        dreambench: None,
-        subjects: args.held_out,
-        subject_encoder: Vec::new(),
-        scorer: Vec::new(),
-        seed: 0,
-    };
-    let (set_name, set_dir, subjects) = crate::eval::evaluation_set(
-        &source,
+    let set = evaluation_set(
+        &EvalSetSource::EmojiWorld { seed: 0 },
+        args.held_out,
         &args.out,
         args.eval_prompts,
         &settings.expert.identifier_token,
     )?;
-    let (subject, scorer) =
-        crate::eval::encoders(&source, &stored.tower, &stored.scorer, &stored.text)?;
+    let (subject, scorer) = encoders(
+        &SubjectEncoderChoice::default(),
+        &ScorerChoice::default(),
+        &stored,
+    )?;
     let bar = progress.add(crate::eval::progress_bar("eval"));
     let result = tokio::task::block_in_place(|| {
-        let models = crate::eval::eval_models(stored, subject, scorer, &set_dir, &subjects)?;
-        crate::eval::run_with_progress(&subjects, &models, &settings, &set_name, &bar)
+        let models = eval_models(stored, subject, scorer, &set)?;
+        crate::eval::run_with_progress(&set.subjects, &models, &settings, &set.name, &bar)
     });
     bar.finish();
     result

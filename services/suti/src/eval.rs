@@ -4,27 +4,20 @@
 //! reads the evaluation set, runs the protocol or the sanity check, and prints and writes the
 //! results.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use suti_data::Assets;
-use suti_data::benchmark::write_benchmark;
-use suti_eval::features::{ImageTextScorer, SubjectEncoder, TowerReading, stored_centring};
+use suti_eval::features::Crop;
+use suti_eval::job::{
+    BENCHMARK_SIDE, EvalSetSource, ScorerChoice, SubjectEncoderChoice, encoders, eval_models,
+    evaluation_set, expert_settings, load_models,
+};
 use suti_eval::protocol::{EvalModels, EvalReport, EvalSettings, SubjectSheet, run_protocol};
-use suti_eval::subjects::{EvalSubject, subjects_from_benchmark, subjects_from_dreambench};
-use suti_factory::expert::ExpertConfig;
-use suti_factory::render::LoadedModel;
-use suti_factory::{BaseModel, ScorerModel};
-use suti_models::image_tower::{ImageTower, TowerTap};
-use suti_models::reference::{ClipEncoder, Dinov2Encoder};
-use suti_storage::SharedStore;
-
-/// Side of the EmojiWorld evaluation set's photos: demonstrations as large as crawled ones, reduced
-/// to the model's side when used.
-pub const BENCHMARK_SIDE: u32 = 64;
+use suti_eval::subjects::EvalSubject;
+use suti_models::image_tower::TowerTap;
 
 /// Which subject encoder the metrics use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -155,14 +148,23 @@ pub struct SanityArgs {
     #[arg(long, value_delimiter = ',', default_value = "224,112")]
     pub inputs: Vec<usize>,
     /// Crops to try (`whole`, `subject`).
-    #[arg(long, value_delimiter = ',', default_value = "whole,subject")]
-    pub crops: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "whole,subject", value_parser = parse_crop)]
+    pub crops: Vec<Crop>,
     /// Only the metric the protocol reports (fast).
     #[arg(long)]
     pub reported_only: bool,
     /// Folder for sanity.md and sanity.json.
     #[arg(long, default_value = "eval")]
     pub out: PathBuf,
+}
+
+/// `--crops`: `whole` or `subject`.
+fn parse_crop(name: &str) -> Result<Crop, String> {
+    match name {
+        "whole" => Ok(Crop::Whole),
+        "subject" => Ok(Crop::SubjectRegion),
+        other => Err(format!("--crops are whole or subject, got {other:?}")),
+    }
 }
 
 /// A kind and an optional folder from `--subject-encoder` / `--scorer`.
@@ -179,126 +181,41 @@ fn kind_and_dir<K: ValueEnum + Default>(
     }
 }
 
-/// The models of a run, as stored.
-pub struct StoredModels {
-    /// The base.
-    pub base: Arc<BaseModel>,
-    /// The apprentice release.
-    pub apprentice: LoadedModel,
-    /// The scorer's heads.
-    pub scorer: Arc<ScorerModel>,
-    /// The image tower.
-    pub tower: Arc<ImageTower>,
-    /// MiniLM.
-    pub text: Arc<suti_models::text::TextEncoder>,
-}
-
-/// Loads the base, scorer and apprentice named by their `LATEST` pointers, and the towers.
-pub async fn load_models(
-    store: &SharedStore,
-    config: &suti_runtime::SutiConfig,
-) -> anyhow::Result<StoredModels> {
-    let device = suti_factory::device::model_device(config.models.device)?;
-    let latest = |name: &'static str, what: &'static str| async move {
-        let key = suti_stage::models::latest_key(name)?;
-        suti_storage::read_pointer(store.as_ref(), &key)
-            .await?
-            .with_context(|| format!("no {what} in storage (models/{name}/LATEST)"))
-    };
-    let base_version = latest("base", "base model").await?;
-    let apprentice_version = latest("apprentice", "apprentice release").await?;
-    let base = suti_stage::VersionedModels::new(
-        "base",
-        store.clone(),
-        suti_factory::artifacts::base_loader(device.clone()),
-    )
-    .version(&base_version)
-    .await
-    .map_err(|e| anyhow::anyhow!("loading the base model: {e}"))?;
-    let apprentice = suti_stage::VersionedModels::new(
-        "apprentice",
-        store.clone(),
-        suti_factory::artifacts::dit_loader("apprentice", device.clone()),
-    )
-    .version(&apprentice_version)
-    .await
-    .map_err(|e| anyhow::anyhow!("loading the apprentice: {e}"))?;
-    let (_, scorer) = suti_stage::VersionedModels::new(
-        "scorer",
-        store.clone(),
-        suti_factory::artifacts::scorer_loader(device.clone()),
-    )
-    .latest()
-    .await
-    .map_err(|e| anyhow::anyhow!("loading the scorer: {e}"))?;
-    Ok(StoredModels {
-        base,
-        apprentice: LoadedModel::from_bundle(apprentice_version, &apprentice)?,
-        scorer,
-        tower: Arc::new(suti_factory::towers::load_image_tower(
-            &suti_factory::towers::image_tower_path(&config.models.image_tower),
-            &device,
-        )?),
-        text: Arc::new(suti_factory::towers::configured_text_encoder(
-            &config.models.text_encoder,
-            &device,
-        )?),
-    })
-}
-
-/// The subject encoder and scorer the flags ask for.
-pub fn encoders(
-    source: &EvalSource,
-    tower: &Arc<ImageTower>,
-    scorer: &Arc<ScorerModel>,
-    text: &Arc<suti_models::text::TextEncoder>,
-) -> anyhow::Result<(SubjectEncoder, ImageTextScorer)> {
-    // The reference encoders run where the image tower does.
-    let device = tower.device().clone();
-    let (subject_kind, subject_dir) =
-        kind_and_dir::<SubjectEncoderKind>(&source.subject_encoder, "subject-encoder")?;
-    let subject = match (subject_kind, subject_dir) {
-        (SubjectEncoderKind::Tower, None) => SubjectEncoder::Tower {
-            tower: tower.clone(),
-            reading: TowerReading::CHOSEN,
-        },
-        (SubjectEncoderKind::Dinov2, Some(dir)) => SubjectEncoder::Dinov2(Box::new(
-            Dinov2Encoder::load(&dir, &device)
-                .with_context(|| format!("loading DINOv2 from {}", dir.display()))?,
-        )),
-        (SubjectEncoderKind::Tower, Some(_)) => bail!("--subject-encoder tower takes no folder"),
-        (SubjectEncoderKind::Dinov2, None) => {
-            bail!(
-                "--subject-encoder dinov2 needs the weights' folder: --subject-encoder dinov2 DIR"
-            )
+impl EvalSource {
+    /// Where the subjects come from.
+    pub fn set_source(&self) -> EvalSetSource {
+        match (&self.dreambench, &self.benchmark) {
+            (Some(dir), _) => EvalSetSource::DreamBench(dir.clone()),
+            (None, Some(dir)) => EvalSetSource::Benchmark(dir.clone()),
+            (None, None) => EvalSetSource::EmojiWorld { seed: self.seed },
         }
-    };
-    let (scorer_kind, scorer_dir) = kind_and_dir::<ScorerKind>(&source.scorer, "scorer")?;
-    let image_text = match (scorer_kind, scorer_dir) {
-        (ScorerKind::Trained, None) => ImageTextScorer::Trained {
-            scorer: scorer.clone(),
-            tower: tower.clone(),
-            text: text.clone(),
-        },
-        (ScorerKind::Clip, Some(dir)) => ImageTextScorer::Clip(Box::new(
-            ClipEncoder::load(&dir, &device)
-                .with_context(|| format!("loading CLIP from {}", dir.display()))?,
-        )),
-        (ScorerKind::Trained, Some(_)) => bail!("--scorer trained takes no folder"),
-        (ScorerKind::Clip, None) => {
-            bail!("--scorer clip needs the weights' folder: --scorer clip DIR")
-        }
-    };
-    Ok((subject, image_text))
-}
-
-/// The expert recipe of the configuration, with `steps` when given.
-pub fn expert_settings(config: &suti_runtime::SutiConfig, steps: Option<u64>) -> ExpertConfig {
-    let mut expert = expert_finetuner::expert_config(config);
-    if let Some(steps) = steps {
-        expert.steps = steps;
     }
-    expert
+
+    /// The subject encoder and scorer that `--subject-encoder` and `--scorer` choose.
+    pub fn choices(&self) -> anyhow::Result<(SubjectEncoderChoice, ScorerChoice)> {
+        let (subject_kind, subject_dir) =
+            kind_and_dir::<SubjectEncoderKind>(&self.subject_encoder, "subject-encoder")?;
+        let subject = match (subject_kind, subject_dir) {
+            (SubjectEncoderKind::Tower, None) => SubjectEncoderChoice::Tower,
+            (SubjectEncoderKind::Dinov2, Some(dir)) => SubjectEncoderChoice::Dinov2(dir),
+            (SubjectEncoderKind::Tower, Some(_)) => {
+                bail!("--subject-encoder tower takes no folder")
+            }
+            (SubjectEncoderKind::Dinov2, None) => bail!(
+                "--subject-encoder dinov2 needs the weights' folder: --subject-encoder dinov2 DIR"
+            ),
+        };
+        let (scorer_kind, scorer_dir) = kind_and_dir::<ScorerKind>(&self.scorer, "scorer")?;
+        let scorer = match (scorer_kind, scorer_dir) {
+            (ScorerKind::Trained, None) => ScorerChoice::Trained,
+            (ScorerKind::Clip, Some(dir)) => ScorerChoice::Clip(dir),
+            (ScorerKind::Trained, Some(_)) => bail!("--scorer trained takes no folder"),
+            (ScorerKind::Clip, None) => {
+                bail!("--scorer clip needs the weights' folder: --scorer clip DIR")
+            }
+        };
+        Ok((subject, scorer))
+    }
 }
 
 /// A progress bar for the protocol.
@@ -311,66 +228,6 @@ pub fn progress_bar(prefix: &'static str) -> ProgressBar {
     );
     bar.set_prefix(prefix);
     bar
-}
-
-/// The evaluation set: its name, its folder (where centring means are stored) and its subjects.
-pub fn evaluation_set(
-    source: &EvalSource,
-    out: &Path,
-    prompts: usize,
-    identifier: &str,
-) -> anyhow::Result<(String, PathBuf, Vec<EvalSubject>)> {
-    if let Some(dir) = &source.dreambench {
-        return Ok((
-            format!("DreamBench ({})", dir.display()),
-            dir.clone(),
-            subjects_from_dreambench(
-                dir,
-                source.subjects,
-                prompts,
-                identifier,
-                suti_data::benchmark::DISTRACTORS_PER_SUBJECT,
-            )?,
-        ));
-    }
-    let dir = match &source.benchmark {
-        Some(dir) => dir.clone(),
-        None => {
-            let dir = out.join("benchmark");
-            let assets =
-                Assets::open_default().context("EmojiWorld assets (run scripts/fetch-assets)")?;
-            write_benchmark(&assets, &dir, BENCHMARK_SIDE, source.seed, source.subjects)?;
-            dir
-        }
-    };
-    let subjects = subjects_from_benchmark(&dir, source.subjects, prompts, identifier)?;
-    Ok(("EmojiWorld held-out subjects".to_string(), dir, subjects))
-}
-
-/// The protocol's models: the stored ones with the chosen encoders and the centring mean.
-pub fn eval_models(
-    stored: StoredModels,
-    subject: SubjectEncoder,
-    scorer: ImageTextScorer,
-    set_dir: &Path,
-    subjects: &[EvalSubject],
-) -> anyhow::Result<EvalModels> {
-    let side = stored.base.config.image_size as u32;
-    let assets = Assets::open_default().ok();
-    // EmojiWorld's mean comes from training renders; a DreamBench folder centres on its photos.
-    let from_assets = assets
-        .as_ref()
-        .filter(|_| subjects.iter().all(|s| s.matched_contexts));
-    let photos: Vec<suti_data::RgbaImage> = subjects.iter().flat_map(|s| s.demo_images()).collect();
-    let centring = stored_centring(&subject, set_dir, from_assets, side, &photos)?;
-    Ok(EvalModels {
-        base: stored.base,
-        apprentice: stored.apprentice,
-        subject,
-        centring: Some(centring),
-        scorer,
-        text: stored.text,
-    })
 }
 
 /// Runs the protocol with a progress bar.
@@ -421,6 +278,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     if args.images == 0 || args.prompts == 0 {
         bail!("--images and --prompts must be at least 1");
     }
+    let (subject_choice, scorer_choice) = args.source.choices()?;
     let store = suti_runtime::connect_storage(&config).await?;
     let stored = load_models(&store, &config).await?;
     let guidance = args.guidance.unwrap_or(config.generator.guidance);
@@ -437,21 +295,21 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         controls: !args.no_controls,
         batch_subjects: args.batch_subjects,
     };
-    let (set_name, set_dir, subjects) = evaluation_set(
-        &args.source,
+    let set = evaluation_set(
+        &args.source.set_source(),
+        args.source.subjects,
         &args.out,
         args.prompts,
         &settings.expert.identifier_token,
     )?;
-    if subjects.is_empty() {
+    if set.subjects.is_empty() {
         bail!("the evaluation set has no subjects");
     }
-    let (subject, scorer) = encoders(&args.source, &stored.tower, &stored.scorer, &stored.text)?;
-    let models =
-        tokio::task::block_in_place(|| eval_models(stored, subject, scorer, &set_dir, &subjects))?;
+    let (subject, scorer) = encoders(&subject_choice, &scorer_choice, &stored)?;
+    let models = tokio::task::block_in_place(|| eval_models(stored, subject, scorer, &set))?;
     let bar = progress_bar("eval");
     let (report, sheets) = tokio::task::block_in_place(|| {
-        run_with_progress(&subjects, &models, &settings, &set_name, &bar)
+        run_with_progress(&set.subjects, &models, &settings, &set.name, &bar)
     })?;
     bar.finish_and_clear();
     suti_eval::report::write_outputs(&args.out, &report, &sheets)?;
@@ -483,7 +341,14 @@ fn run_sanity(
         );
     }
     let assets = Assets::open_default().context("EmojiWorld assets (run scripts/fetch-assets)")?;
-    let (_, _, subjects) = evaluation_set(source, &args.out, args.contexts, "sks")?;
+    let subjects = evaluation_set(
+        &source.set_source(),
+        source.subjects,
+        &args.out,
+        args.contexts,
+        "sks",
+    )?
+    .subjects;
     let device = suti_factory::device::model_device(config.models.device)?;
     let tower = suti_factory::towers::load_image_tower(
         &suti_factory::towers::image_tower_path(&config.models.image_tower),
@@ -522,16 +387,7 @@ fn run_sanity(
             })
             .collect::<anyhow::Result<_>>()?;
         taps.push(TowerTap::Head);
-        let crops = args
-            .crops
-            .iter()
-            .map(|c| match c.as_str() {
-                "whole" => Ok(suti_eval::features::Crop::Whole),
-                "subject" => Ok(suti_eval::features::Crop::SubjectRegion),
-                other => bail!("--crops are whole or subject, got {other:?}"),
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        (taps, args.inputs.clone(), crops)
+        (taps, args.inputs.clone(), args.crops.clone())
     };
     eprintln!(
         "eval sanity: {} subjects × {} contexts, {} tower readings",

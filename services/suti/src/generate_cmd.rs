@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use candle_core::Device;
 use clap::Args;
-use serving::engine::{Demonstration, Generation, LoadedModel, render_batch};
 use suti_data::{DecodeLimits, RgbaImage};
 use suti_factory::BaseModel;
 use suti_factory::bundle::{CONFIG_FILE, WEIGHTS_FILE};
+use suti_factory::render::{DEFAULT_CAPTION, Demonstration, Generation, LoadedModel, render_batch};
 
 /// Options of `suti generate`.
 #[derive(Debug, Args)]
@@ -129,7 +129,7 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
                 .captions
                 .get(i)
                 .cloned()
-                .unwrap_or_else(|| serving::api::DEFAULT_CAPTION.to_string());
+                .unwrap_or_else(|| DEFAULT_CAPTION.to_string());
             Ok(Demonstration { image, caption })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

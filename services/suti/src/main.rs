@@ -15,6 +15,7 @@ mod config_cmd;
 mod demo;
 mod eval;
 mod generate_cmd;
+mod progress;
 mod synthweb_cmd;
 mod train_cmd;
 

@@ -1,38 +1,22 @@
-//! `suti train base` and `suti train scorer`: the one-off jobs that turn the crawled image–caption
-//! pairs into the base text-to-image model and the scorer, publishing each as
-//! `models/{base,scorer}/{version}/` with its `LATEST` pointer; and `suti train apprentice`, the
-//! diagnostic apprentice trained on the renderer's true images.
+//! `suti train base`, `suti train scorer` and `suti train apprentice` on the command line: the
+//! flags of the training jobs in `suti_factory::jobs`, which train and publish
+//! `models/{base,scorer,apprentice}/{version}/` with their `LATEST` pointers; this module only
+//! turns flags into jobs and prints what they return.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
 
-use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use suti_data::Split;
-use suti_factory::apprentice::{
-    ApprenticeConfig, DemoChoice, SubjectNaming, apprentice_evaluation_loss, apprentice_step,
-    apprentice_trainer,
+use suti_factory::jobs::{
+    ApprenticeJob, ApprenticeTargets, BaseJob, BaseJobOutcome, BasePairs, ScorerJob,
+    ScorerJobOutcome, train_apprentice, train_base, train_scorer,
 };
-use suti_factory::artifacts::{
-    BASE_MODEL, SCORER_MODEL, clear_checkpoint_pointer, crawled_pairs, read_latest_checkpoint,
-    write_checkpoint,
-};
-use suti_factory::base::{BaseTrainConfig, base_model, base_trainer};
-use suti_factory::bundle::{CONFIG_FILE, WEIGHTS_FILE, version_of};
-use suti_factory::pixels::to_chw;
-use suti_factory::scorer::{
-    Degradations, ScorerTrainConfig, tower_features, train_scorer_on_images,
-};
-use suti_factory::towers;
-use suti_factory::training::{DenoiserTrainer, Pair};
-use suti_factory::true_triplets::{
-    TrueTripletSettings, true_pairs, true_triplet_subjects, true_triplets,
-};
-use suti_models::{DemoAttention, DitConfig, ScorerConfig};
-use suti_storage::SharedStore;
-use suti_storage::layout::APPRENTICE_MODEL;
+use suti_factory::scorer::Degradations;
+use suti_models::ModelPreset;
+use suti_runtime::SutiConfig;
+use suti_runtime::config::ApprenticeDemoAttention;
+use suti_storage::layout::{APPRENTICE_MODEL, BASE_MODEL, SCORER_MODEL};
+
+use crate::progress::TerminalProgress;
 
 /// The training jobs.
 #[derive(Debug, Subcommand)]
@@ -83,8 +67,8 @@ pub struct ApprenticeArgs {
     #[arg(long, default_value_t = 0.0)]
     pub generic_nouns: f32,
     /// How the apprentice reads its demonstrations: `shared`, `gated` or `gated-finetuned`.
-    #[arg(long, default_value = "shared")]
-    pub demo_attention: DemoAttentionArg,
+    #[arg(long, default_value = "shared", value_parser = parse_demo_attention)]
+    pub demo_attention: ApprenticeDemoAttention,
     /// Optimiser steps.
     #[arg(long, default_value_t = 1000)]
     pub steps: u64,
@@ -102,9 +86,6 @@ pub struct ApprenticeArgs {
     pub seed: u64,
 }
 
-/// Targets per held-out subject in `suti train apprentice`'s evaluation loss.
-const HELD_OUT_TARGETS: usize = 4;
-
 /// The targets `suti train apprentice` trains on.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum TargetSource {
@@ -112,6 +93,15 @@ pub enum TargetSource {
     TrueRenders,
     /// The accepted triplets under `datasets/apprentice/`.
     Accepted,
+}
+
+impl From<TargetSource> for ApprenticeTargets {
+    fn from(source: TargetSource) -> Self {
+        match source {
+            TargetSource::TrueRenders => Self::TrueRenders,
+            TargetSource::Accepted => Self::Accepted,
+        }
+    }
 }
 
 /// The pairs `suti train base` learns from.
@@ -123,25 +113,9 @@ pub enum PairSource {
     TrueRenders,
 }
 
-/// [`DemoAttention`] on the command line.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum DemoAttentionArg {
-    /// One softmax over own, text and demonstration keys; the whole base fine-tuned.
-    Shared,
-    /// Per-block gated readers over the frozen base.
-    Gated,
-    /// The gated readers with the whole network fine-tuned, over a frozen copy of the base.
-    GatedFinetuned,
-}
-
-impl From<DemoAttentionArg> for DemoAttention {
-    fn from(arg: DemoAttentionArg) -> Self {
-        match arg {
-            DemoAttentionArg::Shared => Self::Shared,
-            DemoAttentionArg::Gated => Self::Gated,
-            DemoAttentionArg::GatedFinetuned => Self::GatedFinetuned,
-        }
-    }
+/// `--demo-attention`: the configuration's names, also written with hyphens (`gated-finetuned`).
+fn parse_demo_attention(name: &str) -> Result<ApprenticeDemoAttention, String> {
+    name.replace('-', "_").parse()
 }
 
 /// `suti train base`.
@@ -163,9 +137,9 @@ pub struct BaseArgs {
     /// targets each, as `suti train apprentice` makes them).
     #[arg(long, default_value_t = 200)]
     pub subjects: usize,
-    /// Model preset: test, mini, tiny, small or base.
+    /// Model preset: test, tiny, small or base.
     #[arg(long, default_value = "tiny")]
-    pub preset: String,
+    pub preset: ModelPreset,
     /// Optimiser steps.
     #[arg(long, default_value_t = 3000)]
     pub steps: u64,
@@ -227,467 +201,123 @@ pub struct ScorerCommand {
 
 /// Runs a training job.
 pub async fn run(command: TrainCommand) -> anyhow::Result<()> {
+    let progress = TerminalProgress::new();
     match command {
         TrainCommand::Base(args) => {
-            let config = match &args.data {
-                Some(data) => suti_runtime::SutiConfig::embedded(data),
-                None => suti_runtime::SutiConfig::load_file(args.config.as_deref())?,
-            };
+            let config = config_for(args.data.as_ref(), args.config.as_ref())?;
             let store = suti_runtime::connect_storage(&config).await?;
-            if let Some((version, _)) = train_base(&store, &config, &args, true).await? {
-                println!("published models/base/{version}");
+            let outcome = train_base(&store, &config, &args.job(), &progress).await?;
+            report_base(&outcome);
+            if let BaseJobOutcome::Published { version, .. } = outcome {
+                println!("published models/{BASE_MODEL}/{version}");
             }
         }
         TrainCommand::Scorer(ScorerCommand { args, degradations }) => {
-            let config = suti_runtime::SutiConfig::load_file(args.config.as_deref())?;
+            let config = SutiConfig::load_file(args.config.as_deref())?;
             let store = suti_runtime::connect_storage(&config).await?;
-            let version =
-                train_scorer_job_with(&store, &config, &args, &degradations, true).await?;
-            println!("published models/scorer/{version}");
+            let outcome = train_scorer(&store, &config, &args.job(degradations), &progress).await?;
+            report_scorer(&outcome);
+            println!("published models/{SCORER_MODEL}/{}", outcome.version);
         }
         TrainCommand::Apprentice(args) => {
-            let config = match &args.data {
-                Some(data) => suti_runtime::SutiConfig::embedded(data),
-                None => suti_runtime::SutiConfig::load_file(args.config.as_deref())?,
-            };
+            let config = config_for(args.data.as_ref(), args.config.as_ref())?;
             let store = suti_runtime::connect_storage(&config).await?;
-            let version = train_true_apprentice(&store, &config, &args).await?;
-            println!("published models/{APPRENTICE_MODEL}/{version}");
+            let outcome = train_apprentice(&store, &config, &args.job(), &progress).await?;
+            println!("published models/{APPRENTICE_MODEL}/{}", outcome.version);
         }
     }
     Ok(())
 }
 
-/// Trains an apprentice on true-image triplets from the stored base, prints its held-out
-/// evaluation losses, and publishes it; returns its version.
-pub async fn train_true_apprentice(
-    store: &SharedStore,
-    config: &suti_runtime::SutiConfig,
-    args: &ApprenticeArgs,
-) -> anyhow::Result<String> {
-    if !(0.0..=1.0).contains(&args.generic_nouns) {
-        bail!(
-            "--generic-nouns is a share, from 0 to 1 (got {})",
-            args.generic_nouns
-        );
-    }
-    let device = suti_factory::device::model_device(config.models.device)?;
-    let text = towers::configured_text_encoder(&config.models.text_encoder, &device)?;
-    let assets = suti_data::Assets::open_default()
-        .context("EmojiWorld assets (scripts/fetch-assets fetches them)")?;
-    let (_, base) = suti_stage::VersionedModels::new(
-        BASE_MODEL,
-        store.clone(),
-        suti_factory::artifacts::base_loader(device.clone()),
-    )
-    .latest()
-    .await
-    .map_err(|e| anyhow::anyhow!("loading the base model (train one first): {e}"))?;
-    let size = base.config.image_size;
-    let naming = SubjectNaming {
-        generic_share: args.generic_nouns,
-        generic_word: config.apprentice.generic_noun.clone(),
-        seed: args.seed,
-    };
-    let settings = TrueTripletSettings {
-        subjects: args.subjects,
-        targets_per_subject: args.targets_per_subject,
-        skip_subjects: args.skip_subjects,
-        seed: args.seed,
-        generic_noun_share: args.generic_nouns,
-        ..TrueTripletSettings::default()
-    };
-    let train_subjects = true_triplet_subjects(&assets, Split::Train, &settings);
-    let held_subjects = true_triplet_subjects(
-        &assets,
-        Split::HeldOut,
-        &TrueTripletSettings {
-            subjects: args.held_out,
-            skip_subjects: 0,
-            targets_per_subject: HELD_OUT_TARGETS,
-            seed: args.seed ^ 0x5eed,
-            ..settings.clone()
-        },
-    );
-    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let rendered = match args.targets {
-        TargetSource::TrueRenders => train_subjects.len() + held_subjects.len(),
-        TargetSource::Accepted => held_subjects.len(),
-    };
-    let bar = progress_bar(rendered as u64, "true triplets", show);
-    let (triplets, described) = match args.targets {
-        TargetSource::TrueRenders => (
-            true_triplets(
-                &assets,
-                &train_subjects,
-                &settings,
-                &text,
-                size,
-                &mut || bar.inc(1),
-            )?,
-            format!("true images of {} training subjects", train_subjects.len()),
-        ),
-        TargetSource::Accepted => {
-            let mut all = Vec::new();
-            let mut shards = 0;
-            for object in store
-                .list(suti_storage::layout::APPRENTICE_SHARDS_PREFIX)
-                .await?
-            {
-                let read = ::apprentice_trainer::read_shard(
-                    store,
-                    object.key.as_str(),
-                    size,
-                    &text,
-                    &naming,
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", object.key))?;
-                shards += usize::from(!read.is_empty());
-                all.extend(read);
-            }
-            if all.is_empty() {
-                bail!(
-                    "no accepted triplets in storage (datasets/apprentice/): run the pipeline first"
-                );
-            }
-            (all, format!("accepted examples of {shards} clusters"))
-        }
-    };
-    let held = true_triplets(
-        &assets,
-        &held_subjects,
-        &TrueTripletSettings {
-            targets_per_subject: HELD_OUT_TARGETS,
-            // Held-out prompts name their class, as the evaluation's do.
-            generic_noun_share: 0.0,
-            ..settings.clone()
-        },
-        &text,
-        size,
-        &mut || bar.inc(1),
-    )?;
-    bar.finish_and_clear();
-    eprintln!(
-        "{} training triplets ({described}), {} held-out triplets of {} subjects",
-        triplets.len(),
-        held.len(),
-        held_subjects.len()
-    );
-    let train = ApprenticeConfig {
-        steps: args.steps,
-        batch: args.batch,
-        learning_rate: args.learning_rate,
-        seed: args.seed,
-        demo_attention: args.demo_attention.into(),
-        ..ApprenticeConfig::default()
-    };
-    let mut trainer = apprentice_trainer(&base, &train)?;
-    let losses = |trainer: &DenoiserTrainer| -> anyhow::Result<[f32; 3]> {
-        let loss = |choice| apprentice_evaluation_loss(trainer.model(), &held, 3, choice, &text, 7);
-        Ok([
-            loss(DemoChoice::Own)?,
-            loss(DemoChoice::Other)?,
-            loss(DemoChoice::Without)?,
-        ])
-    };
-    let report = |when: &str, [own, other, without]: [f32; 3]| {
-        eprintln!(
-            "held-out evaluation loss {when}: own demonstrations {own:.4}, another subject's \
-             {other:.4} (gap {:.4}), none {without:.4}",
-            other - own
-        );
-    };
-    report("before", losses(&trainer)?);
-    let bar = progress_bar(args.steps, "apprentice", show);
-    let started = Instant::now();
-    let mut smoothed = None::<f32>;
-    let every = (args.steps / 10).max(1);
-    while !trainer.finished() {
-        let loss = tokio::task::block_in_place(|| {
-            apprentice_step(&mut trainer, &triplets, &train, &text)
-        })?;
-        let s = smoothed.map_or(loss, |s| 0.98 * s + 0.02 * loss);
-        smoothed = Some(s);
-        bar.set_message(format!("loss {s:.4}"));
-        bar.inc(1);
-        let step = trainer.steps_done();
-        if step % every == 0 && !trainer.finished() {
-            // The held-out gap as it grows: the curve to pick a step count from.
-            let [own, other, _] = losses(&trainer)?;
-            let line = format!(
-                "step {step}/{} at {:.0} s: loss {s:.4}; held-out own {own:.4}, other {other:.4}, \
-                 gap {:.4}",
-                args.steps,
-                started.elapsed().as_secs_f64(),
-                other - own
-            );
-            if show {
-                bar.println(line);
-            } else {
-                eprintln!("apprentice: {line}");
-            }
-        }
-    }
-    bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    report("after", losses(&trainer)?);
-    let version = ::apprentice_trainer::publish_release(store, &trainer)
-        .await
-        .map_err(|e| anyhow::anyhow!("publishing the apprentice: {e}"))?;
-    eprintln!(
-        "apprentice ({:?} demonstration attention): {} steps of {} in {seconds:.0} s ({:.2} s per step)",
-        train.demo_attention,
-        args.steps,
-        args.batch,
-        seconds / args.steps.max(1) as f64
-    );
-    Ok(version)
+/// The configuration of an embedded run's data folder, or the configured one.
+fn config_for(data: Option<&PathBuf>, file: Option<&PathBuf>) -> anyhow::Result<SutiConfig> {
+    Ok(match data {
+        Some(data) => SutiConfig::embedded(data),
+        None => SutiConfig::load_file(file.map(PathBuf::as_path))?,
+    })
 }
 
-fn progress_bar(len: u64, what: &str, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{what:>14} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}"
-        ))
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    bar
-}
-
-async fn load_pairs(store: &SharedStore) -> anyhow::Result<Vec<(suti_data::RgbaImage, String)>> {
-    let (pairs, skipped) = crawled_pairs(store)
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the crawled clusters: {e}"))?;
-    if skipped > 0 {
-        eprintln!("skipped {skipped} unreadable images or manifests");
-    }
-    if pairs.len() < 8 {
-        bail!(
-            "only {} crawled image–caption pairs in storage (clusters/…): crawl first",
-            pairs.len()
-        );
-    }
-    Ok(pairs)
-}
-
-/// Trains and publishes the base model; returns its version and final evaluation loss, or `None`
-/// when `--stop-after` ended the run early.
-pub async fn train_base(
-    store: &SharedStore,
-    config: &suti_runtime::SutiConfig,
-    args: &BaseArgs,
-    show_progress: bool,
-) -> anyhow::Result<Option<(String, f32)>> {
-    let model_config = DitConfig::preset(&args.preset)
-        .with_context(|| format!("unknown preset {:?}", args.preset))?;
-    let device = suti_factory::device::model_device(config.models.device)?;
-    let text = towers::configured_text_encoder(&config.models.text_encoder, &device)?;
-    let size = model_config.image_size;
-    let pairs: Vec<Pair> = match args.pairs {
-        PairSource::Crawled => load_pairs(store)
-            .await?
-            .iter()
-            .map(|(image, caption)| Pair {
-                image: to_chw(image, size),
-                caption: caption.clone(),
-            })
-            .collect(),
-        PairSource::TrueRenders => {
-            let assets = suti_data::Assets::open_default()
-                .context("EmojiWorld assets (scripts/fetch-assets fetches them)")?;
-            let settings = TrueTripletSettings {
-                subjects: args.subjects,
-                seed: args.seed,
-                ..TrueTripletSettings::default()
-            };
-            let subjects = true_triplet_subjects(&assets, Split::Train, &settings);
-            let bar = progress_bar(subjects.len() as u64, "true renders", show_progress);
-            let pairs = true_pairs(&assets, &subjects, &settings, size, &mut || bar.inc(1))?;
-            bar.finish_and_clear();
-            let classes: std::collections::HashSet<_> =
-                subjects.iter().map(|s| &s.class.noun).collect();
-            eprintln!(
-                "{} true-image pairs of {} training subjects ({} classes)",
-                pairs.len(),
-                subjects.len(),
-                classes.len()
-            );
-            pairs
-        }
-    };
-    let train = BaseTrainConfig {
-        steps: args.steps,
-        batch: args.batch,
-        learning_rate: args.learning_rate,
-        seed: args.seed,
-        ..BaseTrainConfig::default()
-    };
-    let mut trainer = base_trainer(&model_config, &train, &device)?;
-    let notes: BTreeMap<String, String> = [
-        (
-            "model".to_string(),
-            serde_json::to_string(trainer.config())?,
-        ),
-        ("train".to_string(), serde_json::to_string(&train)?),
-        (
-            "pairs".to_string(),
-            match args.pairs {
-                PairSource::Crawled => "crawled".to_string(),
-                PairSource::TrueRenders => format!("true-renders of {} subjects", args.subjects),
+impl BaseArgs {
+    /// The job these flags ask for.
+    fn job(&self) -> BaseJob {
+        BaseJob {
+            pairs: match self.pairs {
+                PairSource::Crawled => BasePairs::Crawled,
+                PairSource::TrueRenders => BasePairs::TrueRenders {
+                    subjects: self.subjects,
+                },
             },
+            preset: self.preset,
+            steps: self.steps,
+            batch: self.batch,
+            learning_rate: self.learning_rate,
+            checkpoint_every: self.checkpoint_every,
+            fresh: self.fresh,
+            stop_after: self.stop_after,
+            seed: self.seed,
+        }
+    }
+}
+
+impl ScorerArgs {
+    /// The job these flags ask for.
+    fn job(&self, degradations: Degradations) -> ScorerJob {
+        ScorerJob {
+            steps: self.steps,
+            batch: self.batch,
+            seed: self.seed,
+            image_size: self.image_size,
+            degradations,
+        }
+    }
+}
+
+impl ApprenticeArgs {
+    /// The job these flags ask for.
+    fn job(&self) -> ApprenticeJob {
+        ApprenticeJob {
+            targets: self.targets.into(),
+            subjects: self.subjects,
+            targets_per_subject: self.targets_per_subject,
+            skip_subjects: self.skip_subjects,
+            generic_nouns: self.generic_nouns,
+            demo_attention: self.demo_attention,
+            steps: self.steps,
+            batch: self.batch,
+            learning_rate: self.learning_rate,
+            held_out: self.held_out,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Prints how a base-model run ended.
+pub fn report_base(outcome: &BaseJobOutcome) {
+    match outcome {
+        BaseJobOutcome::Published {
+            pairs,
+            loss_before,
+            loss_after,
+            seconds,
+            ..
+        } => eprintln!(
+            "base model: {pairs} pairs in {seconds:.0} s; evaluation loss {loss_before:.4} → \
+             {loss_after:.4}"
         ),
-    ]
-    .into();
-    if !args.fresh
-        && let Some(saved) = read_latest_checkpoint(store, BASE_MODEL)
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the base checkpoint: {e}"))?
-    {
-        let meta: suti_models::train::CheckpointMeta = serde_json::from_slice(&saved.meta)?;
-        if meta.notes != notes {
-            bail!(
-                "the checkpoint at step {} was made with other settings; pass --fresh to start over",
-                saved.step
-            );
-        }
-        trainer.resume(&saved.tensors, &saved.meta)?;
-        eprintln!("resumed from the checkpoint at step {}", saved.step);
-    }
-    let eval: Vec<Pair> = pairs
-        .iter()
-        .step_by((pairs.len() / 64).max(1))
-        .cloned()
-        .collect();
-    let before = trainer.evaluation_loss(&eval, &text, 7)?;
-    let bar = progress_bar(args.steps, "base model", show_progress);
-    bar.set_position(trainer.steps_done());
-    let started = Instant::now();
-    let mut smoothed = None::<f32>;
-    let stop_at = args.stop_after.map(|n| trainer.steps_done() + n);
-    while !trainer.finished() {
-        let loss = tokio::task::block_in_place(|| trainer.step(&pairs, &text))?;
-        let s = smoothed.map_or(loss, |s| 0.98 * s + 0.02 * loss);
-        smoothed = Some(s);
-        bar.set_message(format!("loss {s:.4}"));
-        bar.inc(1);
-        let step = trainer.steps_done();
-        let stopping = stop_at == Some(step);
-        if (step % args.checkpoint_every.max(1) == 0 || stopping) && !trainer.finished() {
-            let (tensors, meta) = trainer.checkpoint(notes.clone())?;
-            write_checkpoint(store, BASE_MODEL, step, tensors, meta)
-                .await
-                .map_err(|e| anyhow::anyhow!("writing a checkpoint: {e}"))?;
-        }
-        if stopping && !trainer.finished() {
-            bar.finish_and_clear();
-            eprintln!("stopped at step {step} of {}; rerun to resume", args.steps);
-            return Ok(None);
+        BaseJobOutcome::Stopped { step } => {
+            eprintln!("stopped at step {step}; rerun to resume")
         }
     }
-    bar.finish_and_clear();
-    let after = trainer.evaluation_loss(&eval, &text, 7)?;
-    let (config_json, weights) = base_model(&trainer)?.to_bytes()?;
-    let version = version_of(&weights);
-    suti_stage::publish_model_version(
-        store,
-        BASE_MODEL,
-        &version,
-        vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
-    )
-    .await?;
-    clear_checkpoint_pointer(store, BASE_MODEL)
-        .await
-        .map_err(|e| anyhow::anyhow!("clearing the checkpoint: {e}"))?;
-    eprintln!(
-        "base model: {} pairs, {} steps in {:.0} s; evaluation loss {before:.4} → {after:.4}",
-        pairs.len(),
-        args.steps,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(Some((version, after)))
 }
 
-/// Trains and publishes the scorer with the standard degraded copies; returns its version.
-pub async fn train_scorer_job(
-    store: &SharedStore,
-    config: &suti_runtime::SutiConfig,
-    args: &ScorerArgs,
-    show_progress: bool,
-) -> anyhow::Result<String> {
-    train_scorer_job_with(store, config, args, &Degradations::default(), show_progress).await
-}
-
-/// Trains and publishes the scorer on every crawled pair (the members of every manifest under
-/// `clusters/`, a fifth held out by pair) and the given degraded copies of the training images;
-/// returns its version.
-pub async fn train_scorer_job_with(
-    store: &SharedStore,
-    config: &suti_runtime::SutiConfig,
-    args: &ScorerArgs,
-    degradations: &Degradations,
-    show_progress: bool,
-) -> anyhow::Result<String> {
-    let device = suti_factory::device::model_device(config.models.device)?;
-    let text = towers::configured_text_encoder(&config.models.text_encoder, &device)?;
-    let tower = towers::load_image_tower(
-        &towers::image_tower_path(&config.models.image_tower),
-        &device,
-    )?;
-    let pairs = load_pairs(store).await?;
-    let images: Vec<_> = pairs
-        .iter()
-        .map(|(i, _)| i.centre_square(args.image_size))
-        .collect();
-    let sentences = pairs
-        .iter()
-        .map(|(_, c)| text.sentence_vector(c))
-        .collect::<Result<Vec<_>, _>>()?;
-    let train = ScorerTrainConfig {
-        steps: args.steps,
-        batch: args.batch,
-        seed: args.seed,
-        degradations: degradations.clone(),
-        ..ScorerTrainConfig::default()
-    };
-    let mut steps_bar = None;
-    let (scorer, report) = tokio::task::block_in_place(|| {
-        train_scorer_on_images(
-            &images,
-            &sentences,
-            |batch| {
-                // The crisp images and every copy, through the frozen tower once.
-                let bar = progress_bar(batch.len() as u64, "image features", show_progress);
-                let mut features = Vec::with_capacity(batch.len());
-                for chunk in batch.chunks(16) {
-                    features.extend(tower_features(&tower, chunk)?);
-                    bar.inc(chunk.len() as u64);
-                }
-                bar.finish_and_clear();
-                Ok(features)
-            },
-            &ScorerConfig::default(),
-            &train,
-            &device,
-            |_, loss| {
-                let bar = steps_bar
-                    .get_or_insert_with(|| progress_bar(args.steps, "scorer", show_progress));
-                bar.set_message(format!("loss {loss:.3}"));
-                bar.inc(1);
-            },
-        )
-    })?;
-    if let Some(bar) = steps_bar {
-        bar.finish_and_clear();
-    }
+/// Prints a scorer run's held-out retrieval.
+pub fn report_scorer(outcome: &ScorerJobOutcome) {
+    let report = &outcome.report;
     let percent = |x: Option<f32>| x.map_or("-".to_string(), |x| format!("{:.1}%", x * 100.0));
     eprintln!(
-        "scorer: {} training pairs with {} degraded copies each, loss {:.3} → {:.3}; held-out retrieval accuracy over {} pairs: crisp {:.1}% (untrained heads {:.1}%), degraded {} (untrained heads {}):",
+        "scorer: {} training pairs with {} degraded copies each, loss {:.3} → {:.3}; held-out \
+         retrieval accuracy over {} pairs: crisp {:.1}% (untrained heads {:.1}%), degraded {} \
+         (untrained heads {}):",
         report.train_pairs,
         report.degraded_copies,
         report.loss_first,
@@ -706,14 +336,4 @@ pub async fn train_scorer_job_with(
             d.untrained * 100.0
         );
     }
-    let (config_json, weights) = scorer.to_bytes()?;
-    let version = version_of(&weights);
-    suti_stage::publish_model_version(
-        store,
-        SCORER_MODEL,
-        &version,
-        vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
-    )
-    .await?;
-    Ok(version)
 }

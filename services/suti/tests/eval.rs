@@ -14,11 +14,12 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use serde_json::json;
 use suti_data::{Assets, RgbaImage, Split};
-use suti_factory::apprentice::{ApprenticeConfig, apprentice_trainer};
+use suti_factory::apprentice::apprentice_trainer;
 use suti_factory::base::base_model;
 use suti_factory::{BaseModel, ScorerModel};
 use suti_models::scorer::{Scorer, ScorerConfig};
 use suti_models::{Builders, Dit, DitConfig, Params};
+use suti_runtime::config::{ApprenticeDemoAttention, ApprenticeStageConfig};
 
 fn tensors_of(varmap: &VarMap) -> HashMap<String, Tensor> {
     varmap
@@ -44,8 +45,17 @@ async fn publish_models(data: &Path) {
         config,
         tensors: tensors_of(&varmap),
     };
-    let apprentice =
-        base_model(&apprentice_trainer(&base, &ApprenticeConfig::default()).unwrap()).unwrap();
+    let apprentice = base_model(
+        &apprentice_trainer(
+            &base,
+            &ApprenticeStageConfig {
+                demo_attention: ApprenticeDemoAttention::Shared,
+                ..ApprenticeStageConfig::default()
+            },
+        )
+        .unwrap(),
+    )
+    .unwrap();
     let scorer_varmap = VarMap::new();
     let scorer_config = ScorerConfig::default();
     Scorer::new(&scorer_config, &Params::train(&scorer_varmap, 2, &device)).unwrap();

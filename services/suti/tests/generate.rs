@@ -8,9 +8,10 @@ use candle_core::Device;
 use candle_nn::VarMap;
 use suti_data::RgbaImage;
 use suti_factory::BaseModel;
-use suti_factory::apprentice::{ApprenticeConfig, apprentice_trainer};
+use suti_factory::apprentice::apprentice_trainer;
 use suti_factory::base::base_model;
 use suti_models::{Builders, Dit, DitConfig, Params};
+use suti_runtime::config::{ApprenticeDemoAttention, ApprenticeStageConfig};
 
 #[test]
 fn generate_writes_images_and_a_contact_sheet_from_a_release_or_a_checkpoint() {
@@ -32,7 +33,14 @@ fn generate_writes_images_and_a_contact_sheet_from_a_release_or_a_checkpoint() {
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
         .collect();
     let base = BaseModel { config, tensors };
-    let trainer = apprentice_trainer(&base, &ApprenticeConfig::default()).unwrap();
+    let trainer = apprentice_trainer(
+        &base,
+        &ApprenticeStageConfig {
+            demo_attention: ApprenticeDemoAttention::Shared,
+            ..ApprenticeStageConfig::default()
+        },
+    )
+    .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let release = dir.path().join("release");
