@@ -296,13 +296,14 @@ pub fn report_base(outcome: &BaseJobOutcome) {
     match outcome {
         BaseJobOutcome::Published {
             pairs,
+            steps,
             loss_before,
             loss_after,
             seconds,
             ..
         } => eprintln!(
-            "base model: {pairs} pairs in {seconds:.0} s; evaluation loss {loss_before:.4} → \
-             {loss_after:.4}"
+            "base model: {pairs} pairs, {steps} steps in {seconds:.0} s; evaluation loss \
+             {loss_before:.4} → {loss_after:.4}"
         ),
         BaseJobOutcome::Stopped { step } => {
             eprintln!("stopped at step {step}; rerun to resume")

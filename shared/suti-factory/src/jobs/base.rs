@@ -66,6 +66,8 @@ pub enum BaseJobOutcome {
         version: String,
         /// Pairs it learned from.
         pairs: usize,
+        /// Optimiser steps of the whole run.
+        steps: u64,
         /// Evaluation loss on a fixed subset of the pairs before this run's first step.
         loss_before: f32,
         /// The same loss at the end.
@@ -212,6 +214,7 @@ pub async fn train_base(
     Ok(BaseJobOutcome::Published {
         version,
         pairs: pairs.len(),
+        steps: job.steps,
         loss_before,
         loss_after,
         seconds: started.elapsed().as_secs_f64(),
