@@ -12,6 +12,14 @@ fn key(s: &str) -> ObjectKey {
     ObjectKey::new(s).unwrap()
 }
 
+/// Writes `body` at `name`.
+async fn put(store: &dyn ObjectStore, name: &str, body: &'static [u8]) {
+    store
+        .put(&key(name), Bytes::from_static(body))
+        .await
+        .unwrap();
+}
+
 suti_testkit::backend_cases! {
     #[tokio::test]
     backends: [local, s3],
@@ -74,14 +82,8 @@ async fn s3() -> Fixture {
 /// put / get / head round trip, including an empty object and a binary one.
 async fn put_get_head_round_trip(fixture: &Fixture) {
     let store = fixture.store();
-    store
-        .put(&key("images/a.png"), Bytes::from_static(b"alpha"))
-        .await
-        .unwrap();
-    store
-        .put(&key("images/empty.bin"), Bytes::new())
-        .await
-        .unwrap();
+    put(store, "images/a.png", b"alpha").await;
+    put(store, "images/empty.bin", b"").await;
     let binary: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
     store
         .put(
@@ -112,14 +114,8 @@ async fn put_get_head_round_trip(fixture: &Fixture) {
 
 async fn overwrite_replaces_the_whole_object(fixture: &Fixture) {
     let store = fixture.store();
-    store
-        .put(&key("images/a.png"), Bytes::from_static(b"alpha"))
-        .await
-        .unwrap();
-    store
-        .put(&key("images/a.png"), Bytes::from_static(b"beta!"))
-        .await
-        .unwrap();
+    put(store, "images/a.png", b"alpha").await;
+    put(store, "images/a.png", b"beta!").await;
     assert_eq!(
         store.get(&key("images/a.png")).await.unwrap(),
         Bytes::from_static(b"beta!")
@@ -153,10 +149,7 @@ async fn put_clusters(store: &dyn ObjectStore) {
             .await
             .unwrap();
     }
-    store
-        .put(&key("clusters-other/x"), Bytes::from_static(b"x"))
-        .await
-        .unwrap();
+    put(store, "clusters-other/x", b"x").await;
 }
 
 /// A plain string prefix, sorted, complete across pages.
@@ -196,10 +189,7 @@ async fn latest_pointer_is_read_trimmed(fixture: &Fixture) {
             .unwrap(),
         None
     );
-    store
-        .put(&key("models/base/LATEST"), Bytes::from_static(b"v1\n"))
-        .await
-        .unwrap();
+    put(store, "models/base/LATEST", b"v1\n").await;
     assert_eq!(
         read_pointer(store, &key("models/base/LATEST"))
             .await

@@ -18,7 +18,7 @@ use suti_stage::{
 };
 use suti_state::{InProcessState, RedisState, SharedState};
 use suti_storage::{LocalStore, ObjectKey, SharedStore};
-use suti_testkit::{S3Server, amqp_url, redis_url, unique};
+use suti_testkit::{S3Server, amqp_url, redis_url, unique, wait_until};
 use tokio_util::sync::CancellationToken;
 
 /// Noun that makes the test handler fail permanently.
@@ -206,6 +206,27 @@ impl Env {
             shutdown,
             task,
         }
+    }
+
+    /// The queue the stage dead-letters to.
+    pub fn dead_queue(&self) -> String {
+        format!("{}.dead", self.queue())
+    }
+
+    /// Waits (a minute at most) until `handled` inputs are handled and `dead_lettered` messages
+    /// wait in the dead-letter queue.
+    pub async fn wait_for_settlement(&self, worker: &Worker, handled: u64, dead_lettered: u64) {
+        let dead_queue = self.dead_queue();
+        wait_until(
+            Duration::from_secs(60),
+            &format!("{handled} handled and {dead_lettered} dead-lettered"),
+            || async {
+                self.handled().await == handled
+                    && worker.broker.ready_count(&dead_queue).await.unwrap() == dead_lettered
+            },
+        )
+        .await
+        .unwrap();
     }
 
     /// Publishes `messages` on a connection of its own.

@@ -32,6 +32,16 @@ async fn in_process() -> Env {
     Env::in_process().await
 }
 
+/// The dead-letter reasons of `dead`, sorted.
+fn sorted_reasons(dead: &[Envelope]) -> Vec<String> {
+    let mut reasons: Vec<String> = dead
+        .iter()
+        .map(|e| e.dead_reason().expect("a reason header").to_string())
+        .collect();
+    reasons.sort();
+    reasons
+}
+
 /// 10,000 messages; the first worker is killed mid-stream with unacked deliveries; a second one
 /// finishes. Nothing is lost, and only work that was in flight at the kill runs twice.
 async fn ten_thousand_messages_survive_a_killed_consumer(env: &Env) {
@@ -153,16 +163,7 @@ async fn poison_and_permanent_failures_are_dead_lettered_with_a_reason(env: &Env
     env.publish(&messages).await;
 
     let worker = env.start_worker(4, Duration::ZERO).await;
-    let dead_queue = format!("{}.dead", env.queue());
-    wait_until(
-        Duration::from_secs(60),
-        "good messages handled and bad ones dead-lettered",
-        || async {
-            env.handled().await == 25 && worker.broker.ready_count(&dead_queue).await.unwrap() == 3
-        },
-    )
-    .await
-    .unwrap();
+    env.wait_for_settlement(&worker, 25, 3).await;
     let metrics = worker.stop().await;
     assert_eq!(metrics.processed("done"), 25);
     assert_eq!(metrics.processed("dead_lettered"), 3);
@@ -170,12 +171,8 @@ async fn poison_and_permanent_failures_are_dead_lettered_with_a_reason(env: &Env
     assert_eq!(metrics.errors("wrong_type"), 1);
     assert_eq!(metrics.errors("invalid_cluster"), 1);
 
-    let dead = env.drain(&dead_queue).await;
-    let mut reasons: Vec<String> = dead
-        .iter()
-        .map(|e| e.dead_reason().expect("a reason header").to_string())
-        .collect();
-    reasons.sort();
+    let dead = env.drain(&env.dead_queue()).await;
+    let reasons = sorted_reasons(&dead);
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(
         reasons[0].contains("cluster c00902 has no usable images"),
@@ -204,16 +201,8 @@ async fn retryable_failures_are_retried_then_dead_lettered(env: &Env) {
     ];
     env.publish(&messages).await;
     let worker = env.start_worker(2, Duration::ZERO).await;
-    let dead_queue = format!("{}.dead", env.queue());
-    wait_until(
-        Duration::from_secs(60),
-        "flaky handled, broken and panics dead-lettered",
-        || async {
-            env.handled().await == 2 && worker.broker.ready_count(&dead_queue).await.unwrap() == 2
-        },
-    )
-    .await
-    .unwrap();
+    // flaky and teapot handled; broken and panics dead-lettered.
+    env.wait_for_settlement(&worker, 2, 2).await;
     let metrics = worker.stop().await;
     // flaky: 2 retries then done; broken and panics: 3 retries each (delivery limit 3), then
     // dead-lettered on the fourth attempt.
@@ -221,12 +210,7 @@ async fn retryable_failures_are_retried_then_dead_lettered(env: &Env) {
     assert_eq!(metrics.processed("done"), 2);
     assert_eq!(metrics.processed("dead_lettered"), 2);
     assert_eq!(metrics.errors("handler_panic"), 4);
-    let dead = env.drain(&dead_queue).await;
-    let mut reasons: Vec<String> = dead
-        .iter()
-        .map(|e| e.dead_reason().unwrap().to_string())
-        .collect();
-    reasons.sort();
+    let reasons = sorted_reasons(&env.drain(&env.dead_queue()).await);
     for reason in &reasons {
         assert!(reason.starts_with("gave up after 4 attempts"), "{reason}");
     }
@@ -273,7 +257,7 @@ async fn amqp_a_storage_outage_longer_than_every_retry_dead_letters_nothing() {
     let messages: Vec<Envelope> = (0..4).map(|i| cluster(i, "teapot")).collect();
     env.publish(&messages).await;
     let worker = env.start_worker(2, Duration::ZERO).await;
-    let dead_queue = format!("{}.dead", env.queue());
+    let dead_queue = env.dead_queue();
     // Both workers' deliveries have been tried and failed on the write; none may give up
     // meanwhile.
     wait_until(Duration::from_secs(30), "the first attempts", || async {
