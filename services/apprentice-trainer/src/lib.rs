@@ -14,23 +14,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use prometheus::{Gauge, IntCounter, IntGauge, Registry};
 use suti_factory::BaseModel;
-use suti_factory::apprentice::{
-    ApprenticeConfig, DemoSet, SubjectNaming, Triplet, apprentice_step, apprentice_trainer,
-};
+use suti_factory::apprentice::{SubjectNaming, Triplet, apprentice_step, apprentice_trainer};
 use suti_factory::artifacts::{
-    BASE_MODEL, base_loader, key, read_image, read_latest_checkpoint, write_checkpoint,
+    BASE_MODEL, base_loader, key, publish_release, read_latest_checkpoint, read_shard,
+    write_checkpoint,
 };
-use suti_factory::bundle::{CONFIG_FILE, WEIGHTS_FILE, version_of};
-use suti_factory::pixels::to_chw;
+use suti_factory::bundle::{CONFIG_FILE, WEIGHTS_FILE};
 use suti_factory::training::DenoiserTrainer;
-use suti_messages::{ApprenticeMetrics, ApprenticePublishedV1, ExampleShard, ExamplesAcceptedV1};
-use suti_models::DemoAttention;
+use suti_messages::{ApprenticeMetrics, ApprenticePublishedV1, ExamplesAcceptedV1};
 use suti_models::text::TextEncoder;
 use suti_queue::{Broker, Envelope, Topology};
-use suti_runtime::{ApprenticeDemoAttention, ServiceName, SutiConfig};
-use suti_stage::{
-    HandleContext, Handler, HandlerError, Outcome, ServiceHost, publish_model_version,
-};
+use suti_runtime::config::ApprenticeStageConfig;
+use suti_runtime::{ServiceName, SutiConfig};
+use suti_stage::{HandleContext, Handler, HandlerError, Outcome, ServiceHost};
 use suti_state::SharedState;
 use suti_storage::{SharedStore, layout};
 use tokio_util::sync::CancellationToken;
@@ -115,68 +111,17 @@ impl Handler for IndexHandler {
     }
 }
 
-/// Settings of the training loop.
-#[derive(Debug, Clone)]
-pub struct LoopConfig {
-    /// The recipe.
-    pub apprentice: ApprenticeConfig,
-    /// Steps between checkpoints.
-    pub checkpoint_every: u64,
-    /// Steps between releases.
-    pub release_every: u64,
-    /// How often to look for new shards.
-    pub refresh: Duration,
-    /// Indexed shards a fresh run waits for before its first step.
-    pub start_shards: usize,
-    /// The longest a fresh run waits for them after the first shard; then it starts with what
-    /// it has.
-    pub start_wait: Duration,
-    /// How the training prompts name their subject.
-    pub naming: SubjectNaming,
-}
-
-/// Settings from the configuration.
-pub fn loop_config(config: &SutiConfig) -> LoopConfig {
-    let a = &config.apprentice;
-    LoopConfig {
-        apprentice: ApprenticeConfig {
-            steps: a.schedule_steps,
-            batch: a.batch,
-            learning_rate: a.learning_rate,
-            warmup: a.warmup,
-            min_demos: a.min_demos,
-            max_demos: a.max_demos,
-            seed: a.seed,
-            demo_attention: match a.demo_attention {
-                ApprenticeDemoAttention::Shared => DemoAttention::Shared,
-                ApprenticeDemoAttention::Gated => DemoAttention::Gated,
-                ApprenticeDemoAttention::GatedFinetuned => DemoAttention::GatedFinetuned,
-            },
-        },
-        checkpoint_every: a.checkpoint_every,
-        release_every: a.release_every,
-        refresh: Duration::from_secs(a.refresh_secs),
-        start_shards: a.start_shards,
-        start_wait: Duration::from_secs(a.start_wait_secs),
-        naming: SubjectNaming {
-            generic_share: a.generic_noun_share,
-            generic_word: a.generic_noun.clone(),
-            seed: a.seed,
-        },
-    }
-}
-
 /// Whether a run that has made `steps_done` steps, with `shards` indexed shards the first of
 /// which came `since_first` ago, still waits before its first step.
 fn waits_for_shards(
     steps_done: u64,
     shards: usize,
     since_first: Option<Duration>,
-    config: &LoopConfig,
+    config: &ApprenticeStageConfig,
 ) -> bool {
     steps_done == 0
         && shards < config.start_shards
-        && since_first.is_some_and(|waited| waited < config.start_wait)
+        && since_first.is_some_and(|waited| waited < Duration::from_secs(config.start_wait_secs))
 }
 
 /// What the trainer works with.
@@ -196,7 +141,7 @@ pub struct TrainerBackends {
 pub struct TrainingLoop {
     backends: TrainerBackends,
     text: Arc<TextEncoder>,
-    config: LoopConfig,
+    config: ApprenticeStageConfig,
     metrics: Option<TrainerMetrics>,
     loaded: HashSet<String>,
     triplets: Vec<Triplet>,
@@ -211,7 +156,7 @@ pub struct TrainingLoop {
 fn notes(
     base_version: &str,
     examples_seen: u64,
-    config: &ApprenticeConfig,
+    config: &ApprenticeStageConfig,
     model: &suti_models::DitConfig,
 ) -> BTreeMap<String, String> {
     [
@@ -234,7 +179,7 @@ impl TrainingLoop {
     pub fn new(
         backends: TrainerBackends,
         text: Arc<TextEncoder>,
-        config: LoopConfig,
+        config: ApprenticeStageConfig,
         metrics: Option<TrainerMetrics>,
     ) -> Self {
         Self {
@@ -257,7 +202,7 @@ impl TrainingLoop {
         base: &BaseModel,
         base_version: &str,
     ) -> Result<DenoiserTrainer, HandlerError> {
-        let mut trainer = apprentice_trainer(base, &self.config.apprentice)
+        let mut trainer = apprentice_trainer(base, &self.config)
             .map_err(|e| HandlerError::permanent("model", e))?;
         self.base_version = base_version.to_string();
         if let Some(saved) =
@@ -329,7 +274,7 @@ impl TrainingLoop {
             shard_key,
             size,
             &self.text,
-            &self.config.naming,
+            &SubjectNaming::of(&self.config),
         )
         .await
     }
@@ -339,7 +284,7 @@ impl TrainingLoop {
             .checkpoint(notes(
                 &self.base_version,
                 self.examples_seen,
-                &self.config.apprentice,
+                &self.config,
                 trainer.config(),
             ))
             .map_err(|e| HandlerError::permanent("model", e))?;
@@ -408,7 +353,9 @@ impl TrainingLoop {
         let mut first_shard: Option<Instant> = None;
         let mut waiting_logged = false;
         while !shutdown.is_cancelled() {
-            if last_refresh.is_none_or(|t| t.elapsed() >= self.config.refresh) {
+            if last_refresh
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(self.config.refresh_secs))
+            {
                 match runtime.block_on(self.refresh(size)) {
                     Ok(added) if added > 0 => {
                         info!(
@@ -447,14 +394,9 @@ impl TrainingLoop {
                 continue;
             }
             let started = Instant::now();
-            let loss = apprentice_step(
-                &mut trainer,
-                &self.triplets,
-                &self.config.apprentice,
-                &self.text,
-            )
-            .map_err(|e| HandlerError::permanent("model", e))?;
-            self.examples_seen += self.config.apprentice.batch as u64;
+            let loss = apprentice_step(&mut trainer, &self.triplets, &self.config, &self.text)
+                .map_err(|e| HandlerError::permanent("model", e))?;
+            self.examples_seen += self.config.batch as u64;
             self.recent_losses.push(loss);
             if self.recent_losses.len() > 50 {
                 self.recent_losses.remove(0);
@@ -462,7 +404,7 @@ impl TrainingLoop {
             let mean = self.recent_losses.iter().sum::<f32>() / self.recent_losses.len() as f32;
             if let Some(m) = &self.metrics {
                 m.steps.inc();
-                m.examples_seen.inc_by(self.config.apprentice.batch as u64);
+                m.examples_seen.inc_by(self.config.batch as u64);
                 m.loss.set(f64::from(mean));
                 m.busy_seconds.inc_by(started.elapsed().as_secs_f64());
             }
@@ -496,10 +438,10 @@ pub use suti_stage::ServiceError;
 /// Runs the apprentice-trainer until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let device = suti_factory::device::model_device(config.models.device)
-        .map_err(|e| ServiceError::Setup(e.to_string()))?;
+        .map_err(|e| ServiceError::setup("choosing the model device", e))?;
     let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
-        .map_err(|e| ServiceError::Setup(e.to_string()))?;
-    let settings = loop_config(&config);
+        .map_err(|e| ServiceError::setup("loading the text encoder", e))?;
+    let settings = config.apprentice.clone();
     let host = ServiceHost::start(ServiceName::ApprenticeTrainer, config, shutdown.clone()).await?;
     // The apprentice starts from the base that is latest when it starts; it does not follow
     // later versions.
@@ -512,9 +454,8 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
     let (base_version, base_model) = base
         .latest()
         .await
-        .map_err(|e| ServiceError::Setup(e.to_string()))?;
-    let metrics = TrainerMetrics::register(&host.registry)
-        .map_err(|e| ServiceError::Setup(format!("metrics: {e}")))?;
+        .map_err(|e| ServiceError::setup("reading the latest base model", e))?;
+    let metrics = TrainerMetrics::register(&host.registry)?;
     let training = TrainingLoop::new(
         TrainerBackends {
             storage: host.backends.storage.clone(),
@@ -541,83 +482,9 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
     host.run_stage(IndexHandler).await?;
     match trainer.await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ServiceError::Setup(format!("training stopped: {e}"))),
-        Err(e) => Err(ServiceError::Setup(format!("training panicked: {e}"))),
+        Ok(Err(e)) => Err(ServiceError::stopped("training stopped", e)),
+        Err(e) => Err(ServiceError::stopped("training panicked", e)),
     }
-}
-
-/// The training triplets of one accepted-examples shard (`datasets/apprentice/{cluster}.msgpack`)
-/// at the model's `size`: the cluster's demonstrations shared by all its accepted examples, their
-/// prompts named as `naming` says. An empty shard gives none; an unreadable one is a permanent
-/// error.
-pub async fn read_shard(
-    storage: &SharedStore,
-    shard_key: &str,
-    size: usize,
-    text: &TextEncoder,
-    naming: &SubjectNaming,
-) -> Result<Vec<Triplet>, HandlerError> {
-    let body = storage.get(&key(shard_key)?).await?;
-    let shard: ExampleShard = rmp_serde::from_slice(&body)
-        .map_err(|e| HandlerError::permanent("bad_shard", format!("{shard_key}: {e}")))?;
-    if shard.examples.is_empty() || shard.demonstrations.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut images = Vec::new();
-    let mut captions = Vec::new();
-    for demo in &shard.demonstrations {
-        images.push(to_chw(&read_image(storage, &demo.image_key).await?, size));
-        captions.push(demo.caption.clone());
-    }
-    let demos = Arc::new(
-        DemoSet::new(images, &captions, text)
-            .map_err(|e| HandlerError::permanent("bad_shard", e))?,
-    );
-    let mut triplets = Vec::new();
-    for (index, example) in shard.examples.iter().enumerate() {
-        triplets.push(Triplet {
-            demos: demos.clone(),
-            prompt: naming.name(
-                &example.prompt,
-                &shard.subject_noun,
-                &shard.cluster_id,
-                index,
-            ),
-            target: to_chw(&read_image(storage, &example.image_key).await?, size),
-        });
-    }
-    Ok(triplets)
-}
-
-/// Publishes `trainer`'s weights as an apprentice release (`models/apprentice/{version}/`, with
-/// its `LATEST` pointer) named by its step and the weights' hash; returns the version. The
-/// `apprentice.published` message is the caller's.
-pub async fn publish_release(
-    storage: &SharedStore,
-    trainer: &DenoiserTrainer,
-) -> Result<String, HandlerError> {
-    let bundle = BaseModel {
-        config: trainer.config().clone(),
-        tensors: trainer
-            .weights()
-            .map_err(|e| HandlerError::permanent("model", e))?,
-    };
-    let (config_json, weights) = bundle
-        .to_bytes()
-        .map_err(|e| HandlerError::permanent("model", e))?;
-    let version = format!(
-        "{:010}-{}",
-        trainer.steps_done(),
-        &version_of(&weights)[..8]
-    );
-    publish_model_version(
-        storage,
-        APPRENTICE_MODEL,
-        &version,
-        vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
-    )
-    .await?;
-    Ok(version)
 }
 
 #[cfg(test)]
@@ -626,9 +493,9 @@ mod tests {
 
     #[test]
     fn a_fresh_run_waits_for_its_shards_or_until_the_wait_is_over() {
-        let mut config = loop_config(&SutiConfig::embedded("unused"));
+        let mut config = SutiConfig::embedded("unused").apprentice;
         config.start_shards = 3;
-        config.start_wait = Duration::from_secs(60);
+        config.start_wait_secs = 60;
         let soon = Some(Duration::from_secs(5));
         assert!(waits_for_shards(0, 1, soon, &config));
         assert!(waits_for_shards(0, 2, soon, &config));
@@ -642,7 +509,7 @@ mod tests {
             "a resumed run goes on"
         );
         // The defaults start on the first shard.
-        let defaults = loop_config(&SutiConfig::embedded("unused"));
+        let defaults = SutiConfig::embedded("unused").apprentice;
         assert!(!waits_for_shards(0, 1, soon, &defaults));
     }
 }

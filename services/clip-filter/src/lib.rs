@@ -215,15 +215,14 @@ pub use suti_stage::ServiceError;
 /// Runs the clip-filter until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let device = suti_factory::device::model_device(config.models.device)
-        .map_err(|e| ServiceError::Setup(e.to_string()))?;
-    let setup = |e: suti_factory::FactoryError| ServiceError::Setup(e.to_string());
+        .map_err(|e| ServiceError::setup("choosing the model device", e))?;
     let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
-        .map_err(setup)?;
+        .map_err(|e| ServiceError::setup("loading the text encoder", e))?;
     let tower = suti_factory::towers::load_image_tower(
         &suti_factory::towers::image_tower_path(&config.models.image_tower),
         &device,
     )
-    .map_err(setup)?;
+    .map_err(|e| ServiceError::setup("loading the image tower", e))?;
     let thresholds = FilterThresholds {
         delta_clip_min: config.clip_filter.delta_clip_min,
         subject_similarity_min: config.clip_filter.subject_similarity_min,
@@ -233,8 +232,7 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
     let Some(scorer) = host.follow_model(SCORER_MODEL, scorer_loader(device)).await else {
         return Ok(());
     };
-    let metrics = FilterMetrics::register(&host.registry)
-        .map_err(|e| ServiceError::Setup(format!("metrics: {e}")))?;
+    let metrics = FilterMetrics::register(&host.registry)?;
     host.run_stage(FilterHandler {
         scorer,
         tower: Arc::new(tower),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use suti_runtime::{ServiceName, SutiConfig};
-use suti_stage::{HostError, ServiceHost};
+use suti_stage::ServiceHost;
 use suti_state::TokenBucket;
 use tokio_util::sync::CancellationToken;
 
@@ -15,16 +15,7 @@ use crate::handler::CrawlHandler;
 use crate::politeness::Politeness;
 use crate::url_policy::{Cidr, UrlPolicy};
 
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The host (admin port, backends) failed.
-    #[error(transparent)]
-    Host(#[from] HostError),
-    /// The crawler configuration is unusable.
-    #[error("crawler configuration: {0}")]
-    Config(String),
-}
+pub use suti_stage::ServiceError;
 
 /// Mining settings and fetch limits from the configuration.
 pub fn settings_from(
@@ -34,7 +25,10 @@ pub fn settings_from(
     let allow = c
         .allow_private
         .iter()
-        .map(|s| s.parse::<Cidr>().map_err(ServiceError::Config))
+        .map(|s| {
+            s.parse::<Cidr>()
+                .map_err(|e| ServiceError::config("crawler.allow_private", e))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let limits = FetchLimits {
         max_bytes: c.max_bytes,
@@ -67,10 +61,11 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
     let (policy, limits, settings, rate) = settings_from(&config)?;
     let tower_path = suti_factory::towers::image_tower_path(&config.models.image_tower);
     let device = suti_factory::device::model_device(config.models.device)
-        .map_err(|e| ServiceError::Config(e.to_string()))?;
+        .map_err(|e| ServiceError::setup("choosing the model device", e))?;
     let tower = suti_factory::towers::load_image_tower(&tower_path, &device)
-        .map_err(|e| ServiceError::Config(e.to_string()))?;
-    let fetcher = Fetcher::new(policy, limits).map_err(|e| ServiceError::Config(e.to_string()))?;
+        .map_err(|e| ServiceError::setup("loading the image tower", e))?;
+    let fetcher = Fetcher::new(policy, limits)
+        .map_err(|e| ServiceError::setup("building the crawler's HTTP client", e))?;
     let host = ServiceHost::start(ServiceName::CrawlerClusterer, config, shutdown).await?;
     let handler = CrawlHandler {
         politeness: Arc::new(Politeness::new(
@@ -82,10 +77,7 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         tower: Arc::new(tower),
         settings,
         max_warc_record: 256 << 20,
-        metrics: Some(
-            crate::metrics::CrawlerMetrics::register(&host.registry)
-                .map_err(|e| ServiceError::Config(format!("metrics: {e}")))?,
-        ),
+        metrics: Some(crate::metrics::CrawlerMetrics::register(&host.registry)?),
     };
     host.run_stage(handler).await?;
     Ok(())

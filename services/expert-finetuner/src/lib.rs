@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
 use suti_factory::BaseModel;
 use suti_factory::artifacts::{BASE_MODEL, adapter_key, base_loader, blocking, read_cluster};
-use suti_factory::expert::{ExpertConfig, finetune_expert, personalise};
+use suti_factory::expert::{finetune_expert, personalise};
 use suti_factory::pixels::to_chw;
 use suti_factory::training::Pair;
 use suti_messages::{ClusterMinedV1, ExpertTrainedV1};
 use suti_models::text::TextEncoder;
+use suti_runtime::config::ExpertStageConfig;
 use suti_runtime::{ServiceName, SutiConfig};
 use suti_stage::{HandleContext, Handler, HandlerError, Outcome, ServiceHost, VersionedModels};
 use tokio_util::sync::CancellationToken;
@@ -54,20 +55,6 @@ impl ExpertMetrics {
     }
 }
 
-/// Settings of the expert fine-tune from the configuration.
-pub fn expert_config(config: &SutiConfig) -> ExpertConfig {
-    let e = &config.expert;
-    ExpertConfig {
-        steps: e.steps,
-        rank: e.rank,
-        alpha: e.alpha,
-        learning_rate: e.learning_rate,
-        batch: e.batch,
-        identifier_token: e.identifier_token.clone(),
-        seed: e.seed,
-    }
-}
-
 /// The stage's handler.
 pub struct ExpertHandler {
     /// The base model, following `models/base/LATEST`.
@@ -75,7 +62,7 @@ pub struct ExpertHandler {
     /// The frozen text encoder.
     pub text: Arc<TextEncoder>,
     /// Fine-tune settings.
-    pub config: ExpertConfig,
+    pub config: ExpertStageConfig,
     /// Metrics, when registered.
     pub metrics: Option<ExpertMetrics>,
 }
@@ -146,16 +133,15 @@ pub use suti_stage::ServiceError;
 /// Runs the expert-finetuner until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let device = suti_factory::device::model_device(config.models.device)
-        .map_err(|e| ServiceError::Setup(e.to_string()))?;
+        .map_err(|e| ServiceError::setup("choosing the model device", e))?;
     let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
-        .map_err(|e| ServiceError::Setup(e.to_string()))?;
-    let settings = expert_config(&config);
+        .map_err(|e| ServiceError::setup("loading the text encoder", e))?;
+    let settings = config.expert.clone();
     let host = ServiceHost::start(ServiceName::ExpertFinetuner, config, shutdown).await?;
     let Some(base) = host.follow_model(BASE_MODEL, base_loader(device)).await else {
         return Ok(());
     };
-    let metrics = ExpertMetrics::register(&host.registry)
-        .map_err(|e| ServiceError::Setup(format!("metrics: {e}")))?;
+    let metrics = ExpertMetrics::register(&host.registry)?;
     host.run_stage(ExpertHandler {
         base,
         text: Arc::new(text),

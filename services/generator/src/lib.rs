@@ -188,16 +188,15 @@ pub use suti_stage::ServiceError;
 /// Runs the generator until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let device = suti_factory::device::model_device(config.models.device)
-        .map_err(|e| ServiceError::Setup(e.to_string()))?;
+        .map_err(|e| ServiceError::setup("choosing the model device", e))?;
     let settings = generator_settings(&config);
     let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
-        .map_err(|e| ServiceError::Setup(e.to_string()))?;
+        .map_err(|e| ServiceError::setup("loading the text encoder", e))?;
     let host = ServiceHost::start(ServiceName::Generator, config, shutdown).await?;
     let Some(base) = host.follow_model(BASE_MODEL, base_loader(device)).await else {
         return Ok(());
     };
-    let metrics = GeneratorMetrics::register(&host.registry)
-        .map_err(|e| ServiceError::Setup(format!("metrics: {e}")))?;
+    let metrics = GeneratorMetrics::register(&host.registry)?;
     host.run_stage(GeneratorHandler {
         base,
         text: Arc::new(text),

@@ -18,15 +18,13 @@ use suti_messages::ApprenticePublishedV1;
 use suti_runtime::{ServiceName, SutiConfig};
 use suti_stage::{ServiceHost, VersionedModels};
 use suti_state::TokenBucket;
+use suti_storage::layout::APPRENTICE_MODEL;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::{ApiKeys, ApiLimits, ApiState};
 use crate::engine::{BatchLimits, Engine, LoadedModel, ModelSlot};
 use crate::metrics::ServingMetrics;
-
-/// Model name of the apprentice releases (`models/apprentice/…`).
-pub const RELEASES: &str = "apprentice";
 
 pub use suti_stage::ServiceError;
 
@@ -58,18 +56,19 @@ pub fn batch_limits(config: &SutiConfig) -> BatchLimits {
 }
 
 /// API keys from the configuration (none: the API is open).
-pub fn api_keys(config: &SutiConfig) -> Result<Option<ApiKeys>, String> {
+pub fn api_keys(config: &SutiConfig) -> Result<Option<ApiKeys>, ServiceError> {
     let s = &config.serving;
     if s.api_key_hashes.is_empty() {
         return Ok(None);
     }
+    const SETTING: &str = "serving.api_key_hashes";
     let hashes = s
         .api_key_hashes
         .iter()
         .map(|h| {
-            let bytes = hex::decode(h).map_err(|e| format!("serving.api_key_hashes: {e}"))?;
+            let bytes = hex::decode(h).map_err(|e| ServiceError::config(SETTING, e))?;
             <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| "serving.api_key_hashes: not a SHA-256 digest".to_string())
+                .map_err(|_| ServiceError::config(SETTING, "not a SHA-256 digest"))
         })
         .collect::<Result<_, _>>()?;
     Ok(Some(ApiKeys {
@@ -100,22 +99,21 @@ async fn adopt(
 /// Runs serving until `shutdown` is cancelled.
 pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let device = suti_factory::device::model_device(config.models.device)
-        .map_err(|e| ServiceError::Setup(e.to_string()))?;
+        .map_err(|e| ServiceError::setup("choosing the model device", e))?;
     let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
-        .map_err(|e| ServiceError::Setup(e.to_string()))?;
-    let keys = api_keys(&config).map_err(ServiceError::Setup)?;
+        .map_err(|e| ServiceError::setup("loading the text encoder", e))?;
+    let keys = api_keys(&config)?;
     let (limits, batching) = (api_limits(&config), batch_limits(&config));
     let listen = config.serving.listen.clone();
     let header_timeout = limits.read_timeout;
     let poll = Duration::from_secs(config.models.poll_secs);
     let host = ServiceHost::start(ServiceName::Serving, config, shutdown.clone()).await?;
-    let metrics = ServingMetrics::register(&host.registry)
-        .map_err(|e| ServiceError::Setup(format!("metrics: {e}")))?;
+    let metrics = ServingMetrics::register(&host.registry)?;
     let releases = Arc::new(
         VersionedModels::new(
-            RELEASES,
+            APPRENTICE_MODEL,
             host.backends.storage.clone(),
-            dit_loader(RELEASES, device),
+            dit_loader(APPRENTICE_MODEL, device),
         )
         .with_health(host.health.clone()),
     );
@@ -129,7 +127,7 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         .broker
         .subscribe_fanout(&host.backends.topology, 4)
         .await
-        .map_err(|e| ServiceError::Setup(format!("subscribing to releases: {e}")))?;
+        .map_err(|e| ServiceError::setup("subscribing to releases", e))?;
     {
         let (releases, slot, shutdown) = (releases.clone(), slot.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -182,7 +180,7 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
     };
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .map_err(|e| ServiceError::Setup(format!("cannot listen on {listen}: {e}")))?;
+        .map_err(|e| ServiceError::setup(format!("listening on {listen}"), e))?;
     info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or(listen), "serving");
     http::serve_http(
         listener,

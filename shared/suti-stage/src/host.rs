@@ -3,7 +3,11 @@
 
 use std::sync::Arc;
 
-use prometheus::Registry;
+use prometheus::core::Collector;
+use prometheus::{
+    Counter, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry,
+};
 use suti_runtime::{
     AdminServer, Backends, Health, RuntimeError, ServiceName, SutiConfig, build_info_registry,
     serve_admin,
@@ -23,7 +27,7 @@ pub enum HostError {
     #[error(transparent)]
     Backend(#[from] RuntimeError),
     /// The admin port could not be bound.
-    #[error("cannot serve the admin port on {listen}: {source}")]
+    #[error("cannot serve the admin port on {listen}")]
     Admin {
         /// The configured address.
         listen: String,
@@ -35,23 +39,84 @@ pub enum HostError {
     #[error("{0} does not consume a stage queue")]
     NotAStage(ServiceName),
     /// Metrics could not be registered.
-    #[error("metrics: {0}")]
+    #[error("registering metrics")]
     Metrics(#[from] prometheus::Error),
     /// The broker failed while consuming.
     #[error(transparent)]
     Queue(#[from] suti_queue::QueueError),
 }
 
-/// Why a service stopped before its shutdown was asked: its host failed, or a model, the
-/// configuration or a listener it needs is unusable.
+/// The error a [`ServiceError`] keeps as its cause.
+type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a service stopped before its shutdown was asked. Each kind says what failed and keeps the
+/// error that made it fail as its source, so the chain reads `what: why` (as `suti` prints it).
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    /// The host (admin port, backends) failed.
+    /// The host (admin port, backends, metrics, the stage queue) failed.
     #[error(transparent)]
     Host(#[from] HostError),
-    /// A model, the configuration or a listener is unusable.
-    #[error("{0}")]
-    Setup(String),
+    /// A setting holds a value the service cannot run with.
+    #[error("{setting}")]
+    Config {
+        /// The setting, as its path in the configuration (`crawler.allow_private`).
+        setting: &'static str,
+        /// What is wrong with its value.
+        #[source]
+        source: Cause,
+    },
+    /// Something the service needs before it works (a model, a listener, a subscription) could
+    /// not be set up.
+    #[error("{what}")]
+    Setup {
+        /// What was being set up (`loading the text encoder`).
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: Cause,
+    },
+    /// Work the service runs beside its stage (the apprentice's training) stopped with an error.
+    #[error("{what}")]
+    Stopped {
+        /// How it stopped (`training stopped`).
+        what: String,
+        /// Why.
+        #[source]
+        source: Cause,
+    },
+}
+
+impl ServiceError {
+    /// Setting up `what` failed because of `source`.
+    pub fn setup(what: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Self::Setup {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// The value of `setting` is unusable, as `source` says.
+    pub fn config(setting: &'static str, source: impl Into<Cause>) -> Self {
+        Self::Config {
+            setting,
+            source: source.into(),
+        }
+    }
+
+    /// Work running beside the stage stopped (`what`) because of `source`.
+    pub fn stopped(what: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Self::Stopped {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// A service's own metrics go into the host's registry; failing to register them is the host's.
+impl From<prometheus::Error> for ServiceError {
+    fn from(e: prometheus::Error) -> Self {
+        Self::Host(HostError::Metrics(e))
+    }
 }
 
 /// The longest wait between two attempts to reach the backends at start-up.
@@ -178,6 +243,23 @@ impl ServiceHost {
         Some(models)
     }
 
+    /// Follows model `name` as [`ServiceHost::follow_model`] does, then runs on the stage queue the
+    /// handler that `handler_for` makes from it (registering the stage's own metrics in the
+    /// registry it is given) until shutdown. A shutdown before the model's first version is a
+    /// clean stop.
+    pub async fn run_stage_following<T: Send + Sync + 'static, H: Handler>(
+        self,
+        name: &'static str,
+        loader: ModelLoader<T>,
+        handler_for: impl FnOnce(Arc<VersionedModels<T>>, &Registry) -> prometheus::Result<H>,
+    ) -> Result<(), HostError> {
+        let Some(models) = self.follow_model(name, loader).await else {
+            return Ok(());
+        };
+        let handler = handler_for(models, &self.registry)?;
+        self.run_stage(handler).await
+    }
+
     fn model_poll(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.config.models.poll_secs)
     }
@@ -220,5 +302,81 @@ impl ServiceHost {
         self.backends.broker.close().await;
         tracing::info!(service = %self.service, "service stopped");
         Ok(result?)
+    }
+}
+
+/// Makes a service's own metrics and registers each in a registry as it is made, so that a
+/// service's metrics struct is built field by field, each metric's name and help in one call.
+#[derive(Clone, Copy)]
+pub struct MetricRegistrar<'a> {
+    registry: &'a Registry,
+}
+
+impl<'a> MetricRegistrar<'a> {
+    /// Registers into `registry`.
+    pub fn new(registry: &'a Registry) -> Self {
+        Self { registry }
+    }
+
+    /// Registers `metric` and hands it back.
+    pub fn register<M: Collector + Clone + 'static>(&self, metric: M) -> prometheus::Result<M> {
+        self.registry.register(Box::new(metric.clone()))?;
+        Ok(metric)
+    }
+
+    /// A counter of whole events.
+    pub fn int_counter(&self, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+        self.register(IntCounter::new(name, help)?)
+    }
+
+    /// A counter of a quantity (seconds, say).
+    pub fn counter(&self, name: &str, help: &str) -> prometheus::Result<Counter> {
+        self.register(Counter::new(name, help)?)
+    }
+
+    /// A whole number that goes up and down.
+    pub fn int_gauge(&self, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+        self.register(IntGauge::new(name, help)?)
+    }
+
+    /// A quantity that goes up and down.
+    pub fn gauge(&self, name: &str, help: &str) -> prometheus::Result<Gauge> {
+        self.register(Gauge::new(name, help)?)
+    }
+
+    /// A distribution over `buckets` (upper bounds).
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: Vec<f64>,
+    ) -> prometheus::Result<Histogram> {
+        self.register(Histogram::with_opts(
+            HistogramOpts::new(name, help).buckets(buckets),
+        )?)
+    }
+
+    /// Counters of whole events, one per value of `labels`.
+    pub fn int_counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntCounterVec> {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    /// Distributions over `buckets`, one per value of `labels`.
+    pub fn histogram_vec(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: Vec<f64>,
+        labels: &[&str],
+    ) -> prometheus::Result<HistogramVec> {
+        self.register(HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets),
+            labels,
+        )?)
     }
 }

@@ -20,7 +20,7 @@ pub mod models;
 mod runner;
 
 pub use handler::{HandleContext, Handler, HandlerError, Outcome, Settled};
-pub use host::{HostError, ServiceError, ServiceHost};
+pub use host::{HostError, MetricRegistrar, ServiceError, ServiceHost};
 pub use metrics::StageMetrics;
 pub use models::{VersionedModels, publish_model_version};
 pub use runner::{StageBackends, StageSettings, run_stage};
