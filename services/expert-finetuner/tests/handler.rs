@@ -11,7 +11,7 @@ use expert_finetuner::ExpertHandler;
 use suti_factory::BaseModel;
 use suti_factory::artifacts::{BASE_MODEL, base_loader};
 use suti_factory::bundle::{CONFIG_FILE, WEIGHTS_FILE};
-use suti_factory::expert::ExpertConfig;
+use suti_runtime::config::ExpertStageConfig;
 use suti_messages::{ClusterManifest, ClusterMember, ClusterMinedV1, ExpertTrainedV1};
 use suti_models::{Builders, Dit, DitConfig, Params};
 use suti_stage::{HandleContext, Handler, VersionedModels, publish_model_version};
@@ -58,11 +58,11 @@ async fn setup() -> (tempfile::TempDir, SharedStore, ExpertHandler) {
             base_loader(Device::Cpu),
         )),
         text: Arc::new(text),
-        config: ExpertConfig {
+        config: ExpertStageConfig {
             steps: 3,
             batch: 2,
             rank: 2,
-            ..ExpertConfig::default()
+            ..ExpertStageConfig::default()
         },
         metrics: None,
     };
