@@ -1,7 +1,7 @@
 //! The HTTP server under the API: hyper's HTTP/1 and HTTP/2 with a limit on reading a request's
 //! headers, so that a client dripping them a byte at a time (slowloris) is cut off instead of
 //! holding a connection open for ever; and a graceful shutdown that lets requests in flight finish.
-//! (The body's own deadline is the API's: see `ApiLimits::read_timeout`.)
+//! (The body's own deadline is the API's, the same `serving.read_timeout_secs`.)
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use candle_core::Device;
 use candle_nn::VarMap;
 use serde_json::{Value, json};
-use serving::api::{ApiKeys, ApiLimits, ApiState, GenerationOut, OPENAPI, router};
+use serving::api::{ApiKeys, ApiState, GenerationOut, OPENAPI, router};
 use serving::engine::{
     BatchLimits, Demonstration, Engine, Generation, LoadedModel, ModelSlot, render_batch,
 };
@@ -20,6 +20,7 @@ use suti_data::RgbaImage;
 use suti_factory::BaseModel;
 use suti_models::{Builders, Dit, DitConfig, Params};
 use suti_rng::SplitMix64;
+use suti_runtime::config::ServingConfig;
 use suti_state::TokenBucket;
 
 /// A small apprentice whose every weight is random (even those that start at zero), so that
@@ -54,8 +55,8 @@ fn random_apprentice() -> BaseModel {
     BaseModel { config, tensors }
 }
 
-fn limits() -> ApiLimits {
-    ApiLimits {
+fn serving_settings() -> ServingConfig {
+    ServingConfig {
         max_body_bytes: 256 * 1024,
         max_image_pixels: 256 * 256,
         max_demos: 8,
@@ -65,8 +66,9 @@ fn limits() -> ApiLimits {
         default_steps: 4,
         default_guidance: 15.0,
         default_demo_guidance: None,
-        request_timeout: Duration::from_secs(60),
-        read_timeout: READ_TIMEOUT,
+        request_timeout_secs: 60,
+        read_timeout_secs: READ_TIMEOUT.as_secs(),
+        ..ServingConfig::default()
     }
 }
 
@@ -105,7 +107,7 @@ async fn serve(keys: Option<ApiKeys>, wait: Duration, loaded: bool) -> Server {
     );
     let state = ApiState {
         engine,
-        limits: Arc::new(limits()),
+        config: Arc::new(serving_settings()),
         keys: keys.map(Arc::new),
         state: Arc::new(suti_state::InProcessState::new()),
         metrics: ServingMetrics::unregistered(),

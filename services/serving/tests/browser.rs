@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use candle_core::Device;
 use candle_nn::VarMap;
-use serving::api::{ApiLimits, ApiState, router};
+use serving::api::{ApiState, router};
 use serving::engine::{BatchLimits, Engine, LoadedModel, ModelSlot};
 use serving::metrics::ServingMetrics;
 use suti_data::RgbaImage;
 use suti_factory::BaseModel;
 use suti_models::{Builders, Dit, DitConfig, Params};
+use suti_runtime::config::ServingConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_page_renders_a_subject_in_a_real_browser() {
@@ -50,18 +51,10 @@ async fn the_web_page_renders_a_subject_in_a_real_browser() {
     );
     let state = ApiState {
         engine,
-        limits: Arc::new(ApiLimits {
-            max_body_bytes: 1 << 20,
-            max_image_pixels: 512 * 512,
-            max_demos: 8,
-            max_prompt_chars: 300,
-            max_images: 4,
-            max_steps: 100,
+        // Few steps keep the page quick; the other limits are the defaults.
+        config: Arc::new(ServingConfig {
             default_steps: 4,
-            default_guidance: 15.0,
-            default_demo_guidance: None,
-            request_timeout: Duration::from_secs(60),
-            read_timeout: Duration::from_secs(30),
+            ..ServingConfig::default()
         }),
         keys: None,
         state: Arc::new(suti_state::InProcessState::new()),
