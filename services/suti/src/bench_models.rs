@@ -415,18 +415,7 @@ pub fn factory(args: FactoryBenchArgs) -> anyhow::Result<()> {
         max_demos: 0,
         ..cfg
     };
-    let varmap = VarMap::new();
-    Dit::new(&base_cfg, &Builders::base(Params::train(&varmap, 1, &dev)))?;
-    let base = suti_factory::BaseModel {
-        config: base_cfg,
-        tensors: varmap
-            .data()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned varmap"))?
-            .iter()
-            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-            .collect(),
-    };
+    let base = suti_factory::base::untrained_base_model(&base_cfg, 1, &dev)?;
     let expert_config = ExpertStageConfig {
         steps: args.expert_steps + 1,
         batch: args.batch,

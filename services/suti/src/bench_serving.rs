@@ -15,6 +15,7 @@ use candle_nn::VarMap;
 use clap::Args;
 use suti_models::{Builders, Dit, DitConfig, ModelPreset, Params};
 use suti_queue::{AmqpBroker, AmqpOptions, Broker, Topology};
+use suti_runtime::process::resident_kib;
 use suti_storage::{LocalStore, SharedStore};
 
 /// Options of `suti bench serving`.
@@ -118,18 +119,6 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-/// Resident memory of `pid`, KiB (VmRSS of /proc/PID/status).
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// The `p`-quantile (0–1) of sorted `values`.
@@ -311,13 +300,13 @@ async fn with_rss<F: std::future::Future<Output = Vec<Answer>>>(
     pid: u32,
     phase: F,
 ) -> (Vec<Answer>, (u64, u64, u64)) {
-    let start = rss_kib(pid).unwrap_or(0);
+    let start = resident_kib(pid).unwrap_or(0);
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(start));
     let sampler = {
         let peak = peak.clone();
         tokio::spawn(async move {
             loop {
-                if let Some(rss) = rss_kib(pid) {
+                if let Some(rss) = resident_kib(pid) {
                     peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -326,7 +315,7 @@ async fn with_rss<F: std::future::Future<Output = Vec<Answer>>>(
     };
     let answers = phase.await;
     sampler.abort();
-    let end = rss_kib(pid).unwrap_or(0);
+    let end = resident_kib(pid).unwrap_or(0);
     let peak = peak.load(std::sync::atomic::Ordering::Relaxed).max(end);
     (answers, (start, peak, end))
 }

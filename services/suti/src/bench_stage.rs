@@ -74,7 +74,7 @@ impl Handler for TinyStage {
 
 /// This process's resident memory, MiB.
 fn rss_mib() -> f64 {
-    crate::bench_serving::rss_kib(std::process::id()).map_or(0.0, |kib| kib as f64 / 1024.0)
+    suti_runtime::process::resident_kib(std::process::id()).map_or(0.0, |kib| kib as f64 / 1024.0)
 }
 
 /// `suti bench stage`.

@@ -7,6 +7,7 @@ mod admin;
 mod backends;
 pub mod config;
 mod health;
+pub mod process;
 mod telemetry;
 
 pub use admin::{AdminServer, serve_admin};
