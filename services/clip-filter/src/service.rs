@@ -29,17 +29,15 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
     };
     let delta_reference = config.clip_filter.delta_reference;
     let host = ServiceHost::start(ServiceName::ClipFilter, config, shutdown).await?;
-    let Some(scorer) = host.follow_model(SCORER_MODEL, scorer_loader(device)).await else {
-        return Ok(());
-    };
-    let metrics = FilterMetrics::register(&host.registry)?;
-    host.run_stage(FilterHandler {
-        scorer,
-        tower: Arc::new(tower),
-        text: Arc::new(text),
-        thresholds,
-        delta_reference,
-        metrics: Some(metrics),
+    host.run_stage_following(SCORER_MODEL, scorer_loader(device), |scorer, registry| {
+        Ok(FilterHandler {
+            scorer,
+            tower: Arc::new(tower),
+            text: Arc::new(text),
+            thresholds,
+            delta_reference,
+            metrics: Some(FilterMetrics::register(registry)?),
+        })
     })
     .await?;
     Ok(())

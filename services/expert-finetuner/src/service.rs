@@ -19,15 +19,13 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         .map_err(|e| ServiceError::setup("loading the text encoder", e))?;
     let settings = config.expert.clone();
     let host = ServiceHost::start(ServiceName::ExpertFinetuner, config, shutdown).await?;
-    let Some(base) = host.follow_model(BASE_MODEL, base_loader(device)).await else {
-        return Ok(());
-    };
-    let metrics = ExpertMetrics::register(&host.registry)?;
-    host.run_stage(ExpertHandler {
-        base,
-        text: Arc::new(text),
-        config: settings,
-        metrics: Some(metrics),
+    host.run_stage_following(BASE_MODEL, base_loader(device), |base, registry| {
+        Ok(ExpertHandler {
+            base,
+            text: Arc::new(text),
+            config: settings,
+            metrics: Some(ExpertMetrics::register(registry)?),
+        })
     })
     .await?;
     Ok(())

@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use candle_core::Device;
-use candle_nn::VarMap;
 use expert_finetuner::ExpertHandler;
-use suti_factory::BaseModel;
 use suti_factory::artifacts::{BASE_MODEL, base_loader};
+use suti_factory::base::untrained_base_model;
 use suti_factory::bundle::{CONFIG_FILE, WEIGHTS_FILE};
-use suti_runtime::config::ExpertStageConfig;
 use suti_messages::{ClusterManifest, ClusterMember, ClusterMinedV1, ExpertTrainedV1};
-use suti_models::{Builders, Dit, DitConfig, Params};
+use suti_models::DitConfig;
+use suti_runtime::config::ExpertStageConfig;
 use suti_stage::{HandleContext, Handler, VersionedModels, publish_model_version};
 use suti_storage::{LocalStore, ObjectKey, SharedStore};
 
@@ -24,20 +23,10 @@ async fn setup() -> (tempfile::TempDir, SharedStore, ExpertHandler) {
         max_demos: 0,
         ..DitConfig::test()
     };
-    let varmap = VarMap::new();
-    Dit::new(
-        &config,
-        &Builders::base(Params::train(&varmap, 1, &Device::Cpu)),
-    )
-    .unwrap();
-    let tensors = varmap
-        .data()
-        .lock()
+    let (config_json, weights) = untrained_base_model(&config, 1, &Device::Cpu)
         .unwrap()
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-        .collect();
-    let (config_json, weights) = BaseModel { config, tensors }.to_bytes().unwrap();
+        .to_bytes()
+        .unwrap();
     publish_model_version(
         &store,
         BASE_MODEL,

@@ -43,15 +43,13 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
     let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
         .map_err(|e| ServiceError::setup("loading the text encoder", e))?;
     let host = ServiceHost::start(ServiceName::Generator, config, shutdown).await?;
-    let Some(base) = host.follow_model(BASE_MODEL, base_loader(device)).await else {
-        return Ok(());
-    };
-    let metrics = GeneratorMetrics::register(&host.registry)?;
-    host.run_stage(GeneratorHandler {
-        base,
-        text: Arc::new(text),
-        settings,
-        metrics: Some(metrics),
+    host.run_stage_following(BASE_MODEL, base_loader(device), |base, registry| {
+        Ok(GeneratorHandler {
+            base,
+            text: Arc::new(text),
+            settings,
+            metrics: Some(GeneratorMetrics::register(registry)?),
+        })
     })
     .await?;
     Ok(())

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramVec, IntCounterVec, Registry};
+use suti_stage::MetricRegistrar;
 
 /// Requests and their latency.
 #[derive(Clone)]
@@ -14,26 +15,20 @@ pub struct ServingMetrics {
 impl ServingMetrics {
     /// Creates the metrics in `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let requests = IntCounterVec::new(
-            Opts::new(
+        let metrics = MetricRegistrar::new(registry);
+        Ok(Self {
+            requests: metrics.int_counter_vec(
                 "suti_serving_requests_total",
                 "Generation requests, by HTTP status",
-            ),
-            &["status"],
-        )?;
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
+                &["status"],
+            )?,
+            latency: metrics.histogram_vec(
                 "suti_serving_request_duration_seconds",
                 "Generation request latency, by status class",
-            )
-            .buckets(vec![
-                0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0,
-            ]),
-            &["class"],
-        )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(latency.clone()))?;
-        Ok(Self { requests, latency })
+                vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0],
+                &["class"],
+            )?,
+        })
     }
 
     /// Metrics that go nowhere (tests).

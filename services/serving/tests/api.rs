@@ -9,7 +9,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use candle_core::Device;
-use candle_nn::VarMap;
 use serde_json::{Value, json};
 use serving::api::{ApiKeys, ApiState, GenerationOut, OPENAPI, router};
 use serving::engine::{
@@ -18,7 +17,8 @@ use serving::engine::{
 use serving::metrics::ServingMetrics;
 use suti_data::RgbaImage;
 use suti_factory::BaseModel;
-use suti_models::{Builders, Dit, DitConfig, Params};
+use suti_factory::base::untrained_base_model;
+use suti_models::DitConfig;
 use suti_rng::SplitMix64;
 use suti_runtime::config::ServingConfig;
 use suti_state::TokenBucket;
@@ -26,33 +26,19 @@ use suti_state::TokenBucket;
 /// A small apprentice whose every weight is random (even those that start at zero), so that
 /// prompts and demonstrations change its output.
 fn random_apprentice() -> BaseModel {
-    let config = DitConfig::test();
-    let varmap = VarMap::new();
-    Dit::new(
-        &config,
-        &Builders::base(Params::train(&varmap, 3, &Device::Cpu)),
-    )
-    .unwrap();
+    let mut model = untrained_base_model(&DitConfig::test(), 3, &Device::Cpu).unwrap();
     let mut rng = SplitMix64::new(4);
     // In name order, so every call builds the same model.
-    let vars: std::collections::BTreeMap<String, candle_core::Var> = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
-    let tensors = vars
-        .iter()
-        .map(|(name, var)| {
-            let t = var.as_tensor();
-            let noise =
-                candle_core::Tensor::from_vec(rng.normals(t.elem_count()), t.shape(), &Device::Cpu)
-                    .unwrap();
-            (name.clone(), (t + (noise * 0.05).unwrap()).unwrap())
-        })
-        .collect();
-    BaseModel { config, tensors }
+    let names: std::collections::BTreeSet<String> = model.tensors.keys().cloned().collect();
+    for name in names {
+        let t = &model.tensors[&name];
+        let noise =
+            candle_core::Tensor::from_vec(rng.normals(t.elem_count()), t.shape(), &Device::Cpu)
+                .unwrap();
+        let noisy = (t + (noise * 0.05).unwrap()).unwrap();
+        model.tensors.insert(name, noisy);
+    }
+    model
 }
 
 fn serving_settings() -> ServingConfig {

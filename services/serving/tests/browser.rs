@@ -6,35 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use candle_core::Device;
-use candle_nn::VarMap;
 use serving::api::{ApiState, router};
 use serving::engine::{BatchLimits, Engine, LoadedModel, ModelSlot};
 use serving::metrics::ServingMetrics;
 use suti_data::RgbaImage;
-use suti_factory::BaseModel;
-use suti_models::{Builders, Dit, DitConfig, Params};
+use suti_factory::base::untrained_base_model;
+use suti_models::DitConfig;
 use suti_runtime::config::ServingConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_page_renders_a_subject_in_a_real_browser() {
-    let config = DitConfig::test();
-    let varmap = VarMap::new();
-    Dit::new(
-        &config,
-        &Builders::base(Params::train(&varmap, 1, &Device::Cpu)),
-    )
-    .unwrap();
-    let tensors = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-        .collect();
+    let model = untrained_base_model(&DitConfig::test(), 1, &Device::Cpu).unwrap();
     let slot = ModelSlot::default();
-    slot.replace(
-        LoadedModel::from_bundle("page-test".into(), &BaseModel { config, tensors }).unwrap(),
-    );
+    slot.replace(LoadedModel::from_bundle("page-test".into(), &model).unwrap());
     let text = suti_factory::towers::load_text_encoder(
         &suti_factory::towers::text_encoder_dir(""),
         &Device::Cpu,
