@@ -139,6 +139,23 @@ impl Server {
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post_form(&self, form: reqwest::multipart::Form) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/generations", self.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 fn code(body: &Value) -> &str {
@@ -256,13 +273,7 @@ async fn every_limit_and_hostile_input_gets_its_documented_error() {
                 .mime_str("image/jpeg")
                 .unwrap(),
         );
-    let jpeg = server
-        .client
-        .post(format!("{}/v1/generations", server.base))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let jpeg = server.post_form(form).await;
     assert_eq!(jpeg.status().as_u16(), 415);
     let body: Value = jpeg.json().await.unwrap();
     assert_eq!(code(&body), "unsupported_image_type");
@@ -271,24 +282,13 @@ async fn every_limit_and_hostile_input_gets_its_documented_error() {
     let form = reqwest::multipart::Form::new()
         .text("prompt", "a dog")
         .text("caption", "x".repeat(400));
-    let orphan = server
-        .client
-        .post(format!("{}/v1/generations", server.base))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let orphan = server.post_form(form).await;
     assert_eq!(orphan.status().as_u16(), 422);
     assert_eq!(
         code(&orphan.json().await.unwrap()),
         "caption_without_demonstration"
     );
-    let missing = server
-        .client
-        .get(format!("{}/v2/nothing", server.base))
-        .send()
-        .await
-        .unwrap();
+    let missing = server.get("/v2/nothing").await;
     assert_eq!(missing.status().as_u16(), 404);
     assert_eq!(code(&missing.json().await.unwrap()), "not_found");
 
@@ -304,13 +304,7 @@ async fn every_limit_and_hostile_input_gets_its_documented_error() {
                 .unwrap(),
         )
         .text("caption", "my dog");
-    let ok = server
-        .client
-        .post(format!("{}/v1/generations", server.base))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let ok = server.post_form(form).await;
     assert_eq!(ok.status().as_u16(), 200);
     let out: GenerationOut = ok.json().await.unwrap();
     assert_eq!(out.model, "r1");
@@ -327,12 +321,7 @@ async fn without_a_release_the_api_says_so() {
     let server = serve(None, Duration::from_millis(1), false).await;
     let (status, body) = server.post(json!({"prompt": "a dog"})).await;
     assert_eq!((status, code(&body)), (503, "no_model"));
-    let models = server
-        .client
-        .get(format!("{}/v1/models", server.base))
-        .send()
-        .await
-        .unwrap();
+    let models = server.get("/v1/models").await;
     assert_eq!(models.status().as_u16(), 503);
     // Hot reload: a release swapped in is served by the next request.
     server
@@ -468,15 +457,7 @@ async fn concurrent_requests_are_batched_and_each_gets_its_own_images() {
 async fn the_openapi_document_matches_the_routes() {
     let server = serve(None, Duration::from_millis(1), true).await;
     let doc: Value = serde_json::from_str(OPENAPI).unwrap();
-    let served: Value = server
-        .client
-        .get(format!("{}/openapi.json", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served: Value = server.get("/openapi.json").await.json().await.unwrap();
     assert_eq!(served, doc);
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(
