@@ -6,6 +6,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use suti_storage::{ObjectKey, ObjectStore, layout};
+
+/// The six services, each started as a process of its own.
+pub const SERVICES: [&str; 6] = [
+    "crawler-clusterer",
+    "expert-finetuner",
+    "generator",
+    "clip-filter",
+    "apprentice-trainer",
+    "serving",
+];
+
 /// The `suti` binary cargo built beside the running test.
 pub fn suti_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
@@ -86,37 +98,11 @@ pub fn sample(metrics: &str, metric: &str, labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Where a pipeline run's processes find their backends.
-pub struct Backends<'a> {
-    /// AMQP URL.
-    pub queue_url: &'a str,
-    /// Redis URL.
-    pub state_url: &'a str,
-    /// Queue and state namespace.
-    pub namespace: &'a str,
-    /// S3 endpoint (`http://127.0.0.1:PORT`).
-    pub s3_endpoint: &'a str,
-    /// Bucket.
-    pub bucket: &'a str,
-    /// S3 access key.
-    pub access_key: &'a str,
-    /// S3 secret key.
-    pub secret_key: &'a str,
-}
-
-/// The environment of every process of an end-to-end pipeline run: the backends, the synthetic web
-/// allowed on loopback, and the minimal models and counts that keep a run to a few minutes.
-pub fn pipeline_env(backends: &Backends<'_>) -> Vec<(String, String)> {
-    [
-        ("SUTI__QUEUE__URL", backends.queue_url),
-        ("SUTI__QUEUE__NAMESPACE", backends.namespace),
-        ("SUTI__STATE__URL", backends.state_url),
-        ("SUTI__STATE__NAMESPACE", backends.namespace),
-        ("SUTI__STORAGE__BACKEND", "s3"),
-        ("SUTI__STORAGE__ENDPOINT", backends.s3_endpoint),
-        ("SUTI__STORAGE__BUCKET", backends.bucket),
-        ("AWS_ACCESS_KEY_ID", backends.access_key),
-        ("AWS_SECRET_ACCESS_KEY", backends.secret_key),
+/// The environment of every process of an end-to-end pipeline run: `backends` (where the
+/// queue, state and storage are), the synthetic web allowed on loopback, and the minimal models
+/// and counts that keep a run to a few minutes.
+pub fn pipeline_env(backends: Vec<(String, String)>) -> Vec<(String, String)> {
+    let settings = [
         ("SUTI__CRAWLER__ALLOW_PRIVATE", "127.0.0.0/8"),
         ("SUTI__CRAWLER__TIMEOUT_SECS", "3"),
         ("SUTI__CRAWLER__HOST_RATE_PER_SECOND", "100"),
@@ -135,10 +121,14 @@ pub fn pipeline_env(backends: &Backends<'_>) -> Vec<(String, String)> {
         ("SUTI__APPRENTICE__RELEASE_EVERY", "20"),
         ("SUTI__APPRENTICE__REFRESH_SECS", "1"),
         ("RUST_LOG", "info"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    ];
+    let mut env = backends;
+    env.extend(
+        settings
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value.to_string())),
+    );
+    env
 }
 
 /// The training jobs of a pipeline run, at minimal sizes: (log name, arguments).
@@ -177,4 +167,51 @@ pub async fn seed_crawl(
         .publish(topology, &envelope)
         .await
         .expect("the crawl request is published");
+}
+
+/// Asks serving at `base` (`http://HOST:PORT`) for a generation with a multipart `form`: the
+/// answer's status and its JSON body.
+pub async fn post_generation(
+    client: &reqwest::Client,
+    base: &str,
+    form: reqwest::multipart::Form,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let answer = client
+        .post(format!("{base}/v1/generations"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("serving answers");
+    let status = answer.status();
+    let body = answer.json().await.expect("a JSON answer");
+    (status, body)
+}
+
+/// Whether `store` holds an apprentice release (its `LATEST` pointer); a failed read counts as
+/// not yet.
+pub async fn has_apprentice_release(store: &dyn ObjectStore) -> bool {
+    let latest = ObjectKey::new(layout::model_latest(layout::APPRENTICE_MODEL))
+        .expect("the layout's keys are valid");
+    store.head(&latest).await.ok().flatten().is_some()
+}
+
+/// The synthetic web a pipeline run crawls: `subjects` planted subject pages among the
+/// distractors and hostile resources, with the slow page (2 s) and the huge resource (1 MiB)
+/// kept small enough for a run of minutes, served on a loopback port.
+pub async fn serve_pipeline_web(
+    assets: suti_data::Assets,
+    subjects: usize,
+) -> suti_data::synthweb::ServedSite {
+    let site = suti_data::synthweb::Site::new(
+        assets,
+        suti_data::synthweb::SiteParams {
+            subjects,
+            slow_duration: Duration::from_secs(2),
+            huge_bytes: 1 << 20,
+            ..Default::default()
+        },
+    );
+    suti_data::synthweb::serve(site, "127.0.0.1:0")
+        .await
+        .expect("the synthetic web serves on loopback")
 }

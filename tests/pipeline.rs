@@ -13,63 +13,35 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use suti_data::{Assets, Scene, Split};
-use suti_e2e::{pipeline_env, sample, seed_crawl, start, stop, tails, training_jobs};
-use suti_queue::{AmqpBroker, AmqpOptions, Broker, Topology};
-use suti_storage::{ObjectKey, ObjectStore, S3Store};
+use suti_e2e::{
+    SERVICES, has_apprentice_release, pipeline_env, post_generation, sample, seed_crawl,
+    serve_pipeline_web, start, stop, tails, training_jobs,
+};
+use suti_queue::Broker;
+use suti_storage::{ObjectStore, S3Store};
 use suti_testkit::{
-    S3Server, TopologyGuard, amqp_url, free_port, http_get, redis_url, unique, wait_until,
+    S3Server, declare_pipeline, free_port, http_get, loopback_backends_env, unique, wait_until,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_the_six_services_as_processes_turn_a_crawl_into_a_served_apprentice() {
     let logs = tempfile::tempdir().unwrap();
     let assets = Assets::open_default().expect("EmojiWorld assets (scripts/fetch-assets)");
-    let site = suti_data::synthweb::Site::new(
-        assets.clone(),
-        suti_data::synthweb::SiteParams {
-            subjects: 5,
-            slow_duration: Duration::from_secs(2),
-            huge_bytes: 1 << 20,
-            ..Default::default()
-        },
-    );
-    let served = suti_data::synthweb::serve(site, "127.0.0.1:0")
-        .await
-        .unwrap();
+    let served = serve_pipeline_web(assets.clone(), 5).await;
     let s3 = S3Server::start().await.unwrap();
     let bucket = unique("e2e");
     let store = S3Store::connect(&s3.options(&bucket), true).await.unwrap();
     let namespace = unique("e2e");
-    let (queue_url, state_url) = (amqp_url(), redis_url());
-    let base_env = pipeline_env(&suti_e2e::Backends {
-        queue_url: &queue_url,
-        state_url: &state_url,
-        namespace: &namespace,
-        s3_endpoint: &s3.endpoint,
-        bucket: &bucket,
-        access_key: &s3.access_key,
-        secret_key: &s3.secret_key,
-    });
+    let mut backends = loopback_backends_env(&namespace);
+    backends.extend(s3.storage_env(&bucket));
+    let base_env = pipeline_env(backends);
 
-    let topology = Topology::pipeline(&namespace, 5);
-    let _cleanup = TopologyGuard::new(&topology);
-    let broker = AmqpBroker::connect(AmqpOptions::new(amqp_url()))
-        .await
-        .unwrap();
-    broker.declare(&topology).await.unwrap();
+    let (broker, topology, _cleanup) = declare_pipeline(&namespace, 5).await.unwrap();
 
-    let services = [
-        "crawler-clusterer",
-        "expert-finetuner",
-        "generator",
-        "clip-filter",
-        "apprentice-trainer",
-        "serving",
-    ];
     let serving_port = free_port().unwrap();
     let mut admin = Vec::new();
     let mut children = Vec::new();
-    for name in services {
+    for name in SERVICES {
         let port = free_port().unwrap();
         let mut env = base_env.clone();
         env.push(("SUTI__ADMIN__LISTEN".into(), format!("127.0.0.1:{port}")));
@@ -122,18 +94,9 @@ async fn amqp_the_six_services_as_processes_turn_a_crawl_into_a_served_apprentic
     }
 
     // Experts, candidates, shards, then an apprentice release that serving loads.
-    let released = wait_until(
-        Duration::from_secs(300),
-        "an apprentice release",
-        || async {
-            store
-                .head(&ObjectKey::new("models/apprentice/LATEST").unwrap())
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-        },
-    )
+    let released = wait_until(Duration::from_secs(300), "an apprentice release", || {
+        has_apprentice_release(&store)
+    })
     .await;
     if released.is_err() {
         stop_all(children);
@@ -186,14 +149,7 @@ async fn amqp_the_six_services_as_processes_turn_a_crawl_into_a_served_apprentic
                     format!("my {} {}", subject.class.noun, scene.phrase()),
                 );
         }
-        let answer = client
-            .post(format!("{base}/v1/generations"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        let status = answer.status();
-        let body: serde_json::Value = answer.json().await.unwrap();
+        let (status, body) = post_generation(&client, &base, form).await;
         assert!(status.is_success(), "{status} {body}");
         assert_eq!(body["images"].as_array().unwrap().len(), 2);
     }

@@ -301,6 +301,20 @@ impl TopologyGuard {
     }
 }
 
+/// The pipeline topology of `namespace` declared on the machine's RabbitMQ ([`amqp_url`]): a
+/// connection, the topology, and the guard that deletes it when the test ends (keep it bound).
+pub async fn declare_pipeline(
+    namespace: &str,
+    delivery_limit: u32,
+) -> Result<(suti_queue::AmqpBroker, suti_queue::Topology, TopologyGuard)> {
+    use suti_queue::Broker;
+    let topology = suti_queue::Topology::pipeline(namespace, delivery_limit);
+    let guard = TopologyGuard::new(&topology);
+    let broker = suti_queue::AmqpBroker::connect(suti_queue::AmqpOptions::new(amqp_url())).await?;
+    broker.declare(&topology).await?;
+    Ok((broker, topology, guard))
+}
+
 impl Drop for TopologyGuard {
     fn drop(&mut self) {
         let Some(topology) = self.topology.take() else {
