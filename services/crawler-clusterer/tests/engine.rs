@@ -2,38 +2,21 @@
 //! rejected, the disallowed area is never fetched, and the WARC archive of the same site gives the
 //! same clusters.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use candle_core::Device;
+use std::sync::Arc;
+
+use common::{image_tower, loopback_fetcher, serve_synthetic_web};
 use crawler_clusterer::engine::{MineSettings, cluster_pages, crawl_web, mine_warc};
-use crawler_clusterer::fetch::{FetchLimits, Fetcher};
 use crawler_clusterer::politeness::Politeness;
-use crawler_clusterer::url_policy::UrlPolicy;
-use suti_data::synthweb::{Site, SiteParams, serve};
-use suti_models::image_tower::ImageTower;
 use suti_state::{InProcessState, TokenBucket};
 use url::Url;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_synthweb_crawl_finds_the_planted_subjects_and_the_warc_gives_the_same_clusters() {
-    let assets = suti_data::Assets::open_default().expect("scripts/fetch-assets");
-    let params = SiteParams {
-        subjects: 8,
-        huge_bytes: 16 << 20,
-        slow_duration: Duration::from_secs(30),
-        ..SiteParams::default()
-    };
-    let site = Site::new(assets, params);
-    let served = serve(site.clone(), "127.0.0.1:0").await.unwrap();
+    let (site, served) = serve_synthetic_web(8).await;
     let base = Url::parse(&served.base_url()).unwrap();
-    let limits = FetchLimits {
-        max_bytes: 4 << 20,
-        timeout: Duration::from_secs(3),
-        ..FetchLimits::default()
-    };
-    let fetcher =
-        Fetcher::new(UrlPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]), limits).unwrap();
+    let fetcher = loopback_fetcher();
     let politeness = Politeness::new(
         Arc::new(InProcessState::new()),
         fetcher.clone(),
@@ -54,10 +37,7 @@ async fn a_synthweb_crawl_finds_the_planted_subjects_and_the_warc_gives_the_same
         &settings,
     )
     .await;
-    let bytes =
-        std::fs::read(suti_data::Assets::default_dir().join("efficientnet/efficientnet-lite0.pth"))
-            .unwrap();
-    let tower = ImageTower::from_pth_bytes(&bytes, &Device::Cpu).unwrap();
+    let tower = image_tower();
     let (clusters, rejected) = cluster_pages(&pages, &tower, &settings).unwrap();
     println!("stats {stats:?}\nrejected {rejected:?}");
 

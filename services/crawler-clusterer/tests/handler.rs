@@ -2,37 +2,25 @@
 //! one `cluster.mined.v1` per planted subject out, with every artifact it names in storage; a
 //! redelivered request changes nothing.
 
+mod common;
+mod crawl_stage;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use candle_core::Device;
-use crawler_clusterer::engine::MineSettings;
-use crawler_clusterer::fetch::{FetchLimits, Fetcher};
-use crawler_clusterer::handler::CrawlHandler;
-use crawler_clusterer::politeness::Politeness;
-use crawler_clusterer::url_policy::UrlPolicy;
+use common::{image_tower, loopback_fetcher, serve_synthetic_web};
+use crawl_stage::{crawl_handler, crawl_settings, exported, planted_nouns};
 use prometheus::Registry;
-use suti_data::synthweb::{Site, SiteParams, serve};
 use suti_messages::{ClusterManifest, ClusterMinedV1, CrawlLimits, CrawlRequestV1};
 use suti_queue::{Broker, Envelope, InProcessBroker, Topology};
-use suti_stage::{StageBackends, StageMetrics, StageSettings, run_stage};
+use suti_stage::{StageBackends, StageMetrics, run_stage};
 use suti_state::{InProcessState, SharedState, TokenBucket};
 use suti_storage::{LocalStore, ObjectKey, SharedStore};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crawl_request_becomes_one_cluster_message_per_planted_subject() {
-    let assets = suti_data::Assets::open_default().expect("scripts/fetch-assets");
-    let site = Site::new(
-        assets,
-        SiteParams {
-            subjects: 5,
-            slow_duration: Duration::from_secs(30),
-            huge_bytes: 16 << 20,
-            ..SiteParams::default()
-        },
-    );
-    let served = serve(site.clone(), "127.0.0.1:0").await.unwrap();
+    let (site, served) = serve_synthetic_web(5).await;
 
     let broker = InProcessBroker::new();
     let topology = Topology::pipeline("t", 3);
@@ -40,47 +28,20 @@ async fn a_crawl_request_becomes_one_cluster_message_per_planted_subject() {
     let dir = tempfile::tempdir().unwrap();
     let storage: SharedStore = Arc::new(LocalStore::open(dir.path()).await.unwrap());
     let state: SharedState = Arc::new(InProcessState::new());
-    let limits = FetchLimits {
-        max_bytes: 4 << 20,
-        timeout: Duration::from_secs(3),
-        ..FetchLimits::default()
-    };
-    let fetcher =
-        Fetcher::new(UrlPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]), limits).unwrap();
     let registry = Registry::new();
-    let tower_bytes =
-        std::fs::read(suti_data::Assets::default_dir().join("efficientnet/efficientnet-lite0.pth"))
-            .unwrap();
-    let handler = CrawlHandler {
-        politeness: Arc::new(Politeness::new(
-            state.clone(),
-            fetcher.clone(),
-            TokenBucket {
-                capacity: 50.0,
-                refill_per_second: 500.0,
-            },
-        )),
-        fetcher,
-        tower: Arc::new(
-            suti_models::image_tower::ImageTower::from_pth_bytes(&tower_bytes, &Device::Cpu)
-                .unwrap(),
-        ),
-        settings: MineSettings::default(),
-        max_warc_record: 64 << 20,
-        metrics: Some(crawler_clusterer::metrics::CrawlerMetrics::register(&registry).unwrap()),
-    };
+    let handler = crawl_handler(
+        state.clone(),
+        loopback_fetcher(),
+        TokenBucket {
+            capacity: 50.0,
+            refill_per_second: 500.0,
+        },
+        Arc::new(image_tower()),
+        crawler_clusterer::metrics::CrawlerMetrics::register(&registry).unwrap(),
+    );
     let metrics = StageMetrics::register(&registry, "crawler_clusterer").unwrap();
     let shutdown = CancellationToken::new();
-    let settings = StageSettings {
-        service: "crawler_clusterer".into(),
-        queue: topology.queue_name("crawl.requests"),
-        prefetch: 1,
-        concurrency: 1,
-        handler_timeout: Duration::from_secs(600),
-        idempotency_ttl: Duration::from_secs(3600),
-        shutdown_grace: Duration::from_secs(10),
-        outage_patience: Duration::from_secs(30),
-    };
+    let settings = crawl_settings("crawler_clusterer", &topology);
     let backends = StageBackends {
         broker: Arc::new(broker.clone()),
         storage: storage.clone(),
@@ -179,14 +140,7 @@ async fn a_crawl_request_becomes_one_cluster_message_per_planted_subject() {
         delivery.ack().await.unwrap();
     }
     // The crawl's counts, as the admin port exports them.
-    let mut text = Vec::new();
-    prometheus::Encoder::encode(
-        &prometheus::TextEncoder::new(),
-        &registry.gather(),
-        &mut text,
-    )
-    .unwrap();
-    let text = String::from_utf8(text).unwrap();
+    let text = exported(&registry);
     // Two crawls of the site: the first and its redelivery.
     for line in [
         "suti_crawler_clusterer_clusters_total 10",
@@ -196,13 +150,7 @@ async fn a_crawl_request_becomes_one_cluster_message_per_planted_subject() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     nouns.sort();
-    let mut expected: Vec<String> = site
-        .pages()
-        .iter()
-        .map(|p| p.subject.class.noun.clone())
-        .collect();
-    expected.sort();
-    assert_eq!(nouns, expected);
+    assert_eq!(nouns, planted_nouns(&site));
     shutdown.cancel();
     stage.await.unwrap().unwrap();
 }

@@ -3,21 +3,19 @@
 //! cluster, no URL is fetched twice (the frontier is shared through Redis), the disallowed area
 //! and a link to a private address are never fetched, and the artifacts are in S3.
 
+mod common;
+mod crawl_stage;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use candle_core::Device;
-use crawler_clusterer::engine::MineSettings;
-use crawler_clusterer::fetch::{FetchLimits, Fetcher};
-use crawler_clusterer::handler::CrawlHandler;
-use crawler_clusterer::politeness::Politeness;
-use crawler_clusterer::url_policy::UrlPolicy;
+use common::{image_tower, loopback_fetcher, serve_synthetic_web};
+use crawl_stage::{crawl_handler, crawl_settings, exported, planted_nouns};
 use prometheus::Registry;
-use suti_data::synthweb::{Site, SiteParams, serve};
 use suti_messages::{ClusterMinedV1, CrawlLimits, CrawlRequestV1};
 use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, Topology};
-use suti_stage::{StageBackends, StageMetrics, StageSettings, run_stage};
+use suti_stage::{StageBackends, StageMetrics, run_stage};
 use suti_state::{RedisState, SharedState, TokenBucket};
 use suti_storage::{ObjectKey, SharedStore};
 use suti_testkit::{S3Server, TopologyGuard, amqp_url, redis_url, unique, wait_until};
@@ -26,28 +24,13 @@ use tokio_util::sync::CancellationToken;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_two_crawler_replicas_share_the_frontier_over_real_backends() {
     suti_testkit::init_tracing();
-    let assets = suti_data::Assets::open_default().expect("scripts/fetch-assets");
-    let site = Site::new(
-        assets,
-        SiteParams {
-            subjects: 6,
-            slow_duration: Duration::from_secs(30),
-            huge_bytes: 16 << 20,
-            ..SiteParams::default()
-        },
-    );
-    let served = serve(site.clone(), "127.0.0.1:0").await.unwrap();
+    let (site, served) = serve_synthetic_web(6).await;
     let namespace = unique("t");
     let topology = Topology::pipeline(&namespace, 3);
     let _cleanup = TopologyGuard::new(&topology);
     let s3 = S3Server::start().await.unwrap();
     let storage: SharedStore = Arc::new(s3.store().await.unwrap());
-    let tower_bytes =
-        std::fs::read(suti_data::Assets::default_dir().join("efficientnet/efficientnet-lite0.pth"))
-            .unwrap();
-    let tower = Arc::new(
-        suti_models::image_tower::ImageTower::from_pth_bytes(&tower_bytes, &Device::Cpu).unwrap(),
-    );
+    let tower = Arc::new(image_tower());
 
     let crawl_registry = Registry::new();
     let crawler_metrics =
@@ -67,40 +50,19 @@ async fn amqp_two_crawler_replicas_share_the_frontier_over_real_backends() {
                 .await
                 .unwrap(),
         );
-        let limits = FetchLimits {
-            max_bytes: 4 << 20,
-            timeout: Duration::from_secs(3),
-            ..FetchLimits::default()
-        };
-        let fetcher =
-            Fetcher::new(UrlPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]), limits).unwrap();
-        let handler = CrawlHandler {
-            politeness: Arc::new(Politeness::new(
-                state.clone(),
-                fetcher.clone(),
-                TokenBucket {
-                    capacity: 5.0,
-                    refill_per_second: 25.0,
-                },
-            )),
-            fetcher,
-            tower: tower.clone(),
-            settings: MineSettings::default(),
-            max_warc_record: 64 << 20,
-            metrics: Some(crawler_metrics.clone()),
-        };
+        let handler = crawl_handler(
+            state.clone(),
+            loopback_fetcher(),
+            TokenBucket {
+                capacity: 5.0,
+                refill_per_second: 25.0,
+            },
+            tower.clone(),
+            crawler_metrics.clone(),
+        );
         let m = StageMetrics::register(&Registry::new(), "crawler_clusterer").unwrap();
         metrics.push(m.clone());
-        let settings = StageSettings {
-            service: format!("crawler_clusterer_{replica}"),
-            queue: topology.queue_name("crawl.requests"),
-            prefetch: 1,
-            concurrency: 1,
-            handler_timeout: Duration::from_secs(600),
-            idempotency_ttl: Duration::from_secs(3600),
-            shutdown_grace: Duration::from_secs(10),
-            outage_patience: Duration::from_secs(30),
-        };
+        let settings = crawl_settings(&format!("crawler_clusterer_{replica}"), &topology);
         let backends = StageBackends {
             broker,
             storage: storage.clone(),
@@ -164,14 +126,7 @@ async fn amqp_two_crawler_replicas_share_the_frontier_over_real_backends() {
     let peak = served.peak_requests(Duration::from_secs(1));
     assert!(peak <= 5 + 25 + 3, "{peak} requests within one second");
     // The private link among the seeds was refused, not fetched.
-    let mut text = Vec::new();
-    prometheus::Encoder::encode(
-        &prometheus::TextEncoder::new(),
-        &crawl_registry.gather(),
-        &mut text,
-    )
-    .unwrap();
-    let text = String::from_utf8(text).unwrap();
+    let text = exported(&crawl_registry);
     assert!(
         text.contains("suti_crawler_clusterer_skips_total{reason=\"private_address\"} 1"),
         "{text}"
@@ -242,13 +197,7 @@ async fn amqp_two_crawler_replicas_share_the_frontier_over_real_backends() {
         "no extra clusters"
     );
     nouns.sort();
-    let mut expected: Vec<String> = site
-        .pages()
-        .iter()
-        .map(|p| p.subject.class.noun.clone())
-        .collect();
-    expected.sort();
-    assert_eq!(nouns, expected);
+    assert_eq!(nouns, planted_nouns(&site));
 
     shutdown.cancel();
     for worker in workers {

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use suti_messages::{ClusterMinedV1, CrawlLimits, CrawlRequestV1};
-use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, Topology};
+use suti_queue::{Broker, Envelope};
 use suti_runtime::{ConfigSources, SutiConfig};
-use suti_testkit::{TopologyGuard, amqp_url, redis_url, unique, wait_until};
+use suti_testkit::{declare_pipeline, env_vars, loopback_backends_env, unique, wait_until};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,32 +23,27 @@ async fn amqp_the_service_runs_from_configuration_and_mines_clusters() {
         .unwrap();
     let namespace = unique("t");
     let dir = tempfile::tempdir().unwrap();
+    let mut env = loopback_backends_env(&namespace);
+    env.extend(env_vars([
+        ("SUTI__STORAGE__BACKEND", "local"),
+        ("SUTI__ADMIN__LISTEN", "127.0.0.1:0"),
+        ("SUTI__CRAWLER__ALLOW_PRIVATE", "127.0.0.0/8"),
+        ("SUTI__CRAWLER__TIMEOUT_SECS", "3"),
+    ]));
     let mut config = SutiConfig::load(&ConfigSources {
         file: None,
-        env: Some(vec![
-            ("SUTI__QUEUE__URL".into(), amqp_url()),
-            ("SUTI__QUEUE__NAMESPACE".into(), namespace.clone()),
-            ("SUTI__STATE__URL".into(), redis_url()),
-            ("SUTI__STATE__NAMESPACE".into(), namespace.clone()),
-            ("SUTI__STORAGE__BACKEND".into(), "local".into()),
-            ("SUTI__ADMIN__LISTEN".into(), "127.0.0.1:0".into()),
-            ("SUTI__CRAWLER__ALLOW_PRIVATE".into(), "127.0.0.0/8".into()),
-            ("SUTI__CRAWLER__TIMEOUT_SECS".into(), "3".into()),
-        ]),
+        env: Some(env),
     })
     .unwrap();
     config.storage.local_root = dir.path().to_path_buf();
     // Logs go to the test's output, shown when it fails.
     suti_runtime::init_logging(&config.telemetry);
-    let topology = Topology::pipeline(&namespace, config.queue.delivery_limit);
-    let _cleanup = TopologyGuard::new(&topology);
     let shutdown = CancellationToken::new();
 
     // Declaring is idempotent: the test declares too, so it can publish before the service is up.
-    let broker = AmqpBroker::connect(AmqpOptions::new(amqp_url()))
+    let (broker, topology, _cleanup) = declare_pipeline(&namespace, config.queue.delivery_limit)
         .await
         .unwrap();
-    broker.declare(&topology).await.unwrap();
     let service = tokio::spawn(crawler_clusterer::service::run(config, shutdown.clone()));
     let request = CrawlRequestV1 {
         run_id: "r".into(),
