@@ -305,8 +305,8 @@ pub fn report_base(outcome: &BaseJobOutcome) {
             "base model: {pairs} pairs, {steps} steps in {seconds:.0} s; evaluation loss \
              {loss_before:.4} → {loss_after:.4}"
         ),
-        BaseJobOutcome::Stopped { step } => {
-            eprintln!("stopped at step {step}; rerun to resume")
+        BaseJobOutcome::Stopped { step, steps } => {
+            eprintln!("stopped at step {step} of {steps}; rerun to resume")
         }
     }
 }

@@ -79,6 +79,8 @@ pub enum BaseJobOutcome {
     Stopped {
         /// The step the checkpoint holds.
         step: u64,
+        /// Optimiser steps of the whole run.
+        steps: u64,
     },
 }
 
@@ -194,7 +196,10 @@ pub async fn train_base(
         }
         if stopping && !trainer.finished() {
             phase.finish();
-            return Ok(BaseJobOutcome::Stopped { step });
+            return Ok(BaseJobOutcome::Stopped {
+                step,
+                steps: job.steps,
+            });
         }
     }
     phase.finish();
