@@ -14,11 +14,11 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use serde_json::json;
 use suti_data::{Assets, RgbaImage, Split};
+use suti_factory::ScorerModel;
 use suti_factory::apprentice::apprentice_trainer;
-use suti_factory::base::base_model;
-use suti_factory::{BaseModel, ScorerModel};
+use suti_factory::base::{base_model, untrained_base_model};
 use suti_models::scorer::{Scorer, ScorerConfig};
-use suti_models::{Builders, Dit, DitConfig, Params};
+use suti_models::{DitConfig, Params};
 use suti_runtime::config::{ApprenticeDemoAttention, ApprenticeStageConfig};
 
 fn tensors_of(varmap: &VarMap) -> HashMap<String, Tensor> {
@@ -39,12 +39,7 @@ async fn publish_models(data: &Path) {
         max_demos: 0,
         ..DitConfig::test()
     };
-    let varmap = VarMap::new();
-    Dit::new(&config, &Builders::base(Params::train(&varmap, 1, &device))).unwrap();
-    let base = BaseModel {
-        config,
-        tensors: tensors_of(&varmap),
-    };
+    let base = untrained_base_model(&config, 1, &device).unwrap();
     let apprentice = base_model(
         &apprentice_trainer(
             &base,

@@ -5,12 +5,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use candle_core::Device;
-use candle_nn::VarMap;
 use suti_data::RgbaImage;
-use suti_factory::BaseModel;
 use suti_factory::apprentice::apprentice_trainer;
-use suti_factory::base::base_model;
-use suti_models::{Builders, Dit, DitConfig, Params};
+use suti_factory::base::{base_model, untrained_base_model};
+use suti_models::DitConfig;
 use suti_runtime::config::{ApprenticeDemoAttention, ApprenticeStageConfig};
 
 #[test]
@@ -19,20 +17,7 @@ fn generate_writes_images_and_a_contact_sheet_from_a_release_or_a_checkpoint() {
         max_demos: 0,
         ..DitConfig::test()
     };
-    let varmap = VarMap::new();
-    Dit::new(
-        &config,
-        &Builders::base(Params::train(&varmap, 1, &Device::Cpu)),
-    )
-    .unwrap();
-    let tensors = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-        .collect();
-    let base = BaseModel { config, tensors };
+    let base = untrained_base_model(&config, 1, &Device::Cpu).unwrap();
     let trainer = apprentice_trainer(
         &base,
         &ApprenticeStageConfig {
