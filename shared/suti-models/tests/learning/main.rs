@@ -88,20 +88,33 @@ fn briefly_trained_base(cfg: &DitConfig, seed: u64) -> HashMap<String, Tensor> {
         .collect()
 }
 
+/// The adapters' shape in these tests.
+fn rank_four() -> LoraConfig {
+    LoraConfig {
+        rank: 4,
+        alpha: 4.0,
+    }
+}
+
+/// A model of `cfg` over the frozen `base` with `adapter` (weights given, or trainable ones).
+fn with_adapter(cfg: &DitConfig, base: Params, adapter: Params) -> Dit {
+    let builders = Builders {
+        base,
+        lora: Some((adapter, rank_four())),
+    };
+    Dit::new(cfg, &builders).unwrap()
+}
+
+/// A model of `cfg` over the frozen `base` with a fresh, trainable adapter initialised from
+/// `seed`.
 fn lora_model(cfg: &DitConfig, base: &HashMap<String, Tensor>, seed: u64) -> (VarMap, Dit) {
     let dev = Device::Cpu;
     let lora_map = VarMap::new();
-    let builders = Builders {
-        base: Params::frozen(base.clone(), &dev),
-        lora: Some((
-            Params::train(&lora_map, seed, &dev),
-            LoraConfig {
-                rank: 4,
-                alpha: 4.0,
-            },
-        )),
-    };
-    let model = Dit::new(cfg, &builders).unwrap();
+    let model = with_adapter(
+        cfg,
+        Params::frozen(base.clone(), &dev),
+        Params::train(&lora_map, seed, &dev),
+    );
     (lora_map, model)
 }
 
@@ -167,20 +180,11 @@ fn adapters_save_load_and_merge_faithfully() {
         "the adapter is small ({} bytes)",
         adapter.len()
     );
-    let reloaded = Dit::new(
+    let reloaded = with_adapter(
         &cfg,
-        &Builders {
-            base: Params::frozen(base.clone(), &dev),
-            lora: Some((
-                Params::frozen_bytes(&adapter, &dev).unwrap(),
-                LoraConfig {
-                    rank: 4,
-                    alpha: 4.0,
-                },
-            )),
-        },
-    )
-    .unwrap();
+        Params::frozen(base.clone(), &dev),
+        Params::frozen_bytes(&adapter, &dev).unwrap(),
+    );
     let again = reloaded.forward(&x, &t, &text, None).unwrap();
     assert_eq!(flat(&adapted), flat(&again));
 
@@ -191,20 +195,11 @@ fn adapters_save_load_and_merge_faithfully() {
         suti_models::train::safetensors_bytes(&base).unwrap(),
     )
     .unwrap();
-    let mapped = Dit::new(
+    let mapped = with_adapter(
         &cfg,
-        &Builders {
-            base: Params::frozen_mmap(base_file.path(), &dev).unwrap(),
-            lora: Some((
-                Params::frozen_bytes(&adapter, &dev).unwrap(),
-                LoraConfig {
-                    rank: 4,
-                    alpha: 4.0,
-                },
-            )),
-        },
-    )
-    .unwrap();
+        Params::frozen_mmap(base_file.path(), &dev).unwrap(),
+        Params::frozen_bytes(&adapter, &dev).unwrap(),
+    );
     assert_eq!(
         flat(&mapped.forward(&x, &t, &text, None).unwrap()),
         flat(&adapted)
