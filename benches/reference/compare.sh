@@ -1,12 +1,52 @@
 #!/usr/bin/env bash
-# candle vs PyTorch on this machine, in one run: `suti bench train/sample` at the small preset and
-# the PyTorch twin (benches/reference/dit_twin.py), both on the same number of threads.
+# candle vs PyTorch on this machine, in one run, on the same threads: `suti bench train`,
+# `suti bench sample` and `suti bench tower` against the PyTorch twins (dit_twin.py at each preset,
+# tower_twin.py), then one table of ratios (candle / PyTorch; above 1 means suti is faster).
+# THREADS (default 2) sets both sides' threads; PRESETS (default tiny,small) the denoiser presets.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 threads="${THREADS:-2}"
+presets="${PRESETS:-tiny,small}"
 venv="${SUTI_REFERENCE_VENV:-$HOME/.cache/suti/reference-venv}"
-cargo build --release -p suti --locked -q
+[ -x "$venv/bin/python" ] || { echo "no reference venv: run benches/reference/setup.sh" >&2; exit 1; }
+cargo build --release -p suti --locked -q ${SUTI_FEATURES:+--features "$SUTI_FEATURES"}
 suti="${CARGO_TARGET_DIR:-target}/release/suti"
-RAYON_NUM_THREADS="$threads" "$suti" bench train --presets small --batch 32 --steps 5
-RAYON_NUM_THREADS="$threads" "$suti" bench sample --presets small --images 4 --steps 25
-"$venv/bin/python" benches/reference/dit_twin.py --threads "$threads"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+export RAYON_NUM_THREADS="$threads"
+"$suti" bench train --presets "$presets" --batch 32 --steps 5 --json > "$out/train.json"
+"$suti" bench sample --presets "$presets" --images 4 --steps 25 --json > "$out/sample.json"
+"$suti" bench tower --batch 16 --batches 4 --no-composed --json > "$out/tower.json"
+for preset in ${presets//,/ }; do
+  "$venv/bin/python" benches/reference/dit_twin.py --threads "$threads" --preset "$preset" \
+    --batch 32 --steps 5 --sample-images 4 --sample-steps 25 --json > "$out/twin-$preset.json"
+done
+"$venv/bin/python" benches/reference/tower_twin.py --threads "$threads" --batch 16 --batches 4 \
+  --json > "$out/tower-twin.json"
+"$venv/bin/python" - "$out" "$presets" <<'EOF'
+import json, sys
+out, presets = sys.argv[1], sys.argv[2].split(",")
+load = lambda name: json.load(open(f"{out}/{name}.json"))
+train, sample, tower = load("train"), load("sample"), load("tower")
+machine = train["machine"]
+print(f"machine: {machine['cpu']}")
+print(f"vector features: {' '.join(machine['vector_features'])}; matmul: {machine['matmul_backend']}; "
+      f"threads: {machine['threads']}")
+print(f"{'measure':<34} {'suti (candle)':>14} {'PyTorch':>12} {'ratio':>7}")
+rows = []
+for preset in presets:
+    twin = load(f"twin-{preset}")
+    t = next(r for r in train["results"] if r["preset"] == preset)
+    s = next(r for r in sample["results"] if r["preset"] == preset)
+    rows.append((f"train {preset} (img/s, batch 32)", t["images_per_second"],
+                 twin["train_images_per_second"], t["images_per_second"] / twin["train_images_per_second"]))
+    # Sampling: lower is better, so the ratio is PyTorch's time over candle's.
+    rows.append((f"sample {preset} (ms, 4 img x 25 steps)", s["text_only_ms"], twin["sample_ms"],
+                 twin["sample_ms"] / s["text_only_ms"]))
+twin = load("tower-twin")
+fast = next(r for r in tower["results"] if r.get("path") == "channels_last_kernels")
+rows.append(("image tower (img/s, batch 16, 224)", fast["images_per_second"],
+             twin["images_per_second"], fast["images_per_second"] / twin["images_per_second"]))
+for name, ours, theirs, ratio in rows:
+    print(f"{name:<34} {ours:>14.1f} {theirs:>12.1f} {ratio:>6.2f}x")
+EOF

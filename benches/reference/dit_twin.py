@@ -1,9 +1,11 @@
-"""A PyTorch twin of suti's `small` DiT denoiser (same layers, widths and token counts: 32x32,
-patch 4, width 256, depth 6, 4 heads, 12 text tokens, adaLN-Zero, v-prediction, AdamW), timed on
-the same machine as `suti bench train` / `suti bench sample` to give the candle/PyTorch ratio.
+"""A PyTorch twin of suti's DiT denoiser at the `tiny` or `small` preset (same layers, widths and
+token counts: 32x32, patch 4, width 128 / 256, depth 4 / 6, 4 heads, 12 text tokens, adaLN-Zero,
+v-prediction, AdamW), timed on the same machine as `suti bench train` / `suti bench sample` to give
+the candle/PyTorch ratio. `--json` prints one JSON object for benches/reference/compare.sh.
 Reference only: not part of the product."""
 
 import argparse
+import json
 import math
 import time
 
@@ -12,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 IMAGE, PATCH, WIDTH, DEPTH, HEADS, TEXT_DIM, TEXT_TOKENS = 32, 4, 256, 6, 4, 384, 12
+# (width, depth) of each preset; the rest is shared.
+PRESETS = {"tiny": (128, 4), "small": (256, 6)}
 GRID = IMAGE // PATCH
 TOKENS = GRID * GRID
 
@@ -104,11 +108,15 @@ def alpha_sigma(t):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    parser.add_argument("--json", action="store_true")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--sample-images", type=int, default=4)
     parser.add_argument("--sample-steps", type=int, default=25)
     args = parser.parse_args()
+    global WIDTH, DEPTH
+    WIDTH, DEPTH = PRESETS[args.preset]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = Dit()
@@ -130,8 +138,10 @@ def main():
         opt.step()
         if step > 0:
             total += time.perf_counter() - start
-    print(f"pytorch {torch.__version__} small twin ({params / 1e6:.1f}M params), batch {b}, {args.threads} threads: "
-          f"{b * args.steps / total:.2f} img/s, {1000 * total / args.steps:.1f} ms/step")
+    train_rate = b * args.steps / total
+    if not args.json:
+        print(f"pytorch {torch.__version__} {args.preset} twin ({params / 1e6:.1f}M params), batch {b}, "
+              f"{args.threads} threads: {train_rate:.2f} img/s, {1000 * total / args.steps:.1f} ms/step")
     n = args.sample_images
     with torch.no_grad():
         tokens, mask, pooled = torch.randn(2 * n, TEXT_TOKENS, TEXT_DIM), torch.ones(2 * n, TEXT_TOKENS), torch.randn(2 * n, TEXT_DIM) * 0.05
@@ -140,8 +150,14 @@ def main():
         for i in range(args.sample_steps):
             model(x, torch.full((2 * n,), 0.5), tokens, mask, pooled)
         elapsed = time.perf_counter() - start
-    print(f"pytorch small twin sampling: {1000 * elapsed:.0f} ms per request of {n} images "
-          f"({args.sample_steps} steps, both guidance branches batched)")
+    if args.json:
+        print(json.dumps({"torch": torch.__version__, "preset": args.preset, "threads": args.threads,
+                          "train_images_per_second": train_rate, "batch": b,
+                          "sample_ms": 1000 * elapsed, "sample_images": n,
+                          "sample_steps": args.sample_steps}))
+    else:
+        print(f"pytorch {args.preset} twin sampling: {1000 * elapsed:.0f} ms per request of {n} images "
+              f"({args.sample_steps} steps, both guidance branches batched)")
 
 
 if __name__ == "__main__":

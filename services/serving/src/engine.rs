@@ -7,26 +7,55 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use suti_data::RgbaImage;
-pub use suti_factory::render::{Demonstration, Generation, LoadedModel, render_batch};
+pub use suti_factory::render::{
+    DemoEncodingCache, Demonstration, Generation, LoadedModel, render_batch, render_batch_cached,
+};
 use suti_models::text::TextEncoder;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use crate::metrics::ServingMetrics;
+
 /// The release requests are served with; replaced whole on hot reload, so a batch that started
-/// with one release finishes with it.
-#[derive(Clone, Default)]
-pub struct ModelSlot(Arc<RwLock<Option<Arc<LoadedModel>>>>);
+/// with one release finishes with it. It owns the cache of encoded demonstrations, which a new
+/// release empties.
+#[derive(Clone)]
+pub struct ModelSlot {
+    model: Arc<RwLock<Option<Arc<LoadedModel>>>>,
+    demo_cache: Arc<DemoEncodingCache>,
+}
+
+impl Default for ModelSlot {
+    /// An empty slot without a demonstration cache.
+    fn default() -> Self {
+        Self::with_demo_cache(0)
+    }
+}
 
 impl ModelSlot {
-    /// The current release, if one is loaded.
-    pub fn current(&self) -> Option<Arc<LoadedModel>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// An empty slot whose demonstration cache holds up to `bytes` (0: no cache).
+    pub fn with_demo_cache(bytes: usize) -> Self {
+        Self {
+            model: Arc::default(),
+            demo_cache: Arc::new(DemoEncodingCache::new(bytes)),
+        }
     }
 
-    /// Swaps in `model`.
+    /// The current release, if one is loaded.
+    pub fn current(&self) -> Option<Arc<LoadedModel>> {
+        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in `model` and empties the demonstration cache: encodings are the old release's.
     pub fn replace(&self, model: LoadedModel) {
         info!(version = %model.version, "serving release swapped in");
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(model));
+        *self.model.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(model));
+        self.demo_cache.clear();
+    }
+
+    /// The cache of encoded demonstrations.
+    pub fn demo_cache(&self) -> &DemoEncodingCache {
+        &self.demo_cache
     }
 }
 
@@ -80,12 +109,17 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the batcher on its own thread.
-    pub fn start(slot: ModelSlot, text: Arc<TextEncoder>, limits: BatchLimits) -> Self {
+    pub fn start(
+        slot: ModelSlot,
+        text: Arc<TextEncoder>,
+        limits: BatchLimits,
+        metrics: ServingMetrics,
+    ) -> Self {
         let (jobs, receiver) = mpsc::channel(limits.max_queued.max(1));
         let batch_slot = slot.clone();
         std::thread::Builder::new()
             .name("suti-batcher".into())
-            .spawn(move || batcher(receiver, batch_slot, text, limits))
+            .spawn(move || batcher(receiver, batch_slot, text, limits, metrics))
             .expect("spawning the batcher thread");
         Self { jobs, slot }
     }
@@ -116,6 +150,7 @@ fn batcher(
     slot: ModelSlot,
     text: Arc<TextEncoder>,
     limits: BatchLimits,
+    metrics: ServingMetrics,
 ) {
     let mut pending: VecDeque<Job> = VecDeque::new();
     loop {
@@ -176,7 +211,10 @@ fn batcher(
         };
         let requests: Vec<&Generation> = batch.iter().map(|j| &j.request).collect();
         let started = Instant::now();
-        match render_batch(&model, &text, &requests) {
+        let cache = Some(slot.demo_cache()).filter(|c| c.capacity_bytes() > 0);
+        let rendered = render_batch_cached(&model, &text, &requests, cache);
+        metrics.observe_demo_cache(slot.demo_cache(), rendered.as_ref().ok());
+        match rendered.map(|r| r.images) {
             Ok(mut per_request) => {
                 let n = batch.len();
                 tracing::debug!(

@@ -119,8 +119,8 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         )
         .with_health(host.health.clone()),
     );
-    let slot = ModelSlot::default();
-    let engine = Engine::start(slot.clone(), Arc::new(text), batching);
+    let slot = ModelSlot::with_demo_cache(serving.demo_cache_bytes);
+    let engine = Engine::start(slot.clone(), Arc::new(text), batching, metrics.clone());
 
     // Releases arrive on the fan-out; LATEST is polled too, for the one published while this
     // replica was down.

@@ -90,6 +90,7 @@ async fn serve(keys: Option<ApiKeys>, wait: Duration, loaded: bool) -> Server {
             wait,
             max_queued: 16,
         },
+        ServingMetrics::unregistered(),
     );
     let state = ApiState {
         engine,

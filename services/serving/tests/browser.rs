@@ -32,6 +32,7 @@ async fn the_web_page_renders_a_subject_in_a_real_browser() {
             wait: Duration::from_millis(5),
             max_queued: 8,
         },
+        ServingMetrics::unregistered(),
     );
     let state = ApiState {
         engine,

@@ -6,10 +6,13 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use clap::Args;
+use serde_json::json;
 use suti_models::diffusion::{Conditioning, SamplerConfig, SamplerKind, sample, v_loss};
 use suti_models::train::{AdamW, AdamWConfig};
 use suti_models::{Builders, Demos, Dit, DitConfig, ModelPreset, Params, TextCond};
 use suti_rng::SplitMix64;
+
+use crate::bench_report::BenchReport;
 
 /// Options of `suti bench train`.
 #[derive(Debug, Args)]
@@ -26,6 +29,9 @@ pub struct TrainBenchArgs {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Options of `suti bench sample`.
@@ -43,6 +49,9 @@ pub struct SampleBenchArgs {
     /// Demonstrations for the apprentice rows.
     #[arg(long, default_value_t = 3)]
     demos: usize,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 const TEXT_TOKENS: usize = 12;
@@ -82,11 +91,15 @@ fn demos(
 /// Measures training steps per preset and prints images per second.
 pub fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
     let dev = bench_device()?;
-    println!(
-        "suti bench train: f32 on {}, {} threads, {} demos, AdamW, random data",
-        device_name(&dev),
-        rayon_threads(),
-        args.demos
+    let mut report = BenchReport::start(
+        "train",
+        args.json,
+        format!(
+            "suti bench train: f32 on {}, {} threads, {} demos, AdamW, random data",
+            device_name(&dev),
+            rayon_threads(),
+            args.demos
+        ),
     );
     for &name in &args.presets {
         let mut cfg = DitConfig::of(name);
@@ -135,31 +148,48 @@ pub fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
         }
         let total = forward_s + backward_s + optim_s;
         let steps = args.steps.max(1) as f64;
-        println!(
-            "  {name:<5} {s}×{s} patch {} width {} depth {} ({:.1}M params), batch {batch}: {:>6.2} img/s, {:>7.1} ms/step (forward {:.0}, backward {:.0}, optimiser {:.0})",
-            cfg.patch,
-            cfg.width,
-            cfg.depth,
-            params as f64 / 1e6,
-            batch as f64 * steps / total,
-            1000.0 * total / steps,
-            1000.0 * forward_s / steps,
-            1000.0 * backward_s / steps,
-            1000.0 * optim_s / steps,
+        let images_per_second = batch as f64 * steps / total;
+        let ms = |seconds: f64| 1000.0 * seconds / steps;
+        report.result(
+            format!(
+                "{name:<5} {s}×{s} patch {} width {} depth {} ({:.1}M params), batch {batch}: {images_per_second:>6.2} img/s, {:>7.1} ms/step (forward {:.0}, backward {:.0}, optimiser {:.0})",
+                cfg.patch,
+                cfg.width,
+                cfg.depth,
+                params as f64 / 1e6,
+                ms(total),
+                ms(forward_s),
+                ms(backward_s),
+                ms(optim_s),
+            ),
+            json!({
+                "preset": name.to_string(),
+                "batch": batch,
+                "params": params,
+                "images_per_second": images_per_second,
+                "ms_per_step": ms(total),
+                "forward_ms": ms(forward_s),
+                "backward_ms": ms(backward_s),
+                "optimiser_ms": ms(optim_s),
+            }),
         );
     }
-    Ok(())
+    report.finish()
 }
 
 /// Measures sampling per preset: text only, and the apprentice with cached and uncached demos.
 pub fn sample_bench(args: SampleBenchArgs) -> anyhow::Result<()> {
     let dev = bench_device()?;
-    println!(
-        "suti bench sample: {} images per request, {} DPM-Solver++ steps, guidance 15 (both branches batched), on {}, {} threads",
-        args.images,
-        args.steps,
-        device_name(&dev),
-        rayon_threads()
+    let mut report = BenchReport::start(
+        "sample",
+        args.json,
+        format!(
+            "suti bench sample: {} images per request, {} DPM-Solver++ steps, guidance 15 (both branches batched), on {}, {} threads",
+            args.images,
+            args.steps,
+            device_name(&dev),
+            rayon_threads()
+        ),
     );
     for &name in &args.presets {
         let cfg = DitConfig::of(name);
@@ -222,18 +252,28 @@ pub fn sample_bench(args: SampleBenchArgs) -> anyhow::Result<()> {
         }
         let uncached_step = t0.elapsed().as_secs_f64() / reps as f64;
         let uncached = uncached_step * args.steps as f64;
-        println!(
-            "  {name:<5} {0}×{0}: text only {1:>7.0} ms/request ({2:.1} ms/image); apprentice with {3} demos: cached {4:>7.0} ms/request, uncached ≈{5:>7.0} ms/request (cache saves {6:.0}%)",
-            cfg.image_size,
-            1000.0 * text_only,
-            1000.0 * text_only / b as f64,
-            args.demos,
-            1000.0 * cached,
-            1000.0 * uncached,
-            100.0 * (1.0 - cached / uncached),
+        report.result(
+            format!(
+                "{name:<5} {0}×{0}: text only {1:>7.0} ms/request ({2:.1} ms/image); apprentice with {3} demos: cached {4:>7.0} ms/request, uncached ≈{5:>7.0} ms/request (cache saves {6:.0}%)",
+                cfg.image_size,
+                1000.0 * text_only,
+                1000.0 * text_only / b as f64,
+                args.demos,
+                1000.0 * cached,
+                1000.0 * uncached,
+                100.0 * (1.0 - cached / uncached),
+            ),
+            json!({
+                "preset": name.to_string(),
+                "images": b,
+                "steps": args.steps,
+                "text_only_ms": 1000.0 * text_only,
+                "apprentice_cached_ms": 1000.0 * cached,
+                "apprentice_uncached_ms": 1000.0 * uncached,
+            }),
         );
     }
-    Ok(())
+    report.finish()
 }
 
 /// Where the benchmarks run: the configuration's `models.device` (defaults, then the
@@ -261,6 +301,9 @@ pub struct CrawlBenchArgs {
     /// Subject pages on the synthetic web.
     #[arg(long, default_value_t = 40)]
     subjects: usize,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Crawls the synthetic web on loopback (robots, frontier, rate limit, fetch, decode, hashing)
@@ -327,28 +370,51 @@ pub async fn crawl(args: CrawlBenchArgs) -> anyhow::Result<()> {
         .iter()
         .flat_map(|p| p.images.iter().map(|i| i.image.sha256.as_str()))
         .collect();
-    println!(
-        "suti bench crawl: synthetic web of {} subject pages on loopback, {} threads",
-        args.subjects,
-        rayon_threads()
+    let mut report = BenchReport::start(
+        "crawl",
+        args.json,
+        format!(
+            "suti bench crawl: synthetic web of {} subject pages on loopback, {} threads",
+            args.subjects,
+            rayon_threads()
+        ),
     );
-    println!(
-        "  crawl (fetch, robots, frontier, decode, hash): {} pages, {} images in {:.2} s = {:.1} pages/s, {:.1} images/s ({:.1} MiB)",
-        stats.pages,
-        stats.images,
-        crawl_s,
-        stats.pages as f64 / crawl_s,
-        stats.images as f64 / crawl_s,
-        stats.bytes as f64 / (1024.0 * 1024.0)
+    report.result(
+        format!(
+            "crawl (fetch, robots, frontier, decode, hash): {} pages, {} images in {:.2} s = {:.1} pages/s, {:.1} images/s ({:.1} MiB)",
+            stats.pages,
+            stats.images,
+            crawl_s,
+            stats.pages as f64 / crawl_s,
+            stats.images as f64 / crawl_s,
+            stats.bytes as f64 / (1024.0 * 1024.0)
+        ),
+        json!({
+            "part": "crawl",
+            "pages": stats.pages,
+            "images": stats.images,
+            "seconds": crawl_s,
+            "pages_per_second": stats.pages as f64 / crawl_s,
+            "images_per_second": stats.images as f64 / crawl_s,
+        }),
     );
-    println!(
-        "  cluster (image tower on {} distinct images): {} clusters in {:.2} s = {:.1} images/s",
-        distinct.len(),
-        clusters.len(),
-        cluster_s,
-        distinct.len() as f64 / cluster_s
+    report.result(
+        format!(
+            "cluster (image tower on {} distinct images): {} clusters in {:.2} s = {:.1} images/s",
+            distinct.len(),
+            clusters.len(),
+            cluster_s,
+            distinct.len() as f64 / cluster_s
+        ),
+        json!({
+            "part": "cluster",
+            "images": distinct.len(),
+            "clusters": clusters.len(),
+            "seconds": cluster_s,
+            "images_per_second": distinct.len() as f64 / cluster_s,
+        }),
     );
-    Ok(())
+    report.finish()
 }
 
 /// Options of `suti bench factory`.
@@ -375,6 +441,9 @@ pub struct FactoryBenchArgs {
     /// Denoising steps per image.
     #[arg(long, default_value_t = 25)]
     sample_steps: usize,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Times an expert fine-tune and the expert's generation on EmojiWorld renders and prints fine-tune
@@ -453,26 +522,46 @@ pub fn factory(args: FactoryBenchArgs) -> anyhow::Result<()> {
         8,
     )?;
     let generate_s = started.elapsed().as_secs_f64();
-    println!(
-        "suti bench factory: preset {}, {} threads",
-        args.preset,
-        rayon_threads()
+    let mut report = BenchReport::start(
+        "factory",
+        args.json,
+        format!(
+            "suti bench factory: preset {}, {} threads",
+            args.preset,
+            rayon_threads()
+        ),
     );
-    println!(
-        "  expert fine-tune (LoRA rank {}, batch {}): {} steps in {:.2} s = {:.2} steps/s ({:.1} s for the paper's 500 steps)",
-        args.rank,
-        args.batch,
-        args.expert_steps,
-        tune_s,
-        args.expert_steps as f64 / tune_s,
-        500.0 * tune_s / args.expert_steps as f64
+    report.result(
+        format!(
+            "expert fine-tune (LoRA rank {}, batch {}): {} steps in {:.2} s = {:.2} steps/s ({:.1} s for the paper's 500 steps)",
+            args.rank,
+            args.batch,
+            args.expert_steps,
+            tune_s,
+            args.expert_steps as f64 / tune_s,
+            500.0 * tune_s / args.expert_steps as f64
+        ),
+        json!({
+            "part": "expert_finetune",
+            "steps": args.expert_steps,
+            "seconds": tune_s,
+            "steps_per_second": args.expert_steps as f64 / tune_s,
+        }),
     );
-    println!(
-        "  generation ({} steps, guidance 7.5, batches of up to 8): {} images in {:.2} s = {:.2} images/s",
-        args.sample_steps,
-        images.len(),
-        generate_s,
-        images.len() as f64 / generate_s
+    report.result(
+        format!(
+            "generation ({} steps, guidance 7.5, batches of up to 8): {} images in {:.2} s = {:.2} images/s",
+            args.sample_steps,
+            images.len(),
+            generate_s,
+            images.len() as f64 / generate_s
+        ),
+        json!({
+            "part": "generation",
+            "images": images.len(),
+            "seconds": generate_s,
+            "images_per_second": images.len() as f64 / generate_s,
+        }),
     );
-    Ok(())
+    report.finish()
 }

@@ -9,8 +9,10 @@ use clap::{Parser, Subcommand};
 mod all;
 mod bench;
 mod bench_models;
+mod bench_report;
 mod bench_serving;
 mod bench_stage;
+mod bench_tower;
 mod config_cmd;
 mod demo;
 mod eval;
@@ -141,6 +143,9 @@ enum BenchCommand {
     Train(bench_models::TrainBenchArgs),
     /// Sample from the denoiser and the apprentice (cached and uncached demonstrations).
     Sample(bench_models::SampleBenchArgs),
+    /// Run the image tower (EfficientNet-Lite0) on random images; print images/s for the
+    /// channels-last kernels and for candle's own convolutions.
+    Tower(bench_tower::TowerBenchArgs),
     /// Crawl and cluster the synthetic web on loopback; print pages/s and images/s.
     Crawl(bench_models::CrawlBenchArgs),
     /// Fine-tune an expert and generate with it; print fine-tune steps/s and images/s.
@@ -238,6 +243,10 @@ fn main() -> ExitCode {
             BenchCommand::Sample(args) => {
                 suti_models::tune_allocator();
                 report(bench_models::sample_bench(args))
+            }
+            BenchCommand::Tower(args) => {
+                suti_models::tune_allocator();
+                report(bench_tower::tower(args))
             }
             BenchCommand::Crawl(args) => {
                 suti_models::tune_allocator();

@@ -2,14 +2,17 @@
 //! denoised together as one batch. Serving's dynamic batcher, `suti generate` and the evaluation
 //! all render through [`render_batch`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use candle_core::{DType, Tensor};
+use sha2::{Digest, Sha256};
 use suti_data::RgbaImage;
 use suti_models::diffusion::{Conditioning, SamplerConfig, SamplerKind, sample_seeded};
 use suti_models::text::TextEncoder;
-use suti_models::{Demos, Dit, TextCond};
+use suti_models::{DemoCache, Demos, Dit, TextCond};
 
 use crate::BaseModel;
-use crate::apprentice::DemoSet;
 use crate::pixels::{images_from_tensor, to_chw};
 
 /// Caption of a demonstration given without one (by the API, `suti generate`).
@@ -77,17 +80,33 @@ pub fn render_batch(
     text: &TextEncoder,
     requests: &[&Generation],
 ) -> crate::Result<Vec<Vec<RgbaImage>>> {
+    Ok(render_batch_cached(model, text, requests, None)?.images)
+}
+
+/// What [`render_batch_cached`] rendered and how its demonstration cache served it.
+#[derive(Debug, Default)]
+pub struct RenderedBatch {
+    /// Each request's images, in order.
+    pub images: Vec<Vec<RgbaImage>>,
+    /// Requests whose encoded demonstrations came from the cache.
+    pub cache_hits: usize,
+    /// Requests whose demonstrations were encoded (and then cached, if there is a cache).
+    pub cache_misses: usize,
+}
+
+/// [`render_batch`] with a cache of encoded demonstrations: each request's demonstrations are
+/// encoded once (not once per image), or taken from `cache` when the same reference set came
+/// before with the same release.
+pub fn render_batch_cached(
+    model: &LoadedModel,
+    text: &TextEncoder,
+    requests: &[&Generation],
+    cache: Option<&DemoEncodingCache>,
+) -> crate::Result<RenderedBatch> {
     let Some(first) = requests.first() else {
-        return Ok(Vec::new());
+        return Ok(RenderedBatch::default());
     };
     let device = model.dit.device().clone();
-    let size = model.image_size();
-    let plane = 3 * size * size;
-    let dmax = requests
-        .iter()
-        .map(|r| r.demonstrations.len())
-        .max()
-        .unwrap_or(0);
     let rows: Vec<(usize, u64)> = requests
         .iter()
         .enumerate()
@@ -99,48 +118,32 @@ pub fn render_batch(
         .collect();
     let prompt_cond = text.encode(&prompts)?;
     let null = TextCond::null(rows.len(), model.dit.config().text_dim, &device)?;
-    let cache = if dmax == 0 {
-        None
-    } else {
-        // Each request's demonstrations once, then copied into its rows.
-        let encoded: Vec<DemoSet> = requests
-            .iter()
-            .map(|r| {
-                Ok(DemoSet {
-                    images: r
-                        .demonstrations
-                        .iter()
-                        .map(|d| to_chw(&d.image, size))
-                        .collect(),
-                    pooled: r
-                        .demonstrations
-                        .iter()
-                        .map(|d| text.sentence_vector(&d.caption))
-                        .collect::<Result<Vec<_>, _>>()?,
-                    frozen_states: Default::default(),
-                })
-            })
-            .collect::<crate::Result<_>>()?;
-        let text_dim = model.dit.config().text_dim;
-        let mut images = vec![0f32; rows.len() * dmax * plane];
-        let mut pooled = vec![0f32; rows.len() * dmax * text_dim];
-        let mut mask = vec![0f32; rows.len() * dmax];
-        for (row, (i, _)) in rows.iter().enumerate() {
-            let set = &encoded[*i];
-            for (slot, (image, vector)) in set.images.iter().zip(&set.pooled).enumerate() {
-                let at = row * dmax + slot;
-                images[at * plane..(at + 1) * plane].copy_from_slice(image);
-                pooled[at * text_dim..(at + 1) * text_dim].copy_from_slice(vector);
-                mask[at] = 1.0;
-            }
+    let (mut cache_hits, mut cache_misses) = (0, 0);
+    let mut encoded: Vec<Option<Arc<DemoCache>>> = Vec::with_capacity(requests.len());
+    for request in requests {
+        if request.demonstrations.is_empty() {
+            encoded.push(None);
+            continue;
         }
-        let demos = Demos {
-            images: Tensor::from_vec(images, (rows.len(), dmax, 3, size, size), &device)?,
-            pooled: Tensor::from_vec(pooled, (rows.len(), dmax, text_dim), &device)?,
-            mask: Tensor::from_vec(mask, (rows.len(), dmax), &device)?.to_dtype(DType::F32)?,
-        };
-        Some(model.dit.encode_demos(&demos)?)
-    };
+        let key = cache.map(|_| DemoEncodingCache::key(&model.version, request));
+        if let Some(found) = cache.zip(key.as_ref()).and_then(|(c, k)| c.get(k)) {
+            cache_hits += 1;
+            encoded.push(Some(found));
+            continue;
+        }
+        cache_misses += 1;
+        let fresh = Arc::new(encode_demonstrations(model, text, &request.demonstrations)?);
+        if let (Some(cache), Some(key)) = (cache, key) {
+            cache.insert(key, fresh.clone());
+        }
+        encoded.push(Some(fresh));
+    }
+    let parts: Vec<(Option<&DemoCache>, usize)> = encoded
+        .iter()
+        .zip(requests)
+        .map(|(e, r)| (e.as_deref(), r.seeds.len()))
+        .collect();
+    let demos = DemoCache::assemble(&parts)?;
     let sampler = SamplerConfig {
         steps: first.steps,
         guidance: first.guidance,
@@ -153,15 +156,174 @@ pub fn render_batch(
         &model.dit,
         &Conditioning {
             text: &prompt_cond,
-            demos: cache.as_ref(),
+            demos: demos.as_ref(),
             null_text: &null,
         },
         &sampler,
         &seeds,
     )?;
     let mut images = images_from_tensor(&images)?.into_iter();
-    Ok(requests
+    Ok(RenderedBatch {
+        images: requests
+            .iter()
+            .map(|r| images.by_ref().take(r.seeds.len()).collect())
+            .collect(),
+        cache_hits,
+        cache_misses,
+    })
+}
+
+/// One request's demonstrations through the network: every block's keys and values.
+fn encode_demonstrations(
+    model: &LoadedModel,
+    text: &TextEncoder,
+    demonstrations: &[Demonstration],
+) -> crate::Result<DemoCache> {
+    let device = model.dit.device();
+    let size = model.image_size();
+    let d = demonstrations.len();
+    let images: Vec<f32> = demonstrations
         .iter()
-        .map(|r| images.by_ref().take(r.seeds.len()).collect())
-        .collect())
+        .flat_map(|demo| to_chw(&demo.image, size))
+        .collect();
+    let pooled: Vec<f32> = demonstrations
+        .iter()
+        .map(|demo| text.sentence_vector(&demo.caption))
+        .collect::<Result<Vec<_>, _>>()?
+        .concat();
+    let text_dim = model.dit.config().text_dim;
+    let demos = Demos {
+        images: Tensor::from_vec(images, (1, d, 3, size, size), device)?,
+        pooled: Tensor::from_vec(pooled, (1, d, text_dim), device)?,
+        mask: Tensor::ones((1, d), DType::F32, device)?,
+    };
+    Ok(model.dit.encode_demos(&demos)?)
+}
+
+/// Encoded demonstrations kept between requests, keyed by the release and the reference set's
+/// content, bounded in bytes; the least recently used go first. A user iterating on prompts for
+/// one subject sends the same photos again and again: their encoding (the whole block stack) is
+/// then skipped.
+pub struct DemoEncodingCache {
+    capacity_bytes: usize,
+    inner: Mutex<CacheEntries>,
+}
+
+#[derive(Default)]
+struct CacheEntries {
+    entries: HashMap<[u8; 32], CacheEntry>,
+    bytes: usize,
+    clock: u64,
+}
+
+struct CacheEntry {
+    demos: Arc<DemoCache>,
+    bytes: usize,
+    last_used: u64,
+}
+
+impl DemoEncodingCache {
+    /// An empty cache holding at most `capacity_bytes` of keys and values (0: holds nothing).
+    pub fn new(capacity_bytes: usize) -> Self {
+        Self {
+            capacity_bytes,
+            inner: Mutex::default(),
+        }
+    }
+
+    /// The key of a request's reference set under a release: a SHA-256 of the release version
+    /// and every demonstration's size, pixels and caption, in order.
+    pub fn key(version: &str, request: &Generation) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            hash.update((bytes.len() as u64).to_le_bytes());
+            hash.update(bytes);
+        };
+        field(version.as_bytes());
+        for demo in &request.demonstrations {
+            field(&demo.image.width.to_le_bytes());
+            field(&demo.image.height.to_le_bytes());
+            field(&demo.image.pixels);
+            field(demo.caption.as_bytes());
+        }
+        hash.finalize().into()
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, CacheEntries> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cached encoding under `key`, marked as just used.
+    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<DemoCache>> {
+        let mut inner = self.entries();
+        inner.clock += 1;
+        let now = inner.clock;
+        let entry = inner.entries.get_mut(key)?;
+        entry.last_used = now;
+        Some(entry.demos.clone())
+    }
+
+    /// Keeps `demos` under `key`, dropping the least recently used entries until it fits; an
+    /// encoding larger than the whole capacity is not kept.
+    pub fn insert(&self, key: [u8; 32], demos: Arc<DemoCache>) {
+        let bytes = demos.byte_size();
+        if bytes > self.capacity_bytes {
+            return;
+        }
+        let mut inner = self.entries();
+        inner.clock += 1;
+        let now = inner.clock;
+        if let Some(old) = inner.entries.remove(&key) {
+            inner.bytes -= old.bytes;
+        }
+        while inner.bytes + bytes > self.capacity_bytes {
+            let Some(oldest) = inner
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            if let Some(gone) = inner.entries.remove(&oldest) {
+                inner.bytes -= gone.bytes;
+            }
+        }
+        inner.bytes += bytes;
+        inner.entries.insert(
+            key,
+            CacheEntry {
+                demos,
+                bytes,
+                last_used: now,
+            },
+        );
+    }
+
+    /// Drops every entry (a new release makes them useless).
+    pub fn clear(&self) {
+        let mut inner = self.entries();
+        inner.entries.clear();
+        inner.bytes = 0;
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.entries().bytes
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        self.entries().entries.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most bytes it holds.
+    pub fn capacity_bytes(&self) -> usize {
+        self.capacity_bytes
+    }
 }

@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use suti_rng::SplitMix64;
 
-use crate::dit::{DemoCache, Dit, TextCond};
+use crate::dit::{DemoCache, Dit, EncodedText, TextCond};
 
 /// Offset of the cosine schedule (keeps ᾱ from being exactly 1 at t = 0).
 const COSINE_OFFSET: f64 = 0.008;
@@ -239,6 +239,11 @@ fn sample_from(
         .map(|i| T_MAX * (1.0 - i as f32 / steps as f32))
         .collect();
     let branches = GuidanceBranches::new(cond, config)?;
+    // The text's keys and values are the same at every step: encoded once.
+    let text = match &branches {
+        Some(branches) => model.encode_text(&branches.text)?,
+        None => model.encode_text(cond.text)?,
+    };
     let mut previous_x0: Option<Tensor> = None;
     let mut previous_h: Option<f32> = None;
     for i in 0..steps {
@@ -254,7 +259,7 @@ fn sample_from(
             &x,
             t,
             (a, s),
-            cond,
+            (&text, cond.demos),
             branches.as_ref(),
             config,
             &device,
@@ -342,14 +347,15 @@ impl GuidanceBranches {
     }
 }
 
-/// The guided, thresholded x̂₀ at time `t`.
+/// The guided, thresholded x̂₀ at time `t`; `text` is encoded for the stacked branches when
+/// there are branches, for the conditioning alone otherwise.
 #[allow(clippy::too_many_arguments)]
 fn predict_x0(
     model: &Dit,
     x: &Tensor,
     t: f32,
     (a, s): (f32, f32),
-    cond: &Conditioning<'_>,
+    (text, demos): (&EncodedText, Option<&DemoCache>),
     branches: Option<&GuidanceBranches>,
     config: &SamplerConfig,
     device: &Device,
@@ -360,7 +366,7 @@ fn predict_x0(
             let k = branches.weights.len();
             let stacked = Tensor::cat(&vec![x; k], 0)?;
             let t_batch = Tensor::full(t, k * b, device)?.to_dtype(DType::F32)?;
-            let v = model.forward(&stacked, &t_batch, &branches.text, branches.demos.as_ref())?;
+            let v = model.forward_encoded(&stacked, &t_batch, text, branches.demos.as_ref())?;
             let x0 = ((&stacked * f64::from(a))? - (v * f64::from(s))?)?;
             let mut combined = (x0.narrow(0, 0, b)? * f64::from(branches.weights[0]))?;
             for (i, &w) in branches.weights.iter().enumerate().skip(1) {
@@ -370,7 +376,7 @@ fn predict_x0(
         }
         None => {
             let t_batch = Tensor::full(t, b, device)?.to_dtype(DType::F32)?;
-            let v = model.forward(x, &t_batch, cond.text, cond.demos)?;
+            let v = model.forward_encoded(x, &t_batch, text, demos)?;
             ((x * f64::from(a))? - (v * f64::from(s))?)?
         }
     };
@@ -522,12 +528,17 @@ mod tests {
                 ..SamplerConfig::default()
             };
             let branches = GuidanceBranches::new(&cond, &config).unwrap();
+            let encoded = match &branches {
+                Some(branches) => model.encode_text(&branches.text),
+                None => model.encode_text(cond.text),
+            }
+            .unwrap();
             let x0 = predict_x0(
                 &model,
                 &x,
                 t,
                 (a, s),
-                &cond,
+                (&encoded, cond.demos),
                 branches.as_ref(),
                 &config,
                 &dev,

@@ -18,7 +18,7 @@ pub mod text;
 pub mod train;
 
 pub use config::{DemoAttention, DitConfig, ModelPreset};
-pub use dit::{DemoCache, Demos, Dit, TextCond};
+pub use dit::{DemoCache, Demos, Dit, EncodedText, TextCond};
 pub use layers::{Builders, LoraConfig};
 pub use params::{Init, Params};
 pub use scorer::{Scorer, ScorerConfig};

@@ -67,3 +67,36 @@ fn efficientnet_lite0_classifies_known_photographs() {
         cos(&e[0], &e[2])
     );
 }
+
+/// The channels-last CPU kernels give the features candle's own convolutions gave, at every tap,
+/// at the side the crawler uses and at the smaller side evaluation uses.
+#[test]
+fn channels_last_kernels_match_candle_convolutions() {
+    use suti_models::image_tower::TowerTap;
+    let bytes = std::fs::read(assets().join("efficientnet/efficientnet-lite0.pth"))
+        .expect("scripts/fetch-assets");
+    let tower = ImageTower::from_pth_bytes(&bytes, &Device::Cpu).unwrap();
+    let photos = Tensor::stack(&[photo("chelsea.png"), photo("coffee.png")], 0).unwrap();
+    let taps: Vec<TowerTap> = (0..16)
+        .map(TowerTap::Block)
+        .chain([TowerTap::Head])
+        .collect();
+    for side in [224, 96] {
+        let images = photos.interpolate2d(side, side).unwrap();
+        let fast = tower.tap_features(&images, &taps).unwrap();
+        let reference = tower.tap_features_composed(&images, &taps).unwrap();
+        for ((tap, f), r) in taps.iter().zip(&fast).zip(&reference) {
+            assert_eq!(f.dims(), r.dims(), "{tap:?}");
+            let (f, r) = (
+                f.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                r.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            let worst = f
+                .iter()
+                .zip(&r)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "side {side}, {tap:?}: differs by {worst}");
+        }
+    }
+}

@@ -82,6 +82,18 @@ pub struct Demos {
     pub mask: Tensor,
 }
 
+/// A batch's text as every block reads it: the tokens' keys and values, their additive key mask
+/// `(b, 1, 1, l)` and the pooled sentence vector (from [`super::Dit::encode_text`]).
+#[derive(Debug, Clone)]
+pub struct EncodedText {
+    /// Each block's keys and values for the text tokens.
+    pub(super) per_block: Vec<KeyValues>,
+    /// Additive mask over the text keys.
+    pub(super) key_mask: Tensor,
+    /// Pooled sentence vectors `(b, text_dim)`.
+    pub(super) pooled: Tensor,
+}
+
 /// Each block's keys and values for the demonstration tokens, and their key mask.
 #[derive(Debug, Clone)]
 pub struct DemoCache {
@@ -119,6 +131,83 @@ impl DemoCache {
             .map(|&v| if v { &self.key_mask } else { &hidden })
             .collect();
         self.map_blocks(copies, Tensor::cat(&masks, 0)?)
+    }
+
+    /// Examples' caches stacked along the batch, each repeated for its rows and padded with
+    /// masked keys to the longest; a part of `None` is a row group without demonstrations (every
+    /// key masked). `None` if no part has demonstrations. Masked keys get no attention weight, so
+    /// each row reads only its own demonstrations, as if encoded in the batch.
+    pub fn assemble(parts: &[(Option<&DemoCache>, usize)]) -> Result<Option<Self>> {
+        let Some(template) = parts.iter().find_map(|(c, _)| *c) else {
+            return Ok(None);
+        };
+        let longest = parts
+            .iter()
+            .filter_map(|(c, _)| c.map(|c| c.key_mask.dim(3)))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        let device = template.key_mask.device();
+        let mut per_block = Vec::with_capacity(template.per_block.len());
+        for (i, kv) in template.per_block.iter().enumerate() {
+            let (_, heads, _, head_dim) = kv.k.dims4()?;
+            let (mut keys, mut values) = (Vec::new(), Vec::new());
+            for (part, rows) in parts {
+                let (k, v) = match part {
+                    Some(c) => {
+                        let own = c.key_mask.dim(3)?;
+                        let kv = c.per_block.get(i).ok_or_else(|| {
+                            candle_core::Error::Msg(
+                                "demonstration caches of different depths".into(),
+                            )
+                        })?;
+                        let pad = |t: &Tensor| t.pad_with_zeros(2, 0, longest - own);
+                        (
+                            pad(&kv.k)?.repeat((*rows, 1, 1, 1))?,
+                            pad(&kv.v)?.repeat((*rows, 1, 1, 1))?,
+                        )
+                    }
+                    None => {
+                        let zeros =
+                            Tensor::zeros((*rows, heads, longest, head_dim), kv.k.dtype(), device)?;
+                        (zeros.clone(), zeros)
+                    }
+                };
+                keys.push(k);
+                values.push(v);
+            }
+            per_block.push(KeyValues {
+                k: Tensor::cat(&keys, 0)?,
+                v: Tensor::cat(&values, 0)?,
+            });
+        }
+        let mut masks = Vec::with_capacity(parts.len());
+        for (part, rows) in parts {
+            let mask = match part {
+                Some(c) => {
+                    let own = c.key_mask.dim(3)?;
+                    let padding = Tensor::full(MASKED, (1, 1, 1, longest - own), device)?;
+                    Tensor::cat(&[&c.key_mask, &padding], 3)?.repeat((*rows, 1, 1, 1))?
+                }
+                None => Tensor::full(MASKED, (*rows, 1, 1, longest), device)?,
+            };
+            masks.push(mask);
+        }
+        Ok(Some(Self {
+            per_block,
+            key_mask: Tensor::cat(&masks, 0)?,
+        }))
+    }
+
+    /// Bytes the keys, values and mask take.
+    pub fn byte_size(&self) -> usize {
+        let bytes = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        self.per_block
+            .iter()
+            .map(|kv| bytes(&kv.k) + bytes(&kv.v))
+            .sum::<usize>()
+            + bytes(&self.key_mask)
     }
 
     /// Repeats every example's cache `n` times along the batch (for several images per request).

@@ -28,7 +28,7 @@ mod block;
 mod inputs;
 
 use block::{Block, DemoRead};
-pub use inputs::{DemoCache, Demos, TextCond};
+pub use inputs::{DemoCache, Demos, EncodedText, TextCond};
 
 /// Frequency features of the timestep before its MLP.
 const TIME_FEATURES: usize = 256;
@@ -338,6 +338,37 @@ impl Dit {
         text: &TextCond,
         demos: Option<&DemoCache>,
     ) -> Result<Tensor> {
+        self.forward_encoded(x_t, t, &self.encode_text(text)?, demos)
+    }
+
+    /// The text's keys and values in every block and its key mask: they do not depend on the
+    /// noisy image or the time, so a sampler computes them once per request rather than at every
+    /// denoising step.
+    pub fn encode_text(&self, text: &TextCond) -> Result<EncodedText> {
+        let text_tokens = self.text_proj.forward(&text.tokens)?;
+        let per_block = self
+            .blocks
+            .iter()
+            .map(|block| block.attn.key_values(&text_tokens))
+            .collect::<Result<_>>()?;
+        let (b, l) = text.mask.dims2()?;
+        let key_mask =
+            ((text.mask.ones_like()? - &text.mask)? * f64::from(MASKED))?.reshape((b, 1, 1, l))?;
+        Ok(EncodedText {
+            per_block,
+            key_mask,
+            pooled: text.pooled.clone(),
+        })
+    }
+
+    /// [`Self::forward`] with the text already encoded ([`Self::encode_text`]).
+    pub fn forward_encoded(
+        &self,
+        x_t: &Tensor,
+        t: &Tensor,
+        text: &EncodedText,
+        demos: Option<&DemoCache>,
+    ) -> Result<Tensor> {
         let (b, _, _, _) = x_t.dims4()?;
         let n = self.cfg.tokens();
         let x = self
@@ -345,15 +376,9 @@ impl Dit {
             .forward(&self.patchify(x_t)?)?
             .broadcast_add(&self.positions)?;
         let cond = self.conditioning(t, &text.pooled)?.unsqueeze(1)?;
-        let text_tokens = self.text_proj.forward(&text.tokens)?;
         let device = x.device();
         let own_mask = Tensor::zeros((b, 1, 1, n), DType::F32, device)?;
-        let text_mask = ((text.mask.ones_like()? - &text.mask)? * f64::from(MASKED))?.reshape((
-            b,
-            1,
-            1,
-            text.mask.dim(1)?,
-        ))?;
+        let text_mask = text.key_mask.clone();
         let gated = self.cfg.demo_attention.is_gated();
         let mut masks = vec![own_mask, text_mask];
         if let Some(cache) = demos.filter(|_| !gated) {
@@ -373,8 +398,7 @@ impl Dit {
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {
             let mods = block.modulations(&cond)?;
-            let text_kv = block.attn.key_values(&text_tokens)?;
-            let mut extra = vec![&text_kv];
+            let mut extra = vec![&text.per_block[i]];
             let mut read = None;
             if let Some(cache) = demos {
                 match &present {

@@ -35,6 +35,9 @@ pub struct ServingConfig {
     pub batch_wait_ms: u64,
     /// Requests waiting for the model at most; more get 429.
     pub max_queued: usize,
+    /// Bytes of encoded demonstrations kept between requests (least recently used dropped
+    /// first; emptied when a new release is loaded); 0 turns the cache off.
+    pub demo_cache_bytes: usize,
     /// Deadline of one request, seconds.
     pub request_timeout_secs: u64,
     /// Limit on reading a request's headers, and again its body, seconds: a client that sends

@@ -11,6 +11,11 @@ use candle_core::{D, Device, Result, Tensor};
 
 use crate::pth::read_legacy_state_dict;
 
+mod nhwc;
+
+use nhwc::{Activations, FusedConv, Threads};
+use rayon::prelude::*;
+
 /// Input side in pixels.
 pub const INPUT_SIZE: usize = 224;
 /// Width of the pooled features.
@@ -66,12 +71,14 @@ impl TowerTap {
     }
 }
 
-/// A convolution with its batch norm folded in.
+/// A convolution with its batch norm folded in: OIHW for candle's composed path, and laid out
+/// for the channels-last CPU kernels.
 struct ConvBn {
     weight: Tensor,
     bias: Tensor,
     stride: usize,
     groups: usize,
+    fused: FusedConv,
 }
 
 impl ConvBn {
@@ -97,6 +104,7 @@ impl ConvBn {
             1
         };
         Ok(Self {
+            fused: FusedConv::new(&folded, &bias, stride, groups)?,
             weight: folded,
             bias,
             stride,
@@ -201,8 +209,94 @@ impl ImageTower {
     }
 
     /// Spatially pooled features at each of `taps`, in the order asked, from one forward pass
-    /// that stops at the deepest tap.
+    /// that stops at the deepest tap: the channels-last kernels on the CPU, candle's convolutions
+    /// elsewhere.
     fn taps_normalised(&self, x: &Tensor, taps: &[TowerTap]) -> Result<Vec<Tensor>> {
+        if self.device.is_cpu() {
+            self.taps_channels_last(x, taps)
+        } else {
+            self.taps_composed(x, taps)
+        }
+    }
+
+    /// [`Self::taps_normalised`] by the channels-last CPU kernels: one image per thread when the
+    /// batch has at least as many images as there are threads, every layer parallel otherwise.
+    fn taps_channels_last(&self, x: &Tensor, taps: &[TowerTap]) -> Result<Vec<Tensor>> {
+        let images = Activations::from_nchw(x)?;
+        let batch = images.len();
+        let per_image: Vec<Vec<Vec<f32>>> = if batch >= rayon::current_num_threads() {
+            images
+                .into_par_iter()
+                .map(|image| self.image_taps(image, taps, Threads::One))
+                .collect::<Result<_>>()?
+        } else {
+            images
+                .into_iter()
+                .map(|image| self.image_taps(image, taps, Threads::All))
+                .collect::<Result<_>>()?
+        };
+        (0..taps.len())
+            .map(|t| {
+                let width = per_image.first().map_or(0, |taps| taps[t].len());
+                let values: Vec<f32> = per_image.iter().flat_map(|p| p[t].clone()).collect();
+                Tensor::from_vec(values, (batch, width), &self.device)
+            })
+            .collect()
+    }
+
+    /// One image's pooled features at each tap.
+    fn image_taps(
+        &self,
+        image: Activations,
+        taps: &[TowerTap],
+        threads: Threads,
+    ) -> Result<Vec<Vec<f32>>> {
+        let deepest = taps.iter().map(|t| t.depth()).max().unwrap_or(0);
+        let mut found: Vec<Option<Vec<f32>>> = vec![None; taps.len()];
+        let mut x = self.stem.fused.forward(&image, true, threads)?;
+        drop(image);
+        for (i, block) in self.blocks.iter().enumerate().take(deepest) {
+            let expanded = match &block.expand {
+                Some(expand) => Some(expand.fused.forward(&x, true, threads)?),
+                None => None,
+            };
+            let mid =
+                block
+                    .depthwise
+                    .fused
+                    .forward(expanded.as_ref().unwrap_or(&x), true, threads)?;
+            drop(expanded);
+            let mut out = block.project.fused.forward(&mid, false, threads)?;
+            if block.residual {
+                out.add_assign(&x);
+            }
+            x = out;
+            for (slot, tap) in found.iter_mut().zip(taps) {
+                if *tap == TowerTap::Block(i) {
+                    *slot = Some(x.pooled());
+                }
+            }
+        }
+        if taps.contains(&TowerTap::Head) {
+            let head = self.head.fused.forward(&x, true, threads)?.pooled();
+            for (slot, tap) in found.iter_mut().zip(taps) {
+                if *tap == TowerTap::Head {
+                    *slot = Some(head.clone());
+                }
+            }
+        }
+        found
+            .into_iter()
+            .zip(taps)
+            .map(|(t, tap)| {
+                t.ok_or_else(|| candle_core::Error::Msg(format!("the image tower has no {tap:?}")))
+            })
+            .collect()
+    }
+
+    /// [`Self::taps_normalised`] by candle's own convolutions (NCHW): the path on other devices,
+    /// and the reference the CPU kernels are tested against.
+    fn taps_composed(&self, x: &Tensor, taps: &[TowerTap]) -> Result<Vec<Tensor>> {
         let pool = |t: &Tensor| t.mean(D::Minus1)?.mean(D::Minus1);
         let deepest = taps.iter().map(|t| t.depth()).max().unwrap_or(0);
         let mut found: Vec<Option<Tensor>> = vec![None; taps.len()];
@@ -231,6 +325,11 @@ impl ImageTower {
                 }
             }
         }
+        Self::collect_taps(found, taps)
+    }
+
+    /// The features found for each tap, or an error naming the first one missing.
+    fn collect_taps(found: Vec<Option<Tensor>>, taps: &[TowerTap]) -> Result<Vec<Tensor>> {
         found
             .into_iter()
             .zip(taps)
@@ -238,6 +337,12 @@ impl ImageTower {
                 t.ok_or_else(|| candle_core::Error::Msg(format!("the image tower has no {tap:?}")))
             })
             .collect()
+    }
+
+    /// [`Self::tap_features`] by candle's own convolutions whatever the device: the reference
+    /// the CPU kernels are tested against (and the path before them).
+    pub fn tap_features_composed(&self, images: &Tensor, taps: &[TowerTap]) -> Result<Vec<Tensor>> {
+        self.taps_composed(&Self::normalise(images)?, taps)
     }
 
     /// Spatially pooled features at each of `taps` of RGB images in [0, 1], `(b, 3, h, w)` at
