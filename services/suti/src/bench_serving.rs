@@ -51,6 +51,18 @@ pub struct ServingBenchArgs {
     /// Write the figures as JSON here too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Instead of the load phases, time one client's requests with a new reference set each,
+    /// then with the same set again and again (served from the demonstration cache), and print
+    /// both latencies, their ratio and the server's cache metrics.
+    #[arg(long)]
+    repeated_reference: bool,
+    /// Requests per reference-set mode of --repeated-reference.
+    #[arg(long, default_value_t = 12)]
+    reference_requests: usize,
+    /// Side of the demonstration images sent, pixels (0: the model's side); users upload photos
+    /// far larger than the model's 32 pixels.
+    #[arg(long, default_value_t = 0)]
+    demo_side: u32,
     /// Only start the server on its random-weight release and keep it up until SIGTERM or Ctrl-C,
     /// printing `serving at URL` (to point other load or API-testing tools at it).
     #[arg(long)]
@@ -135,12 +147,13 @@ async fn start_server(
     dir: &Path,
     args: &ServingBenchArgs,
     namespace: &str,
-) -> Result<(Child, String)> {
+) -> Result<(Child, String, String)> {
     let port = free_port()?;
+    let admin_port = free_port()?;
     let config = format!(
         "queue:\n  namespace: {namespace}\nstate:\n  namespace: {namespace}\nstorage:\n  backend: local\n  local_root: {}\nadmin:\n  listen: 127.0.0.1:{}\nserving:\n  listen: 127.0.0.1:{port}\n  max_queued: {}\nmodels:\n  poll_secs: 1\n",
         dir.join("data").display(),
-        free_port()?,
+        admin_port,
         args.max_queued,
     );
     let config_path = dir.join("serving.yaml");
@@ -165,7 +178,7 @@ async fn start_server(
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            return Ok((child, base));
+            return Ok((child, base, format!("http://127.0.0.1:{admin_port}")));
         }
         if started.elapsed() > Duration::from_secs(180) {
             let _ = child.kill();
@@ -295,6 +308,109 @@ fn figures(
     }
 }
 
+/// A generation request with `args.demos` demonstrations, the `set`-th reference set (each set's
+/// images differ from every other's).
+fn generation_body(args: &ServingBenchArgs, set: usize) -> serde_json::Value {
+    let side = match args.demo_side {
+        0 => DitConfig::of(args.preset).image_size as u32,
+        side => side,
+    };
+    let demonstrations: Vec<serde_json::Value> = (0..args.demos)
+        .map(|i| {
+            serde_json::json!({
+                "image": base64::engine::general_purpose::STANDARD
+                    .encode(demonstration(set * args.demos + i, side)),
+                "caption": format!("my teapot, photo {i}"),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "prompt": "a teapot on the beach",
+        "demonstrations": demonstrations,
+        "num_images": args.images,
+        "steps": args.steps,
+    })
+}
+
+/// `suti bench serving --repeated-reference`: one client, a new reference set per request, then
+/// one set over and over.
+async fn repeated_reference(
+    args: &ServingBenchArgs,
+    base: &str,
+    admin: &str,
+    pid: u32,
+) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()?;
+    let post = |body: serde_json::Value| {
+        let client = client.clone();
+        let url = format!("{base}/v1/generations");
+        async move {
+            let sent = Instant::now();
+            let response = client.post(&url).json(&body).send().await?;
+            let status = response.status();
+            response.bytes().await?;
+            if !status.is_success() {
+                bail!("serving answered {status}");
+            }
+            Ok::<f64, anyhow::Error>(sent.elapsed().as_secs_f64() * 1000.0)
+        }
+    };
+    println!(
+        "serving (pid {pid}, preset {}) at {base}: {} demonstrations of {} px, {} image(s), {} steps per request, {} requests per mode, one client",
+        args.preset,
+        args.demos,
+        match args.demo_side {
+            0 => DitConfig::of(args.preset).image_size as u32,
+            side => side,
+        },
+        args.images,
+        args.steps,
+        args.reference_requests
+    );
+    // Warm-up on a set neither mode uses.
+    post(generation_body(args, 10_000)).await?;
+    let mut fresh = Vec::new();
+    let mut repeated = Vec::new();
+    // Interleaved, so that both modes see the same machine load; the repeated set is sent once
+    // before timing so that every timed request of it is a hit.
+    post(generation_body(args, 0)).await?;
+    for i in 0..args.reference_requests {
+        fresh.push(post(generation_body(args, i + 1)).await?);
+        repeated.push(post(generation_body(args, 0)).await?);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    let (fresh_mean, repeated_mean) = (mean(&fresh), mean(&repeated));
+    println!(
+        "  new reference set each request: mean {fresh_mean:.0} ms, median {:.0} ms",
+        median(&mut fresh)
+    );
+    println!(
+        "  the same reference set again:   mean {repeated_mean:.0} ms, median {:.0} ms",
+        median(&mut repeated)
+    );
+    println!(
+        "  repeated / new: {:.2}× faster",
+        fresh_mean / repeated_mean
+    );
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await?
+        .text()
+        .await?;
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("suti_serving_demo_cache"))
+    {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
 /// Runs `phase` while sampling the server's RSS every 200 ms: (start, peak, end) KiB.
 async fn with_rss<F: std::future::Future<Output = Vec<Answer>>>(
     pid: u32,
@@ -326,9 +442,13 @@ pub async fn serving_load(args: ServingBenchArgs) -> Result<()> {
     let store: SharedStore = Arc::new(LocalStore::open(dir.path().join("data")).await?);
     publish_random_release(&store, args.preset).await?;
     let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let (mut child, base) = start_server(dir.path(), &args, &namespace).await?;
+    let (mut child, base, admin) = start_server(dir.path(), &args, &namespace).await?;
     let pid = child.id();
-    if args.hold {
+    if args.repeated_reference {
+        let result = repeated_reference(&args, &base, &admin, pid).await;
+        stop_server(&mut child, &namespace).await?;
+        result
+    } else if args.hold {
         println!("serving at {base} (pid {pid}); stop with SIGTERM or Ctrl-C");
         suti_runtime::shutdown_on_signal().cancelled().await;
         stop_server(&mut child, &namespace).await
@@ -362,21 +482,7 @@ async fn stop_server(child: &mut Child, namespace: &str) -> Result<()> {
 
 /// The two load phases against the server at `base` (process `pid`), then the report.
 async fn load_server(args: &ServingBenchArgs, base: &str, pid: u32) -> Result<()> {
-    let size = DitConfig::of(args.preset).image_size as u32;
-    let demonstrations: Vec<serde_json::Value> = (0..args.demos)
-        .map(|i| {
-            serde_json::json!({
-                "image": base64::engine::general_purpose::STANDARD.encode(demonstration(i, size)),
-                "caption": format!("my teapot, photo {i}"),
-            })
-        })
-        .collect();
-    let body = Arc::new(serde_json::json!({
-        "prompt": "a teapot on the beach",
-        "demonstrations": demonstrations,
-        "num_images": args.images,
-        "steps": args.steps,
-    }));
+    let body = Arc::new(generation_body(args, 0));
     println!(
         "serving (pid {pid}, preset {}, max_queued {}) at {base}; {} demonstrations, {} image(s), {} steps per request",
         args.preset, args.max_queued, args.demos, args.images, args.steps
