@@ -76,9 +76,13 @@ impl MachineInfo {
 
 /// The CPU matmul backend candle was built with.
 fn matmul_backend() -> &'static str {
-    // candle runs its CPU matmuls through the `gemm` crate; its AVX-512 kernels need a nightly
-    // compiler, so on stable Rust they are AVX2/FMA at best.
-    "gemm (pure Rust, AVX2/FMA kernels)"
+    if cfg!(feature = "mkl") {
+        "Intel MKL (the mkl feature)"
+    } else {
+        // candle runs its CPU matmuls through the `gemm` crate; its AVX-512 kernels need a
+        // nightly compiler, so on stable Rust they are AVX2/FMA at best.
+        "gemm (pure Rust, AVX2/FMA kernels)"
+    }
 }
 
 /// A benchmark's output, as text or as JSON.
