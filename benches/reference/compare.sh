@@ -2,18 +2,26 @@
 # candle vs PyTorch on this machine, in one run, on the same threads: `suti bench train`,
 # `suti bench sample` and `suti bench tower` against the PyTorch twins (dit_twin.py at each preset,
 # tower_twin.py), then one table of ratios (candle / PyTorch; above 1 means suti is faster).
-# THREADS (default 2) sets both sides' threads; PRESETS (default tiny,small) the denoiser presets.
+# THREADS (default 2) sets both sides' threads (MKL's too); PRESETS (default tiny,small) the denoiser
+# presets; SUTI_FEATURES=mkl builds suti with Intel MKL (scripts/fetch-mkl first).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 threads="${THREADS:-2}"
 presets="${PRESETS:-tiny,small}"
 venv="${SUTI_REFERENCE_VENV:-$HOME/.cache/suti/reference-venv}"
 [ -x "$venv/bin/python" ] || { echo "no reference venv: run benches/reference/setup.sh" >&2; exit 1; }
-cargo build --release -p suti --locked -q ${SUTI_FEATURES:+--features "$SUTI_FEATURES"}
-suti="${CARGO_TARGET_DIR:-target}/release/suti"
+# SUTI_BIN: a suti binary already built (skips the release build).
+if [ -n "${SUTI_BIN:-}" ]; then
+  suti="$SUTI_BIN"
+else
+  cargo build --release -p suti --locked -q ${SUTI_FEATURES:+--features "$SUTI_FEATURES"}
+  suti="${CARGO_TARGET_DIR:-target}/release/suti"
+fi
+# The mkl build loads Intel MKL from where scripts/fetch-mkl put it.
+export LD_LIBRARY_PATH="${SUTI_MKL_DIR:-$HOME/.cache/suti/mkl/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-export RAYON_NUM_THREADS="$threads"
+export RAYON_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
 "$suti" bench train --presets "$presets" --batch 32 --steps 5 --json > "$out/train.json"
 "$suti" bench sample --presets "$presets" --images 4 --steps 25 --json > "$out/sample.json"
 "$suti" bench tower --batch 16 --batches 4 --no-composed --json > "$out/tower.json"

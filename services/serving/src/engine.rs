@@ -213,6 +213,14 @@ fn batcher(
         let started = Instant::now();
         let cache = Some(slot.demo_cache()).filter(|c| c.capacity_bytes() > 0);
         let rendered = render_batch_cached(&model, &text, &requests, cache);
+        if slot
+            .current()
+            .is_some_and(|current| current.version != model.version)
+        {
+            // A release arrived while this batch ran with the old one: what it cached is stale.
+            // The batcher is the cache's only writer, so nothing of the new release is lost.
+            slot.demo_cache().clear();
+        }
         metrics.observe_demo_cache(slot.demo_cache(), rendered.as_ref().ok());
         match rendered.map(|r| r.images) {
             Ok(mut per_request) => {

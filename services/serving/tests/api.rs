@@ -566,3 +566,60 @@ async fn slow_headers_and_slow_bodies_are_cut_off() {
         started.elapsed()
     );
 }
+
+/// The engine serves a repeated reference set from the demonstration cache (the metrics count the
+/// hit) with the images a fresh encoding gives, and a new release empties the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_reference_set_hits_the_cache_and_a_new_release_empties_it() {
+    let slot = ModelSlot::with_demo_cache(64 << 20);
+    slot.replace(LoadedModel::from_bundle("r1".into(), &random_apprentice()).unwrap());
+    let registry = prometheus::Registry::new();
+    let engine = Engine::start(
+        slot.clone(),
+        text(),
+        BatchLimits {
+            max_images: 8,
+            wait: Duration::from_millis(1),
+            max_queued: 8,
+        },
+        ServingMetrics::register(&registry).unwrap(),
+    );
+    let request = Generation {
+        prompt: "a photo of it in the snow".into(),
+        demonstrations: (0..3)
+            .map(|i| Demonstration {
+                image: RgbaImage::from_png(&png(i, 24)).unwrap(),
+                caption: "my teapot".into(),
+            })
+            .collect(),
+        seeds: vec![5, 6],
+        steps: 3,
+        guidance: 5.0,
+        demo_guidance: None,
+    };
+    let first = engine.render(request.clone()).await.unwrap();
+    let second = engine.render(request.clone()).await.unwrap();
+    for (a, b) in first.images.iter().zip(&second.images) {
+        assert_eq!(
+            a.pixels, b.pixels,
+            "the cached encoding renders the same images"
+        );
+    }
+    let metric = |name: &str| -> f64 {
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+    };
+    assert_eq!(metric("suti_serving_demo_cache_misses_total"), 1.0);
+    assert_eq!(metric("suti_serving_demo_cache_hits_total"), 1.0);
+    assert_eq!(metric("suti_serving_demo_cache_entries"), 1.0);
+    assert!(metric("suti_serving_demo_cache_bytes") > 0.0);
+    slot.replace(LoadedModel::from_bundle("r2".into(), &random_apprentice()).unwrap());
+    assert!(
+        slot.demo_cache().is_empty(),
+        "a new release empties the cache"
+    );
+}

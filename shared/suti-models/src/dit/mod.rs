@@ -369,6 +369,13 @@ impl Dit {
         text: &EncodedText,
         demos: Option<&DemoCache>,
     ) -> Result<Tensor> {
+        if text.per_block.len() != self.blocks.len() {
+            candle_core::bail!(
+                "text encoded for {} blocks given to a model of {}",
+                text.per_block.len(),
+                self.blocks.len()
+            );
+        }
         let (b, _, _, _) = x_t.dims4()?;
         let n = self.cfg.tokens();
         let x = self
