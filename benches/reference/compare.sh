@@ -2,7 +2,7 @@
 # candle vs PyTorch on this machine, in one run, on the same threads: `suti bench train`,
 # `suti bench sample` and `suti bench tower` against the PyTorch twins (dit_twin.py at each preset,
 # tower_twin.py), then one table of ratios (candle / PyTorch; above 1 means suti is faster).
-# THREADS (default 2) sets both sides' threads (MKL's too); PRESETS (default tiny,small) the denoiser
+# THREADS (default 2) sets both sides' threads; PRESETS (default tiny,small) the denoiser
 # presets; SUTI_FEATURES=mkl builds suti with Intel MKL (scripts/fetch-mkl first).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,7 +21,9 @@ fi
 export LD_LIBRARY_PATH="${SUTI_MKL_DIR:-$HOME/.cache/suti/mkl/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-export RAYON_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
+# MKL on one thread of its own: rayon already keeps every core busy, and MKL's OpenMP threads beside
+# rayon's were slower on two cores (docs/performance.md).
+export RAYON_NUM_THREADS="$threads" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}" MKL_THREADING_LAYER=GNU
 "$suti" bench train --presets "$presets" --batch 32 --steps 5 --json > "$out/train.json"
 "$suti" bench sample --presets "$presets" --images 4 --steps 25 --json > "$out/sample.json"
 "$suti" bench tower --batch 16 --batches 4 --no-composed --json > "$out/tower.json"
