@@ -285,13 +285,7 @@ impl ImageTower {
                 }
             }
         }
-        found
-            .into_iter()
-            .zip(taps)
-            .map(|(t, tap)| {
-                t.ok_or_else(|| candle_core::Error::Msg(format!("the image tower has no {tap:?}")))
-            })
-            .collect()
+        Self::collect_taps(found, taps)
     }
 
     /// [`Self::taps_normalised`] by candle's own convolutions (NCHW): the path on other devices,
@@ -329,7 +323,7 @@ impl ImageTower {
     }
 
     /// The features found for each tap, or an error naming the first one missing.
-    fn collect_taps(found: Vec<Option<Tensor>>, taps: &[TowerTap]) -> Result<Vec<Tensor>> {
+    fn collect_taps<T>(found: Vec<Option<T>>, taps: &[TowerTap]) -> Result<Vec<T>> {
         found
             .into_iter()
             .zip(taps)
