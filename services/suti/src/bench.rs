@@ -6,7 +6,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use serde_json::json;
 use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, InProcessBroker, Topology};
+
+use crate::bench_report::BenchReport;
 
 /// Options of the queue benchmark.
 #[derive(Debug, Args)]
@@ -32,6 +35,9 @@ pub struct QueueBenchArgs {
     /// AMQP URL; defaults to the configuration's queue.url.
     #[arg(long, env = "SUTI__QUEUE__URL")]
     url: Option<String>,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -97,11 +103,15 @@ async fn measure(
         headers: Default::default(),
         body: body.clone(),
     };
-    println!(
-        "suti bench queue: backend {}, {} messages of {} B into one queue",
-        broker.backend(),
-        args.messages,
-        args.size
+    let mut report = BenchReport::start(
+        "queue",
+        args.json,
+        format!(
+            "suti bench queue: backend {}, {} messages of {} B into one queue",
+            broker.backend(),
+            args.messages,
+            args.size
+        ),
     );
 
     if args.single > 0 {
@@ -110,11 +120,15 @@ async fn measure(
             broker.publish(topology, &envelope(i)).await?;
         }
         let seconds = started.elapsed().as_secs_f64();
-        println!(
-            "  publish, one confirm per message : {:>8} msgs in {:>7.3} s = {:>9.0} msg/s",
-            args.single,
-            seconds,
-            rate(args.single, seconds)
+        report.result(
+            format!(
+                "publish, one confirm per message : {:>8} msgs in {:>7.3} s = {:>9.0} msg/s",
+                args.single,
+                seconds,
+                rate(args.single, seconds)
+            ),
+            json!({"part": "publish_single", "messages": args.single, "seconds": seconds,
+                "messages_per_second": rate(args.single, seconds)}),
         );
     }
 
@@ -126,13 +140,17 @@ async fn measure(
         broker.publish_batch(topology, chunk).await?;
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "  publish, confirmed batches of {:<4}: {:>8} msgs in {:>7.3} s = {:>9.0} msg/s ({:.1} MiB/s)",
-        args.batch,
-        args.messages,
-        seconds,
-        rate(args.messages, seconds),
-        rate(args.messages * args.size, seconds) / (1024.0 * 1024.0)
+    report.result(
+        format!(
+            "publish, confirmed batches of {:<4}: {:>8} msgs in {:>7.3} s = {:>9.0} msg/s ({:.1} MiB/s)",
+            args.batch,
+            args.messages,
+            seconds,
+            rate(args.messages, seconds),
+            rate(args.messages * args.size, seconds) / (1024.0 * 1024.0)
+        ),
+        json!({"part": "publish_batches", "batch": args.batch, "messages": args.messages,
+            "seconds": seconds, "messages_per_second": rate(args.messages, seconds)}),
     );
 
     let total = args.messages + args.single;
@@ -146,14 +164,18 @@ async fn measure(
         delivery.ack().await?;
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "  consume + ack, prefetch {:<5}    : {:>8} msgs in {:>7.3} s = {:>9.0} msg/s",
-        args.prefetch,
-        total,
-        seconds,
-        rate(total, seconds)
+    report.result(
+        format!(
+            "consume + ack, prefetch {:<5}    : {:>8} msgs in {:>7.3} s = {:>9.0} msg/s",
+            args.prefetch,
+            total,
+            seconds,
+            rate(total, seconds)
+        ),
+        json!({"part": "consume_ack", "prefetch": args.prefetch, "messages": total,
+            "seconds": seconds, "messages_per_second": rate(total, seconds)}),
     );
-    Ok(())
+    report.finish()
 }
 
 /// Options of the render benchmark.
@@ -165,6 +187,9 @@ pub struct RenderBenchArgs {
     /// Images rendered per size.
     #[arg(long, default_value_t = 2000)]
     images: usize,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Renders random (subject, prompt) pairs on one thread and prints images per second, with and
@@ -178,10 +203,14 @@ pub fn render(args: RenderBenchArgs) -> anyhow::Result<()> {
         .take(64)
         .map(|s| Ok((assets.sprite(s)?, suti_data::prompts_for(s.class.kind))))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    println!(
-        "suti bench render: {} images per size, one thread, {} subjects × their 25 prompts",
-        args.images,
-        sprites.len()
+    let mut report = BenchReport::start(
+        "render",
+        args.json,
+        format!(
+            "suti bench render: {} images per size, one thread, {} subjects × their 25 prompts",
+            args.images,
+            sprites.len()
+        ),
     );
     for size in args.sizes {
         let started = Instant::now();
@@ -201,12 +230,17 @@ pub fn render(args: RenderBenchArgs) -> anyhow::Result<()> {
                 .len();
         }
         let png_s = started.elapsed().as_secs_f64();
-        println!(
-            "  {size:>3}×{size:<3}: render {:>8.0} images/s   render + PNG {:>8.0} images/s   ({} B/PNG, checksum {checksum})",
-            rate(args.images, render_s),
-            rate(args.images, png_s),
-            png_bytes / args.images.max(1)
+        report.result(
+            format!(
+                "{size:>3}×{size:<3}: render {:>8.0} images/s   render + PNG {:>8.0} images/s   ({} B/PNG, checksum {checksum})",
+                rate(args.images, render_s),
+                rate(args.images, png_s),
+                png_bytes / args.images.max(1)
+            ),
+            json!({"size": size, "render_images_per_second": rate(args.images, render_s),
+                "render_png_images_per_second": rate(args.images, png_s),
+                "png_bytes": png_bytes / args.images.max(1), "checksum": checksum}),
         );
     }
-    Ok(())
+    report.finish()
 }

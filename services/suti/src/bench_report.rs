@@ -119,6 +119,13 @@ impl BenchReport {
         self.results.push(figures);
     }
 
+    /// A line for the text output only (a table's header).
+    pub fn line(&self, text: String) {
+        if !self.json {
+            println!("  {text}");
+        }
+    }
+
     /// Ends the report; in JSON mode prints the whole document.
     pub fn finish(self) -> anyhow::Result<()> {
         if self.json {

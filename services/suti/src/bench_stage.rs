@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use clap::Args;
+use serde_json::json;
 use suti_messages::{ClusterMinedV1, ExpertTrainedV1, LossSummary};
 use suti_queue::{AmqpBroker, AmqpOptions, Broker, Envelope, Topology};
 use suti_stage::{
@@ -20,6 +21,8 @@ use suti_stage::{
 use suti_state::{RedisState, SharedState};
 use suti_storage::{LocalStore, ObjectKey, SharedStore};
 use tokio_util::sync::CancellationToken;
+
+use crate::bench_report::BenchReport;
 
 /// Options of `suti bench stage`.
 #[derive(Debug, Args)]
@@ -33,6 +36,9 @@ pub struct StageBenchArgs {
     /// Unacknowledged deliveries the broker hands over at once.
     #[arg(long, default_value_t = 64)]
     prefetch: u16,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The smallest stage: one artifact and one downstream message per input.
@@ -117,9 +123,13 @@ async fn measure(
     state: SharedState,
     topology: &Topology,
 ) -> Result<()> {
-    println!(
-        "suti bench stage: {} work items through the stage harness (concurrency {}, prefetch {})",
-        args.messages, args.concurrency, args.prefetch
+    let mut report = BenchReport::start(
+        "stage",
+        args.json,
+        format!(
+            "suti bench stage: {} work items through the stage harness (concurrency {}, prefetch {})",
+            args.messages, args.concurrency, args.prefetch
+        ),
     );
     let rss_before = rss_mib();
     let started = Instant::now();
@@ -143,11 +153,16 @@ async fn measure(
         }
     }
     let published_s = started.elapsed().as_secs_f64();
-    println!(
-        "  published {} in {published_s:.2} s ({:.0} msg/s); RSS {rss_before:.0} → {:.0} MiB",
-        args.messages,
-        args.messages as f64 / published_s,
-        rss_mib()
+    let rss_published = rss_mib();
+    report.result(
+        format!(
+            "published {} in {published_s:.2} s ({:.0} msg/s); RSS {rss_before:.0} → {rss_published:.0} MiB",
+            args.messages,
+            args.messages as f64 / published_s,
+        ),
+        json!({"part": "publish", "messages": args.messages, "seconds": published_s,
+            "messages_per_second": args.messages as f64 / published_s,
+            "rss_before_mib": rss_before, "rss_after_mib": rss_published}),
     );
 
     let metrics = StageMetrics::register(&prometheus::Registry::new(), "bench_stage")?;
@@ -178,20 +193,24 @@ async fn measure(
     let started = Instant::now();
     let mut next_report = 1;
     let mut peak = rss_mib();
-    println!(
-        "  {:>6} {:>9} {:>9} {:>9}",
+    report.line(format!(
+        "{:>6} {:>9} {:>9} {:>9}",
         "done", "seconds", "msg/s", "RSS MiB"
-    );
+    ));
     loop {
         let done = metrics.processed("done") as usize;
         peak = peak.max(rss_mib());
         if done * 10 >= next_report * args.messages {
             let seconds = started.elapsed().as_secs_f64();
-            println!(
-                "  {:>5}% {seconds:>9.2} {:>9.0} {:>9.1}",
-                next_report * 10,
-                done as f64 / seconds,
-                rss_mib()
+            let rss = rss_mib();
+            report.result(
+                format!(
+                    "{:>5}% {seconds:>9.2} {:>9.0} {rss:>9.1}",
+                    next_report * 10,
+                    done as f64 / seconds,
+                ),
+                json!({"part": "progress", "percent": next_report * 10, "seconds": seconds,
+                    "messages_per_second": done as f64 / seconds, "rss_mib": rss}),
             );
             next_report += 1;
         }
@@ -206,11 +225,16 @@ async fn measure(
     let seconds = started.elapsed().as_secs_f64();
     shutdown.cancel();
     running.await??;
-    println!(
-        "  handled {} in {seconds:.2} s = {:.0} msg/s; failures {}; peak RSS {peak:.1} MiB",
-        args.messages,
-        args.messages as f64 / seconds,
-        metrics.processed("retried") + metrics.processed("dead_lettered"),
+    let failures = metrics.processed("retried") + metrics.processed("dead_lettered");
+    report.result(
+        format!(
+            "handled {} in {seconds:.2} s = {:.0} msg/s; failures {failures}; peak RSS {peak:.1} MiB",
+            args.messages,
+            args.messages as f64 / seconds,
+        ),
+        json!({"part": "handle", "messages": args.messages, "seconds": seconds,
+            "messages_per_second": args.messages as f64 / seconds, "failures": failures,
+            "peak_rss_mib": peak}),
     );
-    Ok(())
+    report.finish()
 }

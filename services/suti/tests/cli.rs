@@ -208,3 +208,46 @@ fn bench_train_and_sample_print_throughput_for_a_preset() {
         "{stdout}"
     );
 }
+
+#[test]
+fn bench_json_names_the_machine_and_holds_the_figures() {
+    let out = suti(
+        &[
+            "bench", "render", "--images", "20", "--sizes", "32", "--json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["benchmark"], "render");
+    let machine = &doc["machine"];
+    assert!(machine["matmul_backend"].as_str().unwrap().contains("gemm"));
+    assert!(machine["vector_features"].is_array());
+    assert!(
+        doc["results"][0]["render_images_per_second"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+
+    let out = suti(
+        &[
+            "bench",
+            "train",
+            "--presets",
+            "test",
+            "--batch",
+            "4",
+            "--steps",
+            "1",
+            "--json",
+        ],
+        &[("RAYON_NUM_THREADS", "2")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["machine"]["threads"], "2");
+    let result = &doc["results"][0];
+    assert_eq!(result["preset"], "test");
+    assert!(result["images_per_second"].as_f64().unwrap() > 0.0);
+}
