@@ -12,7 +12,7 @@ use suti_models::train::{AdamW, AdamWConfig};
 use suti_models::{Builders, Demos, Dit, DitConfig, ModelPreset, Params, TextCond};
 use suti_rng::SplitMix64;
 
-use crate::bench_report::BenchReport;
+use crate::bench_report::{BenchReport, rayon_threads};
 
 /// Options of `suti bench train`.
 #[derive(Debug, Args)]
@@ -289,10 +289,6 @@ fn device_name(device: &Device) -> String {
         candle_core::DeviceLocation::Cpu => "the CPU".into(),
         other => format!("{other:?}"),
     }
-}
-
-fn rayon_threads() -> String {
-    std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into())
 }
 
 /// Options of `suti bench crawl`.

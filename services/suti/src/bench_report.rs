@@ -54,7 +54,7 @@ impl MachineInfo {
                 .map(|f| f.to_string())
                 .collect(),
             matmul_backend: matmul_backend().into(),
-            threads: std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
+            threads: rayon_threads(),
         }
     }
 
@@ -72,6 +72,11 @@ impl MachineInfo {
             self.threads
         )
     }
+}
+
+/// `RAYON_NUM_THREADS`, or `all` when it is not set.
+pub fn rayon_threads() -> String {
+    std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into())
 }
 
 /// The CPU matmul backend candle was built with.

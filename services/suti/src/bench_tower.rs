@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 use serde_json::json;
-use suti_models::image_tower::{ImageTower, TowerTap};
+use suti_models::image_tower::TowerTap;
 use suti_rng::SplitMix64;
 
 use crate::bench_report::BenchReport;
@@ -34,12 +34,10 @@ pub struct TowerBenchArgs {
 /// Times the tower and prints images per second for each path.
 pub fn tower(args: TowerBenchArgs) -> anyhow::Result<()> {
     let device = crate::bench_models::bench_device()?;
-    let bytes =
-        std::fs::read(suti_data::Assets::default_dir().join("efficientnet/efficientnet-lite0.pth"))
-            .map_err(|e| {
-                anyhow::anyhow!("reading the image tower's weights (scripts/fetch-assets): {e}")
-            })?;
-    let tower = ImageTower::from_pth_bytes(&bytes, &device)?;
+    let tower = suti_factory::towers::load_image_tower(
+        &suti_factory::towers::image_tower_path(""),
+        &device,
+    )?;
     let mut rng = SplitMix64::new(5);
     let pixels: Vec<f32> = (0..args.batch * 3 * args.side * args.side)
         .map(|_| rng.unit())

@@ -279,7 +279,7 @@ pub fn apprentice_batch(
 
 /// Demonstrations for a batch: row `b` holds the demonstrations `picked` of its set, in order,
 /// padded with masked slots to `width`.
-fn pack_demos(
+pub(crate) fn pack_demos(
     rows: &[(&DemoSet, &[usize])],
     width: usize,
     size: usize,

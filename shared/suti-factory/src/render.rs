@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Tensor};
 use sha2::{Digest, Sha256};
 use suti_data::RgbaImage;
 use suti_models::diffusion::{Conditioning, SamplerConfig, SamplerKind, sample_seeded};
 use suti_models::text::TextEncoder;
-use suti_models::{DemoCache, Demos, Dit, TextCond};
+use suti_models::{DemoCache, Dit, TextCond};
 
 use crate::BaseModel;
+use crate::apprentice::{DemoSet, pack_demos};
 use crate::pixels::{images_from_tensor, to_chw};
 
 /// Caption of a demonstration given without one (by the API, `suti generate`).
@@ -179,24 +179,15 @@ fn encode_demonstrations(
     text: &TextEncoder,
     demonstrations: &[Demonstration],
 ) -> crate::Result<DemoCache> {
-    let device = model.dit.device();
     let size = model.image_size();
-    let d = demonstrations.len();
-    let images: Vec<f32> = demonstrations
+    let images = demonstrations
         .iter()
-        .flat_map(|demo| to_chw(&demo.image, size))
+        .map(|demo| to_chw(&demo.image, size))
         .collect();
-    let pooled: Vec<f32> = demonstrations
-        .iter()
-        .map(|demo| text.sentence_vector(&demo.caption))
-        .collect::<Result<Vec<_>, _>>()?
-        .concat();
-    let text_dim = model.dit.config().text_dim;
-    let demos = Demos {
-        images: Tensor::from_vec(images, (1, d, 3, size, size), device)?,
-        pooled: Tensor::from_vec(pooled, (1, d, text_dim), device)?,
-        mask: Tensor::ones((1, d), DType::F32, device)?,
-    };
+    let captions: Vec<String> = demonstrations.iter().map(|d| d.caption.clone()).collect();
+    let set = DemoSet::new(images, &captions, text)?;
+    let all: Vec<usize> = (0..demonstrations.len()).collect();
+    let demos = pack_demos(&[(&set, &all)], all.len(), size, model.dit.device())?;
     Ok(model.dit.encode_demos(&demos)?)
 }
 
