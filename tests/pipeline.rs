@@ -252,7 +252,7 @@ async fn dashboards_return_data(admin: &[(&str, SocketAddr)], logs: &Path) {
         .unwrap();
     assert_eq!(ready.len(), admin.len(), "services ready: {ready:?}");
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/dashboards");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/suti/files/dashboards");
     let mut report = Vec::new();
     let mut empty = Vec::new();
     for entry in std::fs::read_dir(&root).unwrap() {

@@ -23,10 +23,29 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* The image of one workload: (dict "root" $ "svc" VALUES); the workload's image keys win. */}}
 {{- define "suti.image" -}}
-{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
-{{- if eq .Values.image.variant "cuda" -}}{{- $tag = printf "%s-cuda" $tag -}}{{- end -}}
-{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- $own := default (dict) .svc.image -}}
+{{- $repository := default .root.Values.image.repository $own.repository -}}
+{{- $tag := default (default .root.Chart.AppVersion .root.Values.image.tag) $own.tag -}}
+{{- if and (not $own.tag) (eq .root.Values.image.variant "cuda") -}}{{- $tag = printf "%s-cuda" $tag -}}{{- end -}}
+{{- printf "%s:%s" $repository $tag -}}
+{{- end -}}
+
+{{/* The configured model device: cpu, cuda or cuda:N. */}}
+{{- define "suti.device" -}}
+{{- $models := default (dict) .Values.config.models -}}
+{{- default "cpu" $models.device -}}
+{{- end -}}
+
+{{/* GPUs one workload requests: its `gpu` on a CUDA device, else 0. (dict "root" $ "svc" VALUES) */}}
+{{- define "suti.gpus" -}}
+{{- if hasPrefix "cuda" (include "suti.device" .root) -}}{{- int (default 0 .svc.gpu) -}}{{- else -}}0{{- end -}}
+{{- end -}}
+
+{{/* One workload's values: the defaults overridden by its own entry. (dict "root" $ "override" MAP) */}}
+{{- define "suti.workloadValues" -}}
+{{- mergeOverwrite (deepCopy .root.Values.defaults) (deepCopy (default (dict) .override)) | toYaml -}}
 {{- end -}}
 
 {{- define "suti.serviceAccountName" -}}

@@ -23,7 +23,8 @@ pub fn init_logging(config: &TelemetryConfig) {
     };
 }
 
-/// A fresh registry holding `suti_build_info{version, git_sha, service}` = 1.
+/// A fresh registry holding `suti_build_info{version, git_sha, service}` = 1 and
+/// `suti_process_start_time_seconds` (its changes count restarts, under compose as on Kubernetes).
 pub fn build_info_registry(service: &str) -> Registry {
     let registry = Registry::new();
     let info = IntGaugeVec::new(
@@ -39,8 +40,24 @@ pub fn build_info_registry(service: &str) -> Registry {
     registry
         .register(Box::new(info))
         .expect("a fresh registry has no build info yet");
+    let started = prometheus::Gauge::new(
+        "suti_process_start_time_seconds",
+        "When this process started, seconds since the Unix epoch",
+    )
+    .expect("static metric definition");
+    started.set(*PROCESS_STARTED);
+    registry
+        .register(Box::new(started))
+        .expect("a fresh registry has no start time yet");
     registry
 }
+
+/// The process's start, read once: every registry of one process reports the same instant.
+static PROCESS_STARTED: std::sync::LazyLock<f64> = std::sync::LazyLock::new(|| {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+});
 
 /// A token cancelled on SIGTERM or SIGINT (Ctrl-C): the signal to stop consuming, finish or requeue
 /// in-flight work, and exit.

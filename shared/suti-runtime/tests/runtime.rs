@@ -225,6 +225,7 @@ async fn the_admin_port_serves_metrics_liveness_and_readiness() {
         .unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("suti_build_info{"), "{body}");
+    assert!(body.contains("suti_process_start_time_seconds "), "{body}");
     assert!(body.contains("service=\"generator\""), "{body}");
 
     let (status, _) = suti_testkit::http_get(server.addr, "/health/livez")

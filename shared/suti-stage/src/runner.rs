@@ -55,7 +55,7 @@ impl StageSettings {
             concurrency: config.concurrency,
             handler_timeout: Duration::from_secs(config.handler_timeout_secs),
             idempotency_ttl: Duration::from_secs(config.idempotency_ttl_hours * 3600),
-            shutdown_grace: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             outage_patience: Duration::from_secs(600),
         })
     }

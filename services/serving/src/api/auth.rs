@@ -18,11 +18,20 @@ pub struct ApiKeys {
     pub rate: TokenBucket,
 }
 
-/// API keys from the configuration (none: the API is open).
+/// API keys from the configuration (none: the API is open; an error when keys are required but
+/// none are given).
 pub fn api_keys(config: &SutiConfig) -> Result<Option<ApiKeys>, ServiceError> {
     const SETTING: &str = "serving.api_key_hashes";
     let s = &config.serving;
     if s.api_key_hashes.is_empty() {
+        if s.require_api_key {
+            return Err(ServiceError::config(
+                SETTING,
+                "empty while serving.require_api_key is set: give the SHA-256 of at least one key \
+                 (SUTI__SERVING__API_KEY_HASHES), or set serving.require_api_key to false to serve \
+                 an open API",
+            ));
+        }
         return Ok(None);
     }
     let hashes = s
@@ -93,4 +102,26 @@ pub(super) async fn authorise(state: &ApiState, headers: &HeaderMap) -> Result<(
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_required_key_without_hashes_is_refused_and_an_open_api_is_allowed_otherwise() {
+        let mut config = SutiConfig::defaults().clone();
+        assert!(api_keys(&config).expect("open API allowed").is_none());
+        config.serving.require_api_key = true;
+        let refused = api_keys(&config).expect_err("no key while one is required");
+        let why = std::error::Error::source(&refused).map(ToString::to_string);
+        assert!(
+            why.as_deref()
+                .is_some_and(|w| w.contains("require_api_key")),
+            "{refused}: {why:?}"
+        );
+        config.serving.api_key_hashes = vec!["ab".repeat(32)];
+        let keys = api_keys(&config).expect("a key given").expect("keys");
+        assert_eq!(keys.hashes, vec![[0xab; 32]]);
+    }
 }

@@ -45,6 +45,9 @@ pub struct ServingConfig {
     pub read_timeout_secs: u64,
     /// SHA-256 (hex) of the accepted API keys; empty: no key needed.
     pub api_key_hashes: Vec<String>,
+    /// Refuse to start without API keys, so that a deployment cannot serve an open API by
+    /// mistake (the Helm chart sets it; the demo and compose, on loopback, do not).
+    pub require_api_key: bool,
     /// Requests per second per API key, sustained (shared by every replica).
     pub key_rate_per_second: f64,
     /// Burst of requests per API key.

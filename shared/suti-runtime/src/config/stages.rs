@@ -18,6 +18,10 @@ pub struct StageConfig {
     pub handler_timeout_secs: u64,
     /// How long a completed message's idempotency mark is kept, hours.
     pub idempotency_ttl_hours: u64,
+    /// Seconds that work in flight may take to finish once shutdown is asked, before its
+    /// deliveries go back to the queue. The orchestrator's own grace period (Kubernetes'
+    /// `terminationGracePeriodSeconds`, compose's `stop_grace_period`) must be longer.
+    pub shutdown_grace_secs: u64,
 }
 
 impl StageConfig {
@@ -39,6 +43,11 @@ impl StageConfig {
         if self.handler_timeout_secs == 0 {
             problems.push(format!(
                 "stages.{name}.handler_timeout_secs must be positive"
+            ));
+        }
+        if self.shutdown_grace_secs == 0 {
+            problems.push(format!(
+                "stages.{name}.shutdown_grace_secs must be at least 1"
             ));
         }
     }
