@@ -14,6 +14,7 @@ mod bench_serving;
 mod bench_stage;
 mod bench_tower;
 mod config_cmd;
+mod crawl_cmd;
 mod demo;
 mod eval;
 mod generate_cmd;
@@ -85,6 +86,9 @@ enum Command {
     /// Render a subject from demonstrations with an apprentice model folder or the latest release;
     /// writes PNGs and a contact sheet.
     Generate(generate_cmd::GenerateArgs),
+    /// Start a crawl in a running pipeline: publish one crawl request (seed URLs, WARC files in
+    /// storage) for the crawler-clusterer.
+    Crawl(crawl_cmd::CrawlArgs),
     /// Train the base model or the scorer from the crawled pairs and publish it.
     Train {
         #[command(subcommand)]
@@ -202,6 +206,7 @@ fn main() -> ExitCode {
             suti_models::tune_allocator();
             run_async(generate_cmd::run(args))
         }
+        Command::Crawl(args) => run_async(crawl_cmd::run(args)),
         Command::Train { command } => {
             suti_models::tune_allocator();
             run_async(train_cmd::run(command))

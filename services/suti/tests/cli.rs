@@ -251,3 +251,74 @@ fn bench_json_names_the_machine_and_holds_the_figures() {
     assert_eq!(result["preset"], "test");
     assert!(result["images_per_second"].as_f64().unwrap() > 0.0);
 }
+
+/// `suti crawl` puts one crawl request, with the options given, on the real broker's queue of the
+/// configured namespace; a request that could not be crawled is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_crawl_publishes_the_request_the_crawler_takes() {
+    use suti_queue::Broker;
+
+    let namespace = suti_testkit::unique("crawlcmd");
+    let (broker, topology, _guard) = suti_testkit::declare_pipeline(&namespace, 5).await.unwrap();
+    let env = [
+        ("SUTI__QUEUE__URL", suti_testkit::amqp_url()),
+        ("SUTI__QUEUE__NAMESPACE", namespace.clone()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    for (args, why) in [
+        (vec!["crawl"], "nothing to crawl"),
+        (
+            vec!["crawl", "--seed", "ftp://example.org/"],
+            "only http and https",
+        ),
+        (
+            vec!["crawl", "--seed", "http://example.org/", "--run-id", "a b"],
+            "--run-id",
+        ),
+    ] {
+        let out = suti(&args, &env);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(
+            text(&out.stderr).contains(why),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+
+    let out = suti(
+        &[
+            "crawl",
+            "--seed",
+            "http://synthweb:8000/",
+            "--warc",
+            "warc/site.warc.gz",
+            "--run-id",
+            "cli-run",
+            "--max-pages",
+            "50",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("crawl cli-run requested"));
+
+    let mut consumer = broker
+        .consume(&topology.queue_name("crawl.requests"), 1)
+        .await
+        .unwrap();
+    let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), consumer.next())
+        .await
+        .expect("the request reaches the crawler's queue")
+        .expect("a delivery");
+    let request: suti_messages::CrawlRequestV1 = delivery.envelope.decode().unwrap();
+    assert_eq!(request.run_id, "cli-run");
+    assert_eq!(request.seed_urls, vec!["http://synthweb:8000/".to_string()]);
+    assert_eq!(request.warc_keys, vec!["warc/site.warc.gz".to_string()]);
+    assert_eq!(request.limits.max_pages, 50);
+    assert_eq!(
+        request.limits.max_depth,
+        suti_messages::CrawlLimits::default().max_depth
+    );
+    delivery.ack().await.unwrap();
+}

@@ -75,16 +75,7 @@ impl Backends {
         registry: &Registry,
         health: &Health,
     ) -> Result<Self, RuntimeError> {
-        let broker: Arc<dyn Broker> = match config.queue.backend {
-            QueueBackend::Amqp => {
-                let mut options = AmqpOptions::new(config.queue.url.expose());
-                options.connection_name = connection_name.to_string();
-                options.connect_timeout = Duration::from_secs(config.queue.connect_timeout_secs);
-                options.publish_attempts = config.queue.publish_attempts;
-                Arc::new(AmqpBroker::connect(options).await?)
-            }
-            QueueBackend::InProcess => Arc::new(in_process_broker().connect()),
-        };
+        let broker = connect_broker(config, connection_name).await?;
         let storage = connect_storage(config).await?;
         let state: SharedState = match config.state.backend {
             StateBackend::Redis => Arc::new(
@@ -129,6 +120,24 @@ impl Backends {
             Box::pin(async move { state.ping().await.map_err(|e| e.to_string()) })
         });
     }
+}
+
+/// Connects the configured broker alone (for one-off commands such as `suti crawl`), under
+/// `connection_name` as RabbitMQ's management UI shows it.
+pub async fn connect_broker(
+    config: &SutiConfig,
+    connection_name: &str,
+) -> Result<Arc<dyn Broker>, RuntimeError> {
+    Ok(match config.queue.backend {
+        QueueBackend::Amqp => {
+            let mut options = AmqpOptions::new(config.queue.url.expose());
+            options.connection_name = connection_name.to_string();
+            options.connect_timeout = Duration::from_secs(config.queue.connect_timeout_secs);
+            options.publish_attempts = config.queue.publish_attempts;
+            Arc::new(AmqpBroker::connect(options).await?)
+        }
+        QueueBackend::InProcess => Arc::new(in_process_broker().connect()),
+    })
 }
 
 /// Connects the configured storage alone (for one-off jobs such as `suti train`).

@@ -11,7 +11,7 @@ pub mod process;
 mod telemetry;
 
 pub use admin::{AdminServer, serve_admin};
-pub use backends::{Backends, RuntimeError, connect_storage};
+pub use backends::{Backends, RuntimeError, connect_broker, connect_storage};
 pub use config::{
     ApprenticeDemoAttention, ClusterGrouping, ConfigError, ConfigSources, CrawlerConfig,
     DeltaReference, ModelDevice, SamplerChoice, Secret, ServiceName, StageConfig, SutiConfig,
