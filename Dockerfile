@@ -74,7 +74,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends bash ca-certifi
     && rm -rf /var/lib/apt/lists/*
 COPY scripts/fetch-assets /usr/local/bin/fetch-assets
 RUN --mount=type=secret,id=ca \
-    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca NODE_EXTRA_CA_CERTS=/run/secrets/ca; fi; \
+    if [ -s /run/secrets/ca ]; then \
+      export PIP_CERT=/run/secrets/ca NODE_EXTRA_CA_CERTS=/run/secrets/ca npm_config_cafile=/run/secrets/ca \
+             SSL_CERT_FILE=/run/secrets/ca REQUESTS_CA_BUNDLE=/run/secrets/ca CURL_CA_BUNDLE=/run/secrets/ca; \
+    fi; \
     SUTI_ASSETS_DIR=/opt/suti/assets PIP_BREAK_SYSTEM_PACKAGES=1 fetch-assets
 
 # --- run time -------------------------------------------------------------------------------
