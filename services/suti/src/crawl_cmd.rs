@@ -44,6 +44,7 @@ pub struct CrawlArgs {
 pub async fn run(args: CrawlArgs) -> anyhow::Result<()> {
     let request = request(&args)?;
     let config = SutiConfig::load_file(args.config.as_deref())?;
+    suti_runtime::init_telemetry(&config.telemetry, "suti-crawl");
     if config.queue.backend == QueueBackend::InProcess {
         bail!(
             "queue.backend is in_process: no other process can take the request; `suti crawl` \
@@ -59,12 +60,18 @@ pub async fn run(args: CrawlArgs) -> anyhow::Result<()> {
         .await
         .context("declaring the pipeline's queues")?;
     let message_id = format!("crawl-{}", request.run_id);
-    let envelope = Envelope::encode(&request, message_id.clone(), Some(request.run_id.clone()))?;
+    let mut envelope =
+        Envelope::encode(&request, message_id.clone(), Some(request.run_id.clone()))?;
+    // With OTLP export on, the run is one trace that starts here.
+    let span = tracing::info_span!("crawl request", otel.kind = "producer", run = %request.run_id);
+    envelope.traceparent = suti_runtime::traceparent_of(&span);
     broker
         .publish(&topology, &envelope)
         .await
         .context("publishing the crawl request")?;
+    drop(span);
     broker.close().await;
+    suti_runtime::flush_traces();
     println!(
         "crawl {} requested ({} seeds, {} WARC files; message {message_id})",
         request.run_id,

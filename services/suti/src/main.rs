@@ -166,34 +166,44 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CrawlerClusterer { config } => {
-            run_service(config, |config, shutdown| async move {
+            run_service("crawler-clusterer", config, |config, shutdown| async move {
                 crawler_clusterer::service::run(config, shutdown).await?;
                 Ok(())
             })
         }
-        Command::ExpertFinetuner { config } => run_service(config, |config, shutdown| async move {
-            expert_finetuner::run(config, shutdown).await?;
-            Ok(())
-        }),
-        Command::Generator { config } => run_service(config, |config, shutdown| async move {
-            generator::run(config, shutdown).await?;
-            Ok(())
-        }),
-        Command::ClipFilter { config } => run_service(config, |config, shutdown| async move {
-            clip_filter::run(config, shutdown).await?;
-            Ok(())
-        }),
-        Command::ApprenticeTrainer { config } => {
-            run_service(config, |config, shutdown| async move {
-                apprentice_trainer::run(config, shutdown).await?;
+        Command::ExpertFinetuner { config } => {
+            run_service("expert-finetuner", config, |config, shutdown| async move {
+                expert_finetuner::run(config, shutdown).await?;
                 Ok(())
             })
         }
-        Command::Serving { config } => run_service(config, |config, shutdown| async move {
-            serving::run(config, shutdown).await?;
-            Ok(())
-        }),
-        Command::All { config } => run_service(config, all::run),
+        Command::Generator { config } => {
+            run_service("generator", config, |config, shutdown| async move {
+                generator::run(config, shutdown).await?;
+                Ok(())
+            })
+        }
+        Command::ClipFilter { config } => {
+            run_service("clip-filter", config, |config, shutdown| async move {
+                clip_filter::run(config, shutdown).await?;
+                Ok(())
+            })
+        }
+        Command::ApprenticeTrainer { config } => run_service(
+            "apprentice-trainer",
+            config,
+            |config, shutdown| async move {
+                apprentice_trainer::run(config, shutdown).await?;
+                Ok(())
+            },
+        ),
+        Command::Serving { config } => {
+            run_service("serving", config, |config, shutdown| async move {
+                serving::run(config, shutdown).await?;
+                Ok(())
+            })
+        }
+        Command::All { config } => run_service("suti", config, all::run),
         Command::Demo(args) => {
             suti_models::tune_allocator();
             run_async(demo::run(args))
@@ -267,19 +277,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a service: its configuration, logging, the allocator tuning, and SIGTERM/SIGINT as the
-/// shutdown signal.
-fn run_service<F, Fut>(config: Option<PathBuf>, service: F) -> ExitCode
+/// Runs a service: its configuration, logging and traces (as `name`), the allocator tuning, and
+/// SIGTERM/SIGINT as the shutdown signal; the spans still buffered are sent before it exits.
+fn run_service<F, Fut>(name: &str, config: Option<PathBuf>, service: F) -> ExitCode
 where
     F: FnOnce(suti_runtime::SutiConfig, tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    run_async(async move {
+    let name = name.to_string();
+    let code = run_async(async move {
         let config = suti_runtime::SutiConfig::load_file(config.as_deref())?;
-        suti_runtime::init_logging(&config.telemetry);
+        suti_runtime::init_telemetry(&config.telemetry, &name);
         suti_models::tune_allocator();
         service(config, suti_runtime::shutdown_on_signal()).await
-    })
+    });
+    suti_runtime::flush_traces();
+    code
 }
 
 /// Turns a command's result into an exit code, printing the error.

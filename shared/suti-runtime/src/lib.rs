@@ -18,7 +18,10 @@ pub use config::{
     TemplateFamily,
 };
 pub use health::{Health, ReadinessReport};
-pub use telemetry::{build_info_registry, init_logging, shutdown_on_signal};
+pub use telemetry::{
+    build_info_registry, continue_trace, flush_traces, init_logging, init_telemetry,
+    shutdown_on_signal, traceparent_of,
+};
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -180,7 +180,11 @@ impl<H: Handler> Stage<H> {
         self.metrics.in_flight.inc();
         let span = info_span!("handle", service = %self.settings.service,
                               message_id = %delivery.envelope.message_id,
-                              run = delivery.envelope.correlation_id.as_deref().unwrap_or(""));
+                              run = delivery.envelope.correlation_id.as_deref().unwrap_or(""),
+                              otel.name = %format!("{} handle", self.settings.service),
+                              otel.kind = "consumer");
+        // With OTLP export on, this handling is a span of the trace the message carries.
+        suti_runtime::continue_trace(&span, delivery.envelope.traceparent.as_deref());
         let settled = self.settle(delivery).instrument(span).await;
         self.metrics.in_flight.dec();
         self.metrics
@@ -362,6 +366,10 @@ impl<H: Handler> Stage<H> {
 
     /// Writes the artifacts, then publishes the messages (confirmed), inheriting the run and trace.
     async fn deliver(&self, outcome: Outcome, input: &Envelope) -> Result<(), HandlerError> {
+        // The messages' parent is this handling's span when traces are exported, else the trace
+        // the input carried, unchanged.
+        let traceparent = suti_runtime::traceparent_of(&tracing::Span::current())
+            .or_else(|| input.traceparent.clone());
         let several = outcome.artifacts.len() >= 2;
         for (written, (key, body)) in outcome.artifacts.into_iter().enumerate() {
             self.backends.storage.put(&key, body).await?;
@@ -381,7 +389,7 @@ impl<H: Handler> Stage<H> {
                     m.correlation_id = input.correlation_id.clone();
                 }
                 if m.traceparent.is_none() {
-                    m.traceparent = input.traceparent.clone();
+                    m.traceparent = traceparent.clone();
                 }
                 m
             })

@@ -203,6 +203,12 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// tracing-subscriber filter directives (`RUST_LOG` overrides).
     pub log_filter: String,
+    /// Base address of an OTLP/HTTP collector (`http://collector:4318`; traces go to
+    /// `/v1/traces`); empty: no traces are exported.
+    pub otlp_endpoint: String,
+    /// Share of the traces started here that are recorded, 0 to 1 (a trace started upstream
+    /// follows its parent's decision).
+    pub trace_sample_ratio: f64,
 }
 
 impl TelemetryConfig {
@@ -213,6 +219,19 @@ impl TelemetryConfig {
                 "telemetry.log_filter {:?} is not a valid filter",
                 self.log_filter
             ));
+        }
+        let endpoint = &self.otlp_endpoint;
+        if !(endpoint.is_empty()
+            || endpoint.starts_with("http://")
+            || endpoint.starts_with("https://"))
+        {
+            problems.push(format!(
+                "telemetry.otlp_endpoint {:?} must be an http:// or https:// address",
+                self.otlp_endpoint
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.trace_sample_ratio) {
+            problems.push("telemetry.trace_sample_ratio must be between 0 and 1".into());
         }
     }
 }
