@@ -34,10 +34,11 @@ ARG VERSION=0.1.0
 FROM ${BUILD_IMAGE} AS manifests
 WORKDIR /src
 COPY . .
-RUN find . -type f ! -name Cargo.toml ! -name Cargo.lock ! -name '*.rs' -delete \
-    && find . -type f -name '*.rs' -exec sh -c ': > "$1"' _ {} \; \
-    && find . -type f \( -name main.rs -o -name build.rs -o -path '*/src/bin/*' \) \
-         -exec sh -c 'echo "fn main() {}" > "$1"' _ {} \; \
+# (find replaces every `{}` in its arguments, so the stub `main` is copied from a file.)
+RUN echo 'fn main() {}' > /tmp/main.rs \
+    && find . -type f ! -name Cargo.toml ! -name Cargo.lock ! -name '*.rs' -delete \
+    && find . -type f -name '*.rs' -exec truncate -s 0 {} + \
+    && find . -type f \( -name main.rs -o -name build.rs -o -path '*/src/bin/*' \) -exec cp /tmp/main.rs {} \; \
     && find . -exec touch -h -d @0 {} +
 
 FROM ${BUILD_IMAGE} AS build
