@@ -20,7 +20,7 @@ mod s3;
 
 pub use instrumented::{InstrumentedStore, StorageMetrics};
 pub use local::LocalStore;
-pub use s3::{S3Options, S3Store};
+pub use s3::{S3Credentials, S3Options, S3Store};
 
 /// Longest key accepted (S3's own limit is 1024 bytes).
 pub const MAX_KEY_LEN: usize = 1024;

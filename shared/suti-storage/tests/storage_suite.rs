@@ -246,7 +246,12 @@ async fn wrong_s3_credentials_give_a_clear_non_retryable_error() {
     let server = S3Server::start().await.unwrap();
     let good = server.store().await.unwrap();
     let mut options = server.options(good.bucket());
-    options.secret_access_key = "not-the-secret".into();
+    if let suti_storage::S3Credentials::Keys {
+        secret_access_key, ..
+    } = &mut options.credentials
+    {
+        *secret_access_key = "not-the-secret".into();
+    }
     let store = S3Store::new(&options);
     let err = store
         .put(&key("images/a.png"), Bytes::from_static(b"x"))
