@@ -55,9 +55,8 @@ async fn spans_are_exported_over_otlp_and_linked_across_the_queue() {
     drop(orphan);
     suti_runtime::flush_traces();
 
-    let mut spans = Vec::new();
-    for _ in 0..50 {
-        spans = received
+    let exported = || {
+        received
             .lock()
             .unwrap()
             .iter()
@@ -75,12 +74,15 @@ async fn spans_are_exported_over_otlp_and_linked_across_the_queue() {
                     .flat_map(|ss| ss.spans.iter())
                     .map(move |s| (service.clone(), s.clone()))
             })
-            .collect::<Vec<_>>();
-        if spans.len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .collect::<Vec<_>>()
+    };
+    // The flush is asynchronous to the receiver: wait (with a deadline) for all three spans.
+    let _ = suti_testkit::wait_until(Duration::from_secs(5), "three exported spans", || {
+        let count = exported().len();
+        async move { count >= 3 }
+    })
+    .await;
+    let spans = exported();
     let find = |name: &str| {
         spans
             .iter()

@@ -256,10 +256,14 @@ fn sdk_error<E>(op: &str, target: &str, err: SdkError<E, HttpResponse>) -> Stora
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    let credentials = match &err {
+        SdkError::DispatchFailure(_) => credentials_failure(&err),
+        _ => None,
+    };
     let (kind, detail) = match &err {
         SdkError::TimeoutError(_) => (StorageErrorKind::Timeout, "timed out".to_string()),
-        SdkError::DispatchFailure(_) if credentials_failure(&err).is_some() => {
-            let (why, refused) = credentials_failure(&err).unwrap_or_default();
+        SdkError::DispatchFailure(_) if credentials.is_some() => {
+            let (why, refused) = credentials.unwrap_or_default();
             let kind = if refused {
                 StorageErrorKind::Unauthorized
             } else {
