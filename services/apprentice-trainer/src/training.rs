@@ -12,7 +12,7 @@ use suti_factory::artifacts::{
     publish_release, read_latest_checkpoint, read_shard, write_checkpoint,
 };
 use suti_factory::bundle::{CONFIG_FILE, WEIGHTS_FILE};
-use suti_factory::training::DenoiserTrainer;
+use suti_factory::training::{DenoiserTrainer, LossHistory};
 use suti_messages::{ApprenticeMetrics, ApprenticePublishedV1};
 use suti_models::text::TextEncoder;
 use suti_queue::{Broker, Envelope, Topology};
@@ -63,6 +63,8 @@ pub struct TrainingLoop {
     triplets: Vec<Triplet>,
     clusters: usize,
     recent_losses: Vec<f32>,
+    /// The loss curve since this process started (published with each release).
+    history: LossHistory,
     examples_seen: u64,
     base_version: String,
 }
@@ -107,6 +109,7 @@ impl TrainingLoop {
             triplets: Vec::new(),
             clusters: 0,
             recent_losses: Vec::new(),
+            history: LossHistory::new(),
             examples_seen: 0,
             base_version: String::new(),
         }
@@ -217,7 +220,7 @@ impl TrainingLoop {
     }
 
     async fn release(&self, trainer: &DenoiserTrainer) -> Result<String, HandlerError> {
-        let version = publish_release(&self.backends.storage, trainer).await?;
+        let version = publish_release(&self.backends.storage, trainer, &self.history).await?;
         let window = &self.recent_losses;
         let message = ApprenticePublishedV1 {
             version: version.clone(),
@@ -314,6 +317,7 @@ impl TrainingLoop {
                 .map_err(|e| HandlerError::permanent("model", e))?;
             self.examples_seen += self.config.batch as u64;
             self.recent_losses.push(loss);
+            self.history.record(trainer.steps_done(), loss);
             if self.recent_losses.len() > 50 {
                 self.recent_losses.remove(0);
             }

@@ -81,6 +81,7 @@ impl Handler for FilterHandler {
         .await?;
         let mut examples = Vec::new();
         let mut rejected = 0u32;
+        let mut rejected_by_reason = std::collections::BTreeMap::<String, u32>::new();
         for ((candidate, prompt), score) in input.candidates.iter().zip(prompts).zip(&scores) {
             let verdict = judge(score, &self.thresholds);
             tracing::debug!(image = %candidate.image_key, clip_t = score.clip_t,
@@ -105,7 +106,12 @@ impl Handler for FilterHandler {
                     delta_clip_t: score.delta_clip_t,
                     subject_similarity: score.subject_similarity,
                 }),
-                Err(_) => rejected += 1,
+                Err(reason) => {
+                    rejected += 1;
+                    *rejected_by_reason
+                        .entry(reason.label().to_string())
+                        .or_default() += 1;
+                }
             }
         }
         let accepted = examples.len() as u32;
@@ -133,6 +139,7 @@ impl Handler for FilterHandler {
                 })
                 .collect(),
             examples,
+            rejected: rejected_by_reason,
         };
         let shard_key = shard_key(&input.cluster_id)?;
         let shard_bytes = rmp_serde::to_vec_named(&shard)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use suti_factory::BaseModel;
-use suti_factory::artifacts::{adapter_key, blocking, read_cluster};
+use suti_factory::artifacts::{adapter_key, blocking, expert_losses_key, read_cluster};
 use suti_factory::expert::{finetune_expert, personalise};
 use suti_factory::pixels::to_chw;
 use suti_factory::training::Pair;
@@ -80,7 +80,9 @@ impl Handler for ExpertHandler {
             rank: self.config.rank as u32,
             loss: trained.loss,
         };
+        let losses_key = expert_losses_key(&input.cluster_id, &base_version)?;
         Outcome::none()
+            .with_artifact(losses_key, trained.history.to_json())
             .with_artifact(adapter_key, trained.adapter)
             .with_message(
                 &message,

@@ -105,6 +105,7 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
     let text = suti_factory::towers::configured_text_encoder(&config.models.text_encoder, &device)
         .map_err(|e| ServiceError::setup("loading the text encoder", e))?;
     let keys = api_keys(&config)?;
+    let config_examples = config.serving.example_subjects;
     let batching = batch_limits(&config);
     let serving = Arc::new(config.serving.clone());
     let header_timeout = Duration::from_secs(serving.read_timeout_secs);
@@ -140,6 +141,7 @@ pub async fn run(config: SutiConfig, shutdown: CancellationToken) -> Result<(), 
         keys: keys.map(Arc::new),
         state: host.backends.state.clone(),
         metrics,
+        examples: Arc::new(crate::api::examples::Examples::configured(config_examples)),
     };
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

@@ -98,6 +98,7 @@ async fn serve(keys: Option<ApiKeys>, wait: Duration, loaded: bool) -> Server {
         keys: keys.map(Arc::new),
         state: Arc::new(suti_state::InProcessState::new()),
         metrics: ServingMetrics::unregistered(),
+        examples: Arc::new(serving::api::examples::Examples::templates_only()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -463,7 +464,15 @@ async fn the_openapi_document_matches_the_routes() {
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(
         paths.keys().map(String::as_str).collect::<Vec<_>>(),
-        vec!["/", "/openapi.json", "/v1/generations", "/v1/models"],
+        vec![
+            "/",
+            "/openapi.json",
+            "/report/",
+            "/v1/examples",
+            "/v1/generations",
+            "/v1/models",
+            "/v1/settings"
+        ],
         "every route is documented, and nothing else"
     );
     for (path, methods) in paths {

@@ -120,6 +120,11 @@ pub fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
         let mut rng = SplitMix64::new(2);
         let s = cfg.image_size;
         let (mut forward_s, mut backward_s, mut optim_s) = (0.0, 0.0, 0.0);
+        let phase = crate::progress::Phase::start(
+            &format!("bench train {name}"),
+            args.steps as u64 + 1,
+            "steps",
+        );
         for step in 0..=args.steps {
             let x0 = random(&[batch, cfg.channels, s, s], &mut rng, &dev)?.tanh()?;
             let cond = text(batch, &cfg, &mut rng, &dev)?;
@@ -145,7 +150,9 @@ pub fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
                 backward_s += (t2 - t1).as_secs_f64();
                 optim_s += (t3 - t2).as_secs_f64();
             }
+            phase.advance(1);
         }
+        phase.finish();
         let total = forward_s + backward_s + optim_s;
         let steps = args.steps.max(1) as f64;
         let images_per_second = batch as f64 * steps / total;
@@ -192,6 +199,8 @@ pub fn sample_bench(args: SampleBenchArgs) -> anyhow::Result<()> {
         ),
     );
     for &name in &args.presets {
+        // Lines off a terminal while it runs; the phase ends with the iteration.
+        let _phase = crate::progress::Phase::start(&format!("bench sample {name}"), 0, "runs");
         let cfg = DitConfig::of(name);
         let varmap = VarMap::new();
         let model = Dit::new(&cfg, &Builders::base(Params::train(&varmap, 1, &dev)))?;
@@ -489,12 +498,19 @@ pub fn factory(args: FactoryBenchArgs) -> anyhow::Result<()> {
         ..ExpertStageConfig::default()
     };
     let mut trainer = expert_trainer(&base, &expert_config, 1)?;
+    let phase =
+        crate::progress::Phase::start("bench factory: fine-tune", args.expert_steps + 1, "steps");
     trainer.step(&pairs, &text)?;
+    phase.advance(1);
     let started = Instant::now();
     while !trainer.finished() {
         trainer.step(&pairs, &text)?;
+        phase.advance(1);
     }
     let tune_s = started.elapsed().as_secs_f64();
+    phase.finish();
+    // Generation is one call; the phase prints a line at least every 30 s while it runs.
+    let _generating = crate::progress::Phase::start("bench factory: generate", 0, "images");
     let expert = trainer.model().merged()?;
     let prompts: Vec<String> = suti_data::all_prompts()
         .iter()

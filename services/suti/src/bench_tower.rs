@@ -67,11 +67,19 @@ pub fn tower(args: TowerBenchArgs) -> anyhow::Result<()> {
             };
             features[0].to_vec2::<f32>().map(|_| ())
         };
+        let phase = crate::progress::Phase::start(
+            &format!("bench tower {name}"),
+            args.batches as u64 + 1,
+            "batches",
+        );
         run()?;
+        phase.advance(1);
         let started = Instant::now();
         for _ in 0..args.batches {
             run()?;
+            phase.advance(1);
         }
+        phase.finish();
         let seconds = started.elapsed().as_secs_f64();
         let rate = (args.batch * args.batches) as f64 / seconds;
         rates.push(rate);

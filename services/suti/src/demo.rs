@@ -10,24 +10,25 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use suti_data::{Assets, RgbaImage};
 use suti_eval::job::{
     EvalSetSource, ScorerChoice, SubjectEncoderChoice, encoders, eval_models, evaluation_set,
     expert_settings, load_models,
 };
+use suti_eval::plots::{LossCurve, LossPoint, PipelineFigures};
 use suti_eval::protocol::{EvalReport, EvalSettings, Method, SubjectSheet};
 use suti_factory::jobs::{BaseJob, BaseJobOutcome, BasePairs, ScorerJob, train_base, train_scorer};
 use suti_factory::scorer::Degradations;
+use suti_factory::training::LOSSES_FILE;
 use suti_messages::{CrawlLimits, CrawlRequestV1};
 use suti_models::{DitConfig, ModelPreset};
 use suti_queue::Envelope;
 use suti_runtime::{Backends, Health, SutiConfig};
-use suti_storage::layout::{self, APPRENTICE_MODEL};
+use suti_storage::layout::{self, APPRENTICE_MODEL, BASE_MODEL};
 use suti_storage::{ObjectKey, SharedStore};
 use tokio_util::sync::CancellationToken;
 
-use crate::progress::TerminalProgress;
+use crate::progress::{CliProgress, Phase};
 
 /// Options of `suti demo`.
 #[derive(Debug, Args)]
@@ -107,16 +108,6 @@ impl Timings {
     }
 }
 
-fn spinner(progress: &MultiProgress, what: &str) -> ProgressBar {
-    let bar = progress.add(ProgressBar::new_spinner());
-    bar.set_style(
-        ProgressStyle::with_template(&format!("{{spinner}} {what:<18} {{msg}} [{{elapsed}}]"))
-            .expect("a valid template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
-}
-
 async fn count(store: &SharedStore, prefix: &str, suffix: &str) -> usize {
     store
         .list(prefix)
@@ -146,6 +137,11 @@ fn demo_config(args: &DemoArgs, data: &Path) -> SutiConfig {
     config.generator.guidance = args.guidance;
     config.serving.default_guidance = args.apprentice_guidance;
     config.serving.default_demo_guidance = Some(args.demo_guidance);
+    // The web page links the report this run writes.
+    config.serving.report_dir = std::path::absolute(&args.out)
+        .unwrap_or_else(|_| args.out.clone())
+        .display()
+        .to_string();
     // The tiny models' generations are far less crisp than the crawled photos, so the paper's
     // ΔCLIP-T (against the demonstrations' own CLIP-T) rejects nearly all of them for that alone;
     // comparing each generation with the demonstrations' captions cancels image quality out.
@@ -174,8 +170,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&data)?;
     let config = demo_config(&args, &data);
-    suti_runtime::init_logging(&config.telemetry);
-    let progress = MultiProgress::new();
+    crate::progress::init_cli_logging(&config.telemetry.log_filter);
     let shutdown = CancellationToken::new();
 
     // The synthetic web.
@@ -212,7 +207,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &served,
         &backends,
         (&mut services, &trainer_shutdown),
-        &progress,
         started,
     )
     .await;
@@ -239,7 +233,6 @@ async fn run_stages(
         &mut tokio::task::JoinSet<anyhow::Result<()>>,
         &CancellationToken,
     ),
-    progress: &MultiProgress,
     started: Instant,
 ) -> anyhow::Result<()> {
     let store = backends.storage.clone();
@@ -247,7 +240,7 @@ async fn run_stages(
 
     // 1. Crawl.
     let stage = Instant::now();
-    let bar = spinner(progress, "crawl + cluster");
+    let bar = Phase::start("crawl + cluster", 0, "pages");
     let request = CrawlRequestV1 {
         run_id: "demo".into(),
         seed_urls: vec![format!("{}/", served.base_url())],
@@ -268,23 +261,23 @@ async fn run_stages(
         .unwrap_or(false)
     {
         check_services(services)?;
-        bar.set_message(format!(
-            "{} pages fetched, {} clusters",
-            served.requested().len(),
+        bar.set_status(format!(
+            "{} clusters",
             count(&store, layout::CLUSTERS_PREFIX, layout::MSGPACK_SUFFIX).await
         ));
+        bar.set_done(served.requested().len() as u64);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let clusters = count(&store, layout::CLUSTERS_PREFIX, layout::MSGPACK_SUFFIX).await;
-    bar.finish_with_message(format!("{clusters} clusters"));
-    eprintln!("demo: crawl done, {clusters} clusters");
+    bar.set_status(format!("{clusters} clusters"));
+    bar.finish();
     timings.add("crawl + cluster", stage, format!("{clusters} clusters"));
     if clusters == 0 {
         bail!("the crawl found no clusters");
     }
 
     // 2. Scorer and base model (the stages waiting for them start as soon as they appear).
-    let job_progress = TerminalProgress::within(progress.clone());
+    let job_progress = CliProgress;
     let stage = Instant::now();
     let scorer = train_scorer(
         &store,
@@ -301,7 +294,7 @@ async fn run_stages(
     .await?;
     crate::train_cmd::report_scorer(&scorer);
     timings.add("train scorer", stage, format!("version {}", scorer.version));
-    eprintln!("demo: scorer trained");
+    crate::progress::note("demo: scorer trained");
     let stage = Instant::now();
     let trained = train_base(
         &store,
@@ -329,7 +322,9 @@ async fn run_stages(
     else {
         bail!("the base model run stopped early");
     };
-    eprintln!("demo: base model trained (evaluation loss {base_loss:.4})");
+    crate::progress::note(&format!(
+        "demo: base model trained (evaluation loss {base_loss:.4})"
+    ));
     timings.add(
         "train base",
         stage,
@@ -338,10 +333,10 @@ async fn run_stages(
 
     // 3. Experts, generations, the filter and the apprentice run as services; follow them.
     let stage = Instant::now();
-    let experts = spinner(progress, "experts");
-    let candidates = spinner(progress, "generator");
-    let filtered = spinner(progress, "clip-filter");
-    let apprentice = spinner(progress, "apprentice");
+    let experts = Phase::start("experts", clusters as u64, "experts");
+    let candidates = Phase::start("generator", 0, "images");
+    let filtered = Phase::start("clip-filter", clusters as u64, "shards");
+    let apprentice = Phase::start("apprentice", args.apprentice_steps, "steps");
     let latest_release = ObjectKey::new(layout::model_latest(APPRENTICE_MODEL))?;
     loop {
         check_services(services)?;
@@ -353,9 +348,9 @@ async fn run_stages(
             layout::MSGPACK_SUFFIX,
         )
         .await;
-        experts.set_message(format!("{e}/{clusters} fine-tuned"));
-        candidates.set_message(format!("{g} images"));
-        filtered.set_message(format!("{f}/{clusters} shards"));
+        experts.set_done(e as u64);
+        candidates.set_done(g as u64);
+        filtered.set_done(f as u64);
         let step = suti_storage::read_pointer(
             store.as_ref(),
             &ObjectKey::new(layout::checkpoint_latest(APPRENTICE_MODEL))?,
@@ -363,8 +358,9 @@ async fn run_stages(
         .await
         .ok()
         .flatten()
-        .unwrap_or_else(|| "0".into());
-        apprentice.set_message(format!("step {step}/{}", args.apprentice_steps));
+        .and_then(|step| step.parse::<u64>().ok())
+        .unwrap_or(0);
+        apprentice.set_done(step);
         if store.head(&latest_release).await?.is_some() {
             break;
         }
@@ -403,7 +399,8 @@ async fn run_stages(
 
     // 4. Held-out subjects: the evaluation protocol, and the contact sheet from its images.
     let stage = Instant::now();
-    let (report, sheets) = evaluate_held_out(args, config, &store, progress).await?;
+    let (mut report, sheets) = evaluate_held_out(args, config, &store).await?;
+    report.pipeline = Some(pipeline_figures(&store, &base_version, &release).await);
     let primary = Method::Apprentice { demos: 3 };
     let sheet = suti_data::contact::contact_sheet(
         &sheets
@@ -487,6 +484,88 @@ fn check_services(services: &mut tokio::task::JoinSet<anyhow::Result<()>>) -> an
     }
 }
 
+/// A stored loss curve (`losses.json`), empty when there is none.
+async fn loss_points(store: &SharedStore, key: &str) -> Vec<LossPoint> {
+    let Ok(key) = ObjectKey::new(key) else {
+        return Vec::new();
+    };
+    match store.get(&key).await {
+        Ok(body) => serde_json::from_slice(&body).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The pipeline's figures for the reports: the base, experts' (mean by step) and apprentice's
+/// loss curves, and the filter's verdicts over every shard.
+async fn pipeline_figures(
+    store: &SharedStore,
+    base_version: &str,
+    release: &str,
+) -> PipelineFigures {
+    let base = loss_points(
+        store,
+        &layout::model_file(BASE_MODEL, base_version, LOSSES_FILE),
+    )
+    .await;
+    let apprentice = loss_points(
+        store,
+        &layout::model_file(APPRENTICE_MODEL, release, LOSSES_FILE),
+    )
+    .await;
+    // Every expert trains the same number of steps, so their curves line up point by point.
+    let mut experts: Vec<Vec<LossPoint>> = Vec::new();
+    for object in store.list(layout::EXPERTS_PREFIX).await.unwrap_or_default() {
+        if object.key.as_str().ends_with(".losses.json") {
+            let points = loss_points(store, object.key.as_str()).await;
+            if !points.is_empty() {
+                experts.push(points);
+            }
+        }
+    }
+    let shortest = experts.iter().map(Vec::len).min().unwrap_or(0);
+    let expert_mean: Vec<LossPoint> = (0..shortest)
+        .map(|k| LossPoint {
+            step: experts[0][k].step,
+            loss: experts.iter().map(|c| c[k].loss).sum::<f32>() / experts.len() as f32,
+        })
+        .collect();
+    let mut accepted = 0u64;
+    let mut rejected = std::collections::BTreeMap::<String, u64>::new();
+    for object in store
+        .list(layout::APPRENTICE_SHARDS_PREFIX)
+        .await
+        .unwrap_or_default()
+    {
+        if let Ok(body) = store.get(&object.key).await
+            && let Ok(shard) = rmp_serde::from_slice::<suti_messages::ExampleShard>(&body)
+        {
+            accepted += shard.examples.len() as u64;
+            for (reason, n) in shard.rejected {
+                *rejected.entry(reason).or_default() += u64::from(n);
+            }
+        }
+    }
+    let mut filter_verdicts = vec![("accepted".to_string(), accepted)];
+    filter_verdicts.extend(rejected);
+    PipelineFigures {
+        loss_curves: vec![
+            LossCurve {
+                label: "base model".into(),
+                points: base,
+            },
+            LossCurve {
+                label: format!("experts (mean of {})", experts.len()),
+                points: expert_mean,
+            },
+            LossCurve {
+                label: "apprentice".into(),
+                points: apprentice,
+            },
+        ],
+        filter_verdicts,
+    }
+}
+
 async fn accepted_examples(store: &SharedStore) -> usize {
     let mut total = 0;
     for object in store
@@ -508,8 +587,8 @@ async fn evaluate_held_out(
     args: &DemoArgs,
     config: &SutiConfig,
     store: &SharedStore,
-    progress: &MultiProgress,
 ) -> anyhow::Result<(EvalReport, Vec<SubjectSheet>)> {
+    let setup = Phase::start("eval set-up", 0, "steps");
     let stored = load_models(store, config).await?;
     let settings = EvalSettings {
         images: 2,
@@ -536,13 +615,11 @@ async fn evaluate_held_out(
         &ScorerChoice::default(),
         &stored,
     )?;
-    let bar = progress.add(crate::eval::progress_bar("eval"));
-    let result = tokio::task::block_in_place(|| {
+    tokio::task::block_in_place(|| {
         let models = eval_models(stored, subject, scorer, &set)?;
-        crate::eval::run_with_progress(&set.subjects, &models, &settings, &set.name, &bar)
-    });
-    bar.finish();
-    result
+        setup.finish();
+        crate::eval::run_with_progress(&set.subjects, &models, &settings, &set.name)
+    })
 }
 
 fn report_html(timings: &Timings, report: &EvalReport, total: Duration) -> String {
@@ -568,6 +645,7 @@ fn report_html(timings: &Timings, report: &EvalReport, total: Duration) -> Strin
         report.images_per_prompt
     ));
     html.push_str(&suti_eval::report::html_tables(report));
+    html.push_str(&suti_eval::plots::plots_html(report));
     html.push_str("<p>Each row of the sheet: three demonstrations, the apprentice's images given them, the true images of the subject in the prompted places.</p><img src=\"contact-sheet.png\" alt=\"contact sheet\"></body></html>\n");
     html
 }

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use suti_data::Assets;
 use suti_eval::features::Crop;
 use suti_eval::job::{
@@ -218,47 +217,23 @@ impl EvalSource {
     }
 }
 
-/// A progress bar for the protocol.
-pub fn progress_bar(prefix: &'static str) -> ProgressBar {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} eta {eta} {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(prefix);
-    bar
-}
-
-/// Runs the protocol with a progress bar.
+/// Runs the protocol, its progress as a phase of subjects' work items (bars on a terminal,
+/// lines off one).
 pub fn run_with_progress(
     subjects: &[EvalSubject],
     models: &EvalModels,
     settings: &EvalSettings,
     set_name: &str,
-    bar: &ProgressBar,
 ) -> anyhow::Result<(EvalReport, Vec<SubjectSheet>)> {
-    // Off a terminal the bar draws nothing, so each step is also a plain line with the time
-    // since the evaluation began: logs (CI, nohup, containers) show where the time goes.
-    let started = std::time::Instant::now();
+    let phase = crate::progress::Phase::start("eval", 0, "items");
     let mut progress = |done: usize, total: usize, what: &str| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(what.to_string());
-        if bar.is_hidden() {
-            eprintln!(
-                "eval: {done}/{total} at {:.0} s: {what}",
-                started.elapsed().as_secs_f64()
-            );
-        }
+        phase.set_total(total as u64);
+        phase.set_status(what.to_string());
+        phase.set_done(done as u64);
     };
-    Ok(run_protocol(
-        subjects,
-        models,
-        settings,
-        set_name,
-        &mut progress,
-    )?)
+    let result = run_protocol(subjects, models, settings, set_name, &mut progress);
+    phase.finish();
+    Ok(result?)
 }
 
 /// Runs `suti eval`.
@@ -307,11 +282,9 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let (subject, scorer) = encoders(&subject_choice, &scorer_choice, &stored)?;
     let models = tokio::task::block_in_place(|| eval_models(stored, subject, scorer, &set))?;
-    let bar = progress_bar("eval");
     let (report, sheets) = tokio::task::block_in_place(|| {
-        run_with_progress(&set.subjects, &models, &settings, &set.name, &bar)
+        run_with_progress(&set.subjects, &models, &settings, &set.name)
     })?;
-    bar.finish_and_clear();
     suti_eval::report::write_outputs(&args.out, &report, &sheets)?;
     println!("{}", suti_eval::report::markdown(&report));
     println!(

@@ -164,6 +164,14 @@ enum BenchCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The long one-off commands show progress on a terminal and as lines off one; the services
+    // and `suti all` log through their configured telemetry instead.
+    if matches!(
+        cli.command,
+        Command::Eval(_) | Command::Generate(_) | Command::Train { .. } | Command::Bench { .. }
+    ) {
+        progress::init_cli_logging("warn");
+    }
     match cli.command {
         Command::CrawlerClusterer { config } => {
             run_service("crawler-clusterer", config, |config, shutdown| async move {

@@ -16,7 +16,7 @@ use suti_runtime::SutiConfig;
 use suti_runtime::config::ApprenticeDemoAttention;
 use suti_storage::layout::{APPRENTICE_MODEL, BASE_MODEL, SCORER_MODEL};
 
-use crate::progress::TerminalProgress;
+use crate::progress::CliProgress;
 
 /// The training jobs.
 #[derive(Debug, Subcommand)]
@@ -201,7 +201,7 @@ pub struct ScorerCommand {
 
 /// Runs a training job.
 pub async fn run(command: TrainCommand) -> anyhow::Result<()> {
-    let progress = TerminalProgress::new();
+    let progress = CliProgress;
     match command {
         TrainCommand::Base(args) => {
             let config = config_for(args.data.as_ref(), args.config.as_ref())?;

@@ -68,6 +68,7 @@ async fn plant_shards(
                 })
                 .collect(),
             examples,
+            rejected: Default::default(),
         };
         let shard_key = format!("datasets/apprentice/{}.msgpack", cluster.cluster_id);
         put(store, &shard_key, rmp_serde::to_vec_named(&shard).unwrap()).await;

@@ -112,7 +112,47 @@ fn eval(data: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
     for file in ["eval.json", "eval.md", "eval.html"] {
         assert!(out.join(file).is_file(), "{file}");
     }
-    serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap()
+    // Off a terminal the progress is plain lines.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("eval: 0 items") && stderr.contains("eval: done, "),
+        "{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    // eval.html plots each method's scores: every dot and whisker is the table's figure.
+    let html = std::fs::read_to_string(out.join("eval.html")).unwrap();
+    for row in report["rows"].as_array().unwrap() {
+        let Some(margin) = row["margin"].as_object() else {
+            continue;
+        };
+        let label = row["label"].as_str().unwrap();
+        let mark = format!("data-metric=\"margin\" data-method=\"{label}\"");
+        let at = html
+            .find(&mark)
+            .unwrap_or_else(|| panic!("no {mark} in eval.html"));
+        let attribute = |name: &str| -> f64 {
+            let rest = &html[at..];
+            let start = rest.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            rest[start..start + rest[start..].find('"').unwrap()]
+                .parse()
+                .unwrap()
+        };
+        for (name, field) in [("data-mean", "mean"), ("data-lo", "lo"), ("data-hi", "hi")] {
+            let drawn = attribute(name);
+            let table = margin[field].as_f64().unwrap();
+            assert!(
+                (drawn - table).abs() < 1e-9,
+                "{label} {field}: {drawn} vs {table}"
+            );
+        }
+        let time = format!("data-label=\"{}\"", row["label"].as_str().unwrap());
+        assert!(
+            row["method"]["kind"] == "real_images" || html.contains(&time),
+            "no time bar for {time}"
+        );
+    }
+    report
 }
 
 fn labels(report: &serde_json::Value) -> Vec<String> {

@@ -208,6 +208,18 @@ async fn train_base_resumes_from_its_checkpoint_to_the_same_model() {
             interrupted,
             "{output}"
         );
+        // Off a terminal the phase prints plain lines: its start, each tenth with the rate and
+        // time left, and its end.
+        assert!(
+            output.contains("base model: 0/12 steps (0 %)")
+                || output.contains("base model: 5/12 steps (42 %)"),
+            "{output}"
+        );
+        assert!(
+            output.contains("/12 steps (") && output.contains(" left, "),
+            "{output}"
+        );
+        assert!(output.contains("base model: done, "), "{output}");
         let latest = store
             .get(&ObjectKey::new("models/base/LATEST").unwrap())
             .await

@@ -15,6 +15,7 @@
 pub mod features;
 pub mod job;
 pub mod metrics;
+pub mod plots;
 pub mod protocol;
 pub mod report;
 pub mod sanity;

@@ -159,7 +159,8 @@ pub fn html_head(title: &str) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title>\
          <style>body{{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto}}\
          td,th{{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:left}}\
-         img{{image-rendering:pixelated;width:100%}}</style></head><body><h1>{0}</h1>",
+         img{{image-rendering:pixelated;width:100%}}svg.plot{{display:block;max-width:100%;\
+         height:auto;margin:1rem 0}}</style></head><body><h1>{0}</h1>",
         html_escape(title)
     )
 }
@@ -219,6 +220,7 @@ pub fn write_outputs(out: &Path, report: &EvalReport, sheets: &[SubjectSheet]) -
         report.seconds,
     ));
     html.push_str(&html_tables(report));
+    html.push_str(&crate::plots::plots_html(report));
     html.push_str(
         "<p>Each sheet: the demonstrations, then one row per method, prompt by prompt.</p>",
     );

@@ -154,6 +154,11 @@ pub fn adapter_key(cluster_id: &str, base_version: &str) -> Result<ObjectKey, Ha
     key(&layout::expert_adapter(cluster_id, base_version))
 }
 
+/// Key of an expert's loss curve.
+pub fn expert_losses_key(cluster_id: &str, base_version: &str) -> Result<ObjectKey, HandlerError> {
+    key(&layout::expert_losses(cluster_id, base_version))
+}
+
 /// Key of a cluster's dataset shard.
 pub fn shard_key(cluster_id: &str) -> Result<ObjectKey, HandlerError> {
     key(&layout::apprentice_shard(cluster_id))
@@ -313,11 +318,13 @@ pub async fn read_shard(
 }
 
 /// Publishes `trainer`'s weights as an apprentice release (`models/apprentice/{version}/`, with
-/// its `LATEST` pointer) named by its step and the weights' hash; returns the version. The
+/// its `LATEST` pointer) named by its step and the weights' hash, with the loss curve of the
+/// steps this process trained (`losses.json`); returns the version. The
 /// `apprentice.published` message is the caller's.
 pub async fn publish_release(
     storage: &SharedStore,
     trainer: &DenoiserTrainer,
+    history: &crate::training::LossHistory,
 ) -> Result<String, HandlerError> {
     let bundle = BaseModel {
         config: trainer.config().clone(),
@@ -337,7 +344,11 @@ pub async fn publish_release(
         storage,
         APPRENTICE_MODEL,
         &version,
-        vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
+        vec![
+            (CONFIG_FILE, config_json),
+            (WEIGHTS_FILE, weights),
+            (crate::training::LOSSES_FILE, history.to_json()),
+        ],
     )
     .await?;
     Ok(version)

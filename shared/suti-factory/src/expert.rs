@@ -74,8 +74,10 @@ pub struct TrainedExpert {
     /// stored adapter then applies with scale 1 (alpha = rank) and a reader needs only the rank,
     /// which the `expert.trained` message carries.
     pub adapter: Vec<u8>,
-    /// Its loss curve.
+    /// Its loss curve, summarised.
     pub loss: LossSummary,
+    /// Its loss curve, step by step (bounded).
+    pub history: crate::training::LossHistory,
     /// Wall time of the fine-tune, seconds.
     pub seconds: f64,
 }
@@ -98,14 +100,17 @@ pub fn finetune_expert(
     let started = Instant::now();
     let mut trainer = expert_trainer(base, config, seed)?;
     let mut losses = Vec::with_capacity(config.steps as usize);
+    let mut history = crate::training::LossHistory::new();
     while !trainer.finished() {
         let loss = trainer.step(pairs, text)?;
         losses.push(loss);
+        history.record(trainer.steps_done(), loss);
         progress(trainer.steps_done(), loss);
     }
     Ok(TrainedExpert {
         adapter: prescaled_adapter(trainer.varmap(), &expert_lora(config))?,
         loss: loss_summary(&losses),
+        history,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -286,3 +286,126 @@ pub fn loss_summary(losses: &[f32]) -> suti_messages::LossSummary {
         steps: losses.len() as u32,
     }
 }
+
+/// Name of a run's loss curve beside its model files (`models/{model}/{version}/losses.json`,
+/// `experts/{cluster}/{base}.losses.json`).
+pub const LOSSES_FILE: &str = "losses.json";
+
+/// One point of a loss curve.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossPoint {
+    /// Optimiser step (the middle of the stretch the point stands for).
+    pub step: u64,
+    /// Mean training loss over that stretch.
+    pub loss: f32,
+}
+
+/// A training run's loss by step in bounded memory: each point is the mean of a stretch of
+/// steps, and when there are more than [`LossHistory::MAX_POINTS`] the stretches double (pairs of
+/// points merge), so a service that trains for days keeps a curve of the same size.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LossHistory {
+    points: Vec<(u64, u64, f64)>,
+    per_point: u64,
+    open: Option<(u64, u64, f64)>,
+}
+
+impl LossHistory {
+    /// Most points kept.
+    pub const MAX_POINTS: usize = 512;
+
+    /// An empty history.
+    pub fn new() -> Self {
+        Self {
+            per_point: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Records the loss of optimiser step `step` (steps come in increasing order).
+    pub fn record(&mut self, step: u64, loss: f32) {
+        if !loss.is_finite() {
+            return;
+        }
+        let per = self.per_point.max(1);
+        let open = self.open.get_or_insert((step, 0, 0.0));
+        open.1 += 1;
+        open.2 += f64::from(loss);
+        if open.1 >= per {
+            self.points.extend(self.open.take());
+            if self.points.len() > Self::MAX_POINTS {
+                self.points = self
+                    .points
+                    .chunks(2)
+                    .map(|pair| {
+                        let count = pair.iter().map(|p| p.1).sum();
+                        (pair[0].0, count, pair.iter().map(|p| p.2).sum())
+                    })
+                    .collect();
+                self.per_point = per * 2;
+            }
+        }
+    }
+
+    /// The curve: each stretch's middle step and mean loss.
+    pub fn points(&self) -> Vec<LossPoint> {
+        self.points
+            .iter()
+            .chain(self.open.iter())
+            .map(|&(first, count, sum)| LossPoint {
+                step: first + count / 2,
+                loss: (sum / count.max(1) as f64) as f32,
+            })
+            .collect()
+    }
+
+    /// The curve as JSON (`[{"step", "loss"}, …]`).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.points()).expect("loss points serialise")
+    }
+}
+
+#[cfg(test)]
+mod loss_history_tests {
+    use super::*;
+
+    #[test]
+    fn a_long_run_keeps_a_bounded_curve_with_the_same_means() {
+        let mut history = LossHistory::new();
+        for step in 1..=10_000u64 {
+            history.record(step, step as f32);
+        }
+        let points = history.points();
+        assert!(
+            points.len() <= LossHistory::MAX_POINTS + 1,
+            "{}",
+            points.len()
+        );
+        assert!(
+            points.len() > LossHistory::MAX_POINTS / 4,
+            "{}",
+            points.len()
+        );
+        // Each point is the mean of its stretch, so it sits at its middle step.
+        for p in &points {
+            assert!((p.loss - p.step as f32).abs() <= 1.0, "{p:?}");
+        }
+        assert_eq!(points[0].step, points[0].loss.round() as u64);
+        let short: Vec<LossPoint> = {
+            let mut h = LossHistory::new();
+            h.record(5, 0.5);
+            h.record(6, 0.25);
+            h.points()
+        };
+        assert_eq!(
+            short,
+            [
+                LossPoint { step: 5, loss: 0.5 },
+                LossPoint {
+                    step: 6,
+                    loss: 0.25
+                }
+            ]
+        );
+    }
+}

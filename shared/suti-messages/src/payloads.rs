@@ -289,4 +289,8 @@ pub struct ExampleShard {
     pub demonstrations: Vec<ShardDemonstration>,
     /// The accepted targets.
     pub examples: Vec<AcceptedExample>,
+    /// Candidates rejected, by reason (`prompt_not_followed`, `subject_lost`); absent in shards
+    /// written before it was recorded.
+    #[serde(default)]
+    pub rejected: std::collections::BTreeMap<String, u32>,
 }

@@ -44,6 +44,11 @@ pub fn expert_adapter(cluster_id: &str, base_version: &str) -> String {
     format!("{EXPERTS_PREFIX}{cluster_id}/{base_version}.safetensors")
 }
 
+/// An expert's loss curve, beside its adapter (JSON, `[{"step", "loss"}, …]`).
+pub fn expert_losses(cluster_id: &str, base_version: &str) -> String {
+    format!("{EXPERTS_PREFIX}{cluster_id}/{base_version}.losses.json")
+}
+
 /// Generation `index` of an expert for one prompt.
 pub fn candidate(cluster_id: &str, base_version: &str, prompt_id: &str, index: usize) -> String {
     format!("{CANDIDATES_PREFIX}{cluster_id}/{base_version}/{prompt_id}-{index}.png")

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,8 +12,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::auth::authorise;
+use super::examples::Examples;
 use super::request::{parse, validate};
 use super::{ApiError, ApiState, GenerationOut, ImageOut};
+use super::{MAX_GUIDANCE, MAX_SEED};
 use crate::engine::EngineError;
 
 /// The OpenAPI document of this API.
@@ -31,6 +33,10 @@ pub fn router(state: ApiState) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .route("/v1/models", get(models))
+        .route("/v1/settings", get(settings))
+        .route("/v1/examples", get(examples))
+        .route("/report/", get(report_index))
+        .route("/report/{*path}", get(report_file))
         .route("/v1/generations", post(generations))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -53,6 +59,81 @@ async fn models(State(state): State<ApiState>) -> Result<Json<serde_json::Value>
             "max_demonstrations": model.dit.config().max_demos,
         }]
     })))
+}
+
+/// The limits and defaults a client needs to build a request the server accepts.
+async fn settings(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    let config = &state.config;
+    let model = state.engine.slot().current();
+    let max_demonstrations = model.as_ref().map_or(config.max_demos, |m| {
+        config.max_demos.min(m.dit.config().max_demos)
+    });
+    Json(serde_json::json!({
+        "max_demonstrations": max_demonstrations,
+        "max_images": config.max_images,
+        "default_num_images": 1,
+        "max_steps": config.max_steps,
+        "default_steps": config.default_steps,
+        "max_guidance": MAX_GUIDANCE,
+        "default_guidance": config.default_guidance,
+        "default_demo_guidance": config.default_demo_guidance,
+        "max_seed": MAX_SEED,
+        "max_prompt_chars": config.max_prompt_chars,
+        "max_image_pixels": config.max_image_pixels,
+        "max_body_bytes": config.max_body_bytes,
+        "api_key_required": state.keys.is_some(),
+        "model": model.as_ref().map(|m| serde_json::json!({
+            "id": m.version,
+            "image_size": m.image_size(),
+        })),
+        "report_url": (!config.report_dir.is_empty()).then_some("/report/"),
+    }))
+}
+
+/// Example subjects and prompt suggestions for the web page.
+async fn examples(State(state): State<ApiState>) -> Json<Examples> {
+    Json(state.examples.as_ref().clone())
+}
+
+async fn report_index(State(state): State<ApiState>) -> Response {
+    report_file(State(state), Path("report.html".to_string())).await
+}
+
+/// A file of the configured report folder: `report.html`, `contact-sheet.png` and what is under
+/// `eval/` (not the run's data beside them).
+async fn report_file(State(state): State<ApiState>, Path(path): Path<String>) -> Response {
+    let not_found =
+        || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such report file").into_response();
+    if state.config.report_dir.is_empty() {
+        return not_found();
+    }
+    let allowed = path == "report.html"
+        || path == "contact-sheet.png"
+        || (path.starts_with("eval/")
+            && path.split('/').all(|part| {
+                !part.is_empty()
+                    && part != ".."
+                    && part != "."
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            }));
+    let content_type = match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        Some("json") => "application/json",
+        Some("md") => "text/markdown; charset=utf-8",
+        _ => return not_found(),
+    };
+    if !allowed {
+        return not_found();
+    }
+    let file = std::path::Path::new(&state.config.report_dir).join(&path);
+    match tokio::fs::read(&file).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        Err(_) => not_found(),
+    }
 }
 
 async fn generations(State(state): State<ApiState>, request: Request) -> Response {

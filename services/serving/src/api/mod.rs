@@ -2,10 +2,11 @@
 //! Every failure is a JSON error `{"error": {"code", "message"}}` with a 4xx status for bad input
 //! and 5xx only for the server's own trouble (no model yet, a timeout).
 //!
-//! `auth` checks API keys and their rates, `request` reads and validates a request against the
+//! `auth` checks API keys and their rates, `examples` renders the web page's example subjects, `request` reads and validates a request against the
 //! `serving` settings, `types` holds the JSON the API speaks, and `handlers` the routes.
 
 mod auth;
+pub mod examples;
 mod handlers;
 mod request;
 mod types;
@@ -20,7 +21,7 @@ use crate::metrics::ServingMetrics;
 
 pub use auth::{ApiKeys, api_keys};
 pub use handlers::{OPENAPI, router};
-pub use request::MAX_SEED;
+pub use request::{MAX_GUIDANCE, MAX_SEED};
 pub use suti_factory::render::DEFAULT_CAPTION;
 pub use types::{ApiError, GenerationOut, ImageOut, JsonDemonstration, JsonGeneration};
 
@@ -37,4 +38,6 @@ pub struct ApiState {
     pub state: SharedState,
     /// Request metrics.
     pub metrics: ServingMetrics,
+    /// The web page's example subjects and prompt suggestions.
+    pub examples: Arc<examples::Examples>,
 }

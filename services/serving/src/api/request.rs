@@ -19,6 +19,8 @@ use crate::engine::{Demonstration, Generation};
 /// The largest seed (2⁶³ − 1): seeds are the OpenAPI document's int64, which every JSON client can
 /// send back exactly.
 pub const MAX_SEED: u64 = i64::MAX as u64;
+/// Largest guidance weight (text or demonstrations) a request may ask for.
+pub const MAX_GUIDANCE: f32 = 50.0;
 
 /// The parts of a request before validation.
 pub(super) struct Parsed {
@@ -250,7 +252,7 @@ pub(super) fn validate(parsed: Parsed, limits: &ServingConfig) -> Result<Generat
         ));
     }
     let guidance = parsed.guidance.unwrap_or(limits.default_guidance);
-    if !guidance.is_finite() || !(0.0..=50.0).contains(&guidance) {
+    if !guidance.is_finite() || !(0.0..=MAX_GUIDANCE).contains(&guidance) {
         return Err(ApiError::unprocessable(
             "bad_guidance",
             "guidance must be between 0 and 50",
@@ -258,7 +260,7 @@ pub(super) fn validate(parsed: Parsed, limits: &ServingConfig) -> Result<Generat
     }
     let demo_guidance = parsed.demo_guidance.or(limits.default_demo_guidance);
     if let Some(demo_guidance) = demo_guidance
-        && (!demo_guidance.is_finite() || !(0.0..=50.0).contains(&demo_guidance))
+        && (!demo_guidance.is_finite() || !(0.0..=MAX_GUIDANCE).contains(&demo_guidance))
     {
         return Err(ApiError::unprocessable(
             "bad_demo_guidance",

@@ -323,6 +323,7 @@ pub fn run_protocol(
         rows,
         leads,
         per_subject,
+        pipeline: None,
     };
     Ok((report, sheets))
 }

@@ -119,6 +119,9 @@ pub struct EvalReport {
     pub leads: Vec<Lead>,
     /// Per-subject means, `per_subject[row][subject]` (absent where the method did not run).
     pub per_subject: Vec<Vec<Option<SubjectResult>>>,
+    /// The pipeline's own figures (loss curves, filter verdicts) when the caller knows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<crate::plots::PipelineFigures>,
 }
 
 impl EvalReport {

@@ -218,6 +218,7 @@ pub async fn train_apprentice(
     let phase = progress.phase("apprentice", job.steps);
     let started = Instant::now();
     let mut smoothed = None::<f32>;
+    let mut history = crate::training::LossHistory::new();
     let every = (job.steps / 10).max(1);
     while !trainer.finished() {
         let loss = tokio::task::block_in_place(|| {
@@ -228,6 +229,7 @@ pub async fn train_apprentice(
         phase.set_status(format!("loss {s:.4}"));
         phase.advance(1);
         let step = trainer.steps_done();
+        history.record(step, loss);
         if step % every == 0 && !trainer.finished() {
             // The held-out gap as it grows: the curve to pick a step count from.
             let now = losses(&trainer)?;
@@ -246,7 +248,7 @@ pub async fn train_apprentice(
     let seconds = started.elapsed().as_secs_f64();
     let after = losses(&trainer)?;
     progress.note(&held_out_line("after", &after));
-    let version = publish_release(store, &trainer)
+    let version = publish_release(store, &trainer, &history)
         .await
         .map_err(|e| anyhow::anyhow!("publishing the apprentice: {e}"))?;
     progress.note(&format!(

@@ -179,6 +179,7 @@ pub async fn train_base(
     phase.set_done(trainer.steps_done());
     let started = Instant::now();
     let mut smoothed = None::<f32>;
+    let mut history = crate::training::LossHistory::new();
     let stop_at = job.stop_after.map(|n| trainer.steps_done() + n);
     while !trainer.finished() {
         let loss = tokio::task::block_in_place(|| trainer.step(&pairs, &text))?;
@@ -187,6 +188,7 @@ pub async fn train_base(
         phase.set_status(format!("loss {s:.4}"));
         phase.advance(1);
         let step = trainer.steps_done();
+        history.record(step, loss);
         let stopping = stop_at == Some(step);
         if (step % job.checkpoint_every.max(1) == 0 || stopping) && !trainer.finished() {
             let (tensors, meta) = trainer.checkpoint(notes.clone())?;
@@ -210,7 +212,11 @@ pub async fn train_base(
         store,
         BASE_MODEL,
         &version,
-        vec![(CONFIG_FILE, config_json), (WEIGHTS_FILE, weights)],
+        vec![
+            (CONFIG_FILE, config_json),
+            (WEIGHTS_FILE, weights),
+            (crate::training::LOSSES_FILE, history.to_json()),
+        ],
     )
     .await?;
     clear_checkpoint_pointer(store, BASE_MODEL)

@@ -52,6 +52,12 @@ pub struct ServingConfig {
     pub key_rate_per_second: f64,
     /// Burst of requests per API key.
     pub key_burst: f64,
+    /// Held-out EmojiWorld subjects the web page offers as examples, rendered at start (none
+    /// when the EmojiWorld assets are missing); 0: no examples.
+    pub example_subjects: usize,
+    /// A folder whose `report.html` and `eval/` are served at `/report/` and linked from the
+    /// web page; empty: none.
+    pub report_dir: String,
 }
 
 impl ServingConfig {
