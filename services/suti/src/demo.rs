@@ -360,6 +360,12 @@ async fn run_stages(
         .flatten()
         .and_then(|step| step.parse::<u64>().ok())
         .unwrap_or(0);
+        // The trainer starts once every cluster's shard is in (`start_shards`).
+        apprentice.set_status(if step == 0 && f < clusters {
+            format!("waiting for the shards ({f}/{clusters})")
+        } else {
+            String::new()
+        });
         apprentice.set_done(step);
         if store.head(&latest_release).await?.is_some() {
             break;

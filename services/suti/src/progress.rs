@@ -3,7 +3,7 @@
 //!
 //! A [`Phase`] emits an event on every update (target `suti::progress::tick`, level TRACE) and a
 //! line-worthy one (target `suti::progress`, level INFO) when it starts, at every tenth of the
-//! way, after 30 s without a line (a heartbeat thread sees to that even when nothing advances),
+//! way, after 25 s without a line (a heartbeat thread sees to that even when nothing advances),
 //! and when it ends. [`init_cli_logging`] installs the subscriber that consumes them: on a
 //! terminal a layer turns them into indicatif bars and the plain lines are held back; off a
 //! terminal (CI, `nohup`, a container's log) the INFO ones print as plain lines with their rate
@@ -35,8 +35,9 @@ const TICK_TARGET: &str = "suti::progress::tick";
 const STATE_RUNNING: &str = "running";
 /// The `state` field of a phase's last event.
 const STATE_DONE: &str = "done";
-/// Longest silence of a running phase off a terminal.
-pub const HEARTBEAT: Duration = Duration::from_secs(30);
+/// Longest silence of a running phase off a terminal: 25 s, so that with the heartbeat's own
+/// one-second tick a line comes at least every 30 s.
+pub const HEARTBEAT: Duration = Duration::from_secs(25);
 
 /// Installs the command line's subscriber: bars on a terminal, plain lines off one, and the
 /// services' own logs (filtered by `RUST_LOG`, else `base_filter`) either way. Safe to call twice
@@ -250,7 +251,9 @@ impl PhaseState {
         } else {
             0.0
         };
-        if self.finished {
+        if self.finished && self.done == 0 && self.total == 0 {
+            let _ = write!(line, "done in {}", clock(elapsed));
+        } else if self.finished {
             let _ = write!(
                 line,
                 "done, {} {} in {}",
@@ -337,7 +340,7 @@ fn live_phases() -> &'static Mutex<Vec<Weak<Mutex<PhaseState>>>> {
     static LIVE: OnceLock<Mutex<Vec<Weak<Mutex<PhaseState>>>>> = OnceLock::new();
     LIVE.get_or_init(|| {
         // A phase whose units take longer than the heartbeat (an evaluation subject, a
-        // service's work counted by polling) still prints a line every 30 s.
+        // service's work counted by polling) still prints a line every 25–26 s.
         std::thread::Builder::new()
             .name("progress-heartbeat".into())
             .spawn(|| {
@@ -445,8 +448,8 @@ pub fn note(line: &str) {
 pub struct CliProgress;
 
 impl JobProgress for CliProgress {
-    fn phase(&self, what: &str, len: u64) -> Box<dyn PhaseProgress> {
-        Box::new(Phase::start(what, len, "steps"))
+    fn phase(&self, what: &str, unit: &str, len: u64) -> Box<dyn PhaseProgress> {
+        Box::new(Phase::start(what, len, unit))
     }
 
     fn note(&self, line: &str) {
@@ -519,6 +522,9 @@ mod tests {
         assert_eq!(s.line(), "train base: 2 subjects, 1m40s so far");
         s.total = 8;
         assert!(s.line().contains("50.0 s per subject"), "{}", s.line());
+        let mut setup = state(0);
+        setup.finished = true;
+        assert_eq!(setup.line(), "train base: done in 1m40s");
         assert_eq!(clock(3725.0), "1h02m");
     }
 }

@@ -33,7 +33,7 @@ pub struct PipelineFigures {
 }
 
 const WIDTH: f64 = 720.0;
-const LABEL_WIDTH: f64 = 230.0;
+const LABEL_WIDTH: f64 = 270.0;
 const ROW_HEIGHT: f64 = 24.0;
 const COLOURS: [&str; 4] = ["#1f5fa8", "#c4581a", "#2f8a3a", "#7a3fa0"];
 
@@ -99,32 +99,34 @@ fn x_axis(svg: &mut String, (x0, x1): (f64, f64), (lo, hi): (f64, f64), top: f64
 /// figures written at the right. Methods without the metric are left out of its panel.
 pub fn scores_svg(report: &EvalReport) -> String {
     type Pick = fn(&MethodRow) -> Option<&Estimate>;
-    let metrics: [(&str, Pick); 3] = [
-        ("margin", |r| r.margin.as_ref()),
-        ("identification", |r| r.identification.as_ref()),
-        ("CLIP-T", |r| r.clip_t.as_ref()),
+    // (name, the column, whether the table prints it as a percentage)
+    let metrics: [(&str, Pick, bool); 3] = [
+        ("margin", |r| r.margin.as_ref(), false),
+        ("identification", |r| r.identification.as_ref(), true),
+        ("CLIP-T", |r| r.clip_t.as_ref(), false),
     ];
-    let panels: Vec<(&str, Vec<(&str, Estimate)>)> = metrics
+    type Panel<'a> = (&'a str, bool, Vec<(&'a str, Estimate)>);
+    let panels: Vec<Panel> = metrics
         .iter()
-        .map(|(name, pick)| {
-            let rows = report
+        .map(|(name, pick, percent)| {
+            let rows: Vec<(&str, Estimate)> = report
                 .rows
                 .iter()
                 .filter_map(|r| pick(r).map(|e| (r.label.as_str(), *e)))
                 .collect();
-            (*name, rows)
+            (*name, *percent, rows)
         })
-        .filter(|(_, rows): &(&str, Vec<_>)| !rows.is_empty())
+        .filter(|(_, _, rows)| !rows.is_empty())
         .collect();
     let height = 24.0
         + panels
             .iter()
-            .map(|(_, rows)| 30.0 + ROW_HEIGHT * rows.len() as f64 + 22.0)
+            .map(|(_, _, rows)| 30.0 + ROW_HEIGHT * rows.len() as f64 + 22.0)
             .sum::<f64>();
     let mut svg = svg_open(height, "Scores by method: mean and 95 % interval");
     let (x0, x1) = (LABEL_WIDTH, WIDTH - 170.0);
     let mut y = 24.0;
-    for (name, rows) in &panels {
+    for (name, percent, rows) in &panels {
         let lo = rows.iter().map(|(_, e)| e.lo).fold(f64::INFINITY, f64::min);
         let hi = rows
             .iter()
@@ -153,7 +155,12 @@ pub fn scores_svg(report: &EvalReport) -> String {
         for (k, (label, e)) in rows.iter().enumerate() {
             let cy = top + ROW_HEIGHT * (k as f64 + 0.5);
             let colour = COLOURS[k % COLOURS.len()];
-            let figure = e.format(3);
+            // The figure as the table prints it.
+            let figure = if *percent {
+                e.format_percent()
+            } else {
+                e.format(3)
+            };
             let _ = write!(
                 svg,
                 "<g class=\"score\" data-metric=\"{name}\" data-method=\"{label}\" \
@@ -319,13 +326,27 @@ pub fn loss_curves_svg(curves: &[LossCurve]) -> String {
             .iter()
             .map(|p| format!("{:.1},{:.1}", x(p.step as f64), y(f64::from(p.loss))))
             .collect();
+        // Per-step losses are noisy (each batch draws its own noise levels): a running mean over
+        // a twentieth of the points is drawn over them.
+        let window = (curve.points.len() / 20).max(1);
+        let smooth: Vec<String> = (0..curve.points.len())
+            .map(|k| {
+                let from = k.saturating_sub(window / 2);
+                let to = (k + window.div_ceil(2)).min(curve.points.len());
+                let stretch = &curve.points[from..to];
+                let mean =
+                    stretch.iter().map(|p| f64::from(p.loss)).sum::<f64>() / stretch.len() as f64;
+                format!("{:.1},{:.1}", x(curve.points[k].step as f64), y(mean))
+            })
+            .collect();
         let first = curve.points.first().expect("not empty");
         let last = curve.points.last().expect("not empty");
         let _ = write!(
             svg,
             "<g class=\"loss\" data-label=\"{label}\" data-first=\"{f}\" data-last=\"{l}\" \
              data-points=\"{n}\"><title>{label}: loss {f:.4} at step {fs} → {l:.4} at step {ls}</title>\
-             <polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{pts}\"/>\
+             <polyline fill=\"none\" stroke=\"{colour}\" stroke-opacity=\"0.35\" stroke-width=\"1\" points=\"{pts}\"/>\
+             <polyline class=\"smoothed\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{smooth}\"/>\
              <text x=\"{lx:.1}\" y=\"{ly:.1}\" fill=\"#333\">{l:.4}</text></g>",
             label = html_escape(&curve.label),
             f = first.loss,
@@ -334,6 +355,7 @@ pub fn loss_curves_svg(curves: &[LossCurve]) -> String {
             ls = last.step,
             n = curve.points.len(),
             pts = path.join(" "),
+            smooth = smooth.join(" "),
             lx = x1 + 6.0,
             ly = y(f64::from(last.loss)) + 4.0,
         );

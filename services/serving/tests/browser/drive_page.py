@@ -9,10 +9,13 @@
 6. The same page at a phone's width does not scroll sideways.
 
 Usage: drive_page.py BASE_URL SCREENSHOT_DIR DEMO_PNG [DEMO_PNG ...]
+SUTI_PAGE_STEPS sets the denoising steps of the generation (default 3: quick; the docs'
+screenshots use the server's default against a trained release).
 Prints one "ok: ..." line per step; exits 1 at the first step that fails.
 """
 
 import json
+import os
 import sys
 
 from selenium import webdriver
@@ -96,7 +99,7 @@ def main() -> int:
         images.send_keys("2")
         steps = by_id("steps")
         steps.clear()
-        steps.send_keys("3")
+        steps.send_keys(os.environ.get("SUTI_PAGE_STEPS", "3"))
         seed = by_id("seed")
         seed.clear()
         seed.send_keys("7")

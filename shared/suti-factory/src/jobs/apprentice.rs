@@ -149,7 +149,7 @@ pub async fn train_apprentice(
         ApprenticeTargets::TrueRenders => train_subjects.len() + held_subjects.len(),
         ApprenticeTargets::Accepted => held_subjects.len(),
     };
-    let phase = progress.phase("true triplets", rendered as u64);
+    let phase = progress.phase("true triplets", "triplets", rendered as u64);
     let (triplets, described) = match job.targets {
         ApprenticeTargets::TrueRenders => (
             true_triplets(
@@ -215,7 +215,7 @@ pub async fn train_apprentice(
     };
     let before = losses(&trainer)?;
     progress.note(&held_out_line("before", &before));
-    let phase = progress.phase("apprentice", job.steps);
+    let phase = progress.phase("apprentice", "steps", job.steps);
     let started = Instant::now();
     let mut smoothed = None::<f32>;
     let mut history = crate::training::LossHistory::new();

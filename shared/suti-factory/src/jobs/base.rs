@@ -112,7 +112,7 @@ pub async fn train_base(
                 ..TrueTripletSettings::default()
             };
             let drawn = true_triplet_subjects(&assets, Split::Train, &settings);
-            let phase = progress.phase("true renders", drawn.len() as u64);
+            let phase = progress.phase("true renders", "images", drawn.len() as u64);
             let pairs = true_pairs(&assets, &drawn, &settings, size, &mut || phase.advance(1))?;
             phase.finish();
             let classes: HashSet<_> = drawn.iter().map(|s| &s.class.noun).collect();
@@ -175,7 +175,7 @@ pub async fn train_base(
         .cloned()
         .collect();
     let loss_before = trainer.evaluation_loss(&eval, &text, 7)?;
-    let phase = progress.phase("base model", job.steps);
+    let phase = progress.phase("base model", "steps", job.steps);
     phase.set_done(trainer.steps_done());
     let started = Instant::now();
     let mut smoothed = None::<f32>;

@@ -23,8 +23,8 @@ pub type JobResult<T> = anyhow::Result<T>;
 
 /// Where a job reports how far it got.
 pub trait JobProgress: Send + Sync {
-    /// Starts a phase of `len` units (images, steps) called `what`.
-    fn phase(&self, what: &str, len: u64) -> Box<dyn PhaseProgress>;
+    /// Starts a phase called `what` of `len` units named `unit` (`images`, `steps`).
+    fn phase(&self, what: &str, unit: &str, len: u64) -> Box<dyn PhaseProgress>;
     /// A line worth keeping in the job's log: a resumed checkpoint, skipped inputs, losses so far.
     fn note(&self, line: &str);
 }
@@ -46,7 +46,7 @@ pub trait PhaseProgress: Send + Sync {
 pub struct NoProgress;
 
 impl JobProgress for NoProgress {
-    fn phase(&self, _what: &str, _len: u64) -> Box<dyn PhaseProgress> {
+    fn phase(&self, _what: &str, _unit: &str, _len: u64) -> Box<dyn PhaseProgress> {
         Box::new(NoProgress)
     }
 

@@ -78,7 +78,7 @@ pub async fn train_scorer(
             &sentences,
             |batch| {
                 // The crisp images and every copy, through the frozen tower once.
-                let phase = progress.phase("image features", batch.len() as u64);
+                let phase = progress.phase("image features", "images", batch.len() as u64);
                 let mut features = Vec::with_capacity(batch.len());
                 for chunk in batch.chunks(16) {
                     features.extend(tower_features(&tower, chunk)?);
@@ -92,7 +92,8 @@ pub async fn train_scorer(
             &device,
             |_, loss| {
                 let mut phase = steps_phase.lock().unwrap_or_else(|e| e.into_inner());
-                let phase = phase.get_or_insert_with(|| progress.phase("scorer", job.steps));
+                let phase =
+                    phase.get_or_insert_with(|| progress.phase("scorer", "steps", job.steps));
                 phase.set_status(format!("loss {loss:.3}"));
                 phase.advance(1);
             },
