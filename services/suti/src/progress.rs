@@ -160,9 +160,13 @@ impl Visit for ProgressFields {
         }
     }
 
+    // `%value` fields (Display) arrive here too, printed without quotes.
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.message = format!("{value:?}");
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "what" => self.what = format!("{value:?}"),
+            "status" => self.status = format!("{value:?}"),
+            _ => {}
         }
     }
 }
@@ -185,11 +189,11 @@ impl<S: Subscriber> Layer<S> for BarLayer {
         };
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         if fields.state == STATE_DONE {
+            // The finished phase stays on screen as a line, above the bar it replaces.
+            let _ = self.bars.println(&fields.message);
             if let Some(bar) = live.remove(&id) {
                 bar.finish_and_clear();
             }
-            // The finished phase stays on screen as a line.
-            let _ = self.bars.println(&fields.message);
             return;
         }
         let bar = live.entry(id).or_insert_with(|| {
@@ -512,6 +516,44 @@ mod tests {
             "{}",
             s.line()
         );
+    }
+
+    /// Keeps the fields of every progress event.
+    #[derive(Default, Clone)]
+    struct Recorder(Arc<Mutex<Vec<ProgressFields>>>);
+
+    impl<S: Subscriber> Layer<S> for Recorder {
+        fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+            let mut fields = ProgressFields::default();
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields);
+        }
+    }
+
+    #[test]
+    fn a_phase_emits_what_the_bars_and_the_lines_need() {
+        let recorder = Recorder::default();
+        let subscriber = tracing_subscriber::registry().with(recorder.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let phase = Phase::start("train base", 20, "steps");
+            for _ in 0..20 {
+                phase.set_status("loss 0.5");
+                phase.advance(1);
+            }
+        });
+        let events = recorder.0.lock().unwrap();
+        let first = &events[0];
+        assert_eq!(
+            (first.what.as_str(), first.total, first.state.as_str()),
+            ("train base", 20, STATE_RUNNING)
+        );
+        let last = events.last().unwrap();
+        assert_eq!((last.done, last.state.as_str()), (20, STATE_DONE));
+        assert_eq!(last.status, "loss 0.5");
+        assert!(last.message.starts_with("train base: done, 20 steps in"), "{}", last.message);
+        // Every update reaches the bars; a line goes out at each tenth, not at each update.
+        let lines = events.iter().filter(|e| !e.message.is_empty()).count();
+        assert!(events.len() > 20 && lines == 12, "{} events, {lines} lines", events.len());
     }
 
     #[test]
