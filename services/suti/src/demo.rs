@@ -537,18 +537,10 @@ async fn pipeline_figures(
         .collect();
     let mut accepted = 0u64;
     let mut rejected = std::collections::BTreeMap::<String, u64>::new();
-    for object in store
-        .list(layout::APPRENTICE_SHARDS_PREFIX)
-        .await
-        .unwrap_or_default()
-    {
-        if let Ok(body) = store.get(&object.key).await
-            && let Ok(shard) = rmp_serde::from_slice::<suti_messages::ExampleShard>(&body)
-        {
-            accepted += shard.examples.len() as u64;
-            for (reason, n) in shard.rejected {
-                *rejected.entry(reason).or_default() += u64::from(n);
-            }
+    for shard in shards(store).await {
+        accepted += shard.examples.len() as u64;
+        for (reason, n) in shard.rejected {
+            *rejected.entry(reason).or_default() += u64::from(n);
         }
     }
     let mut filter_verdicts = vec![("accepted".to_string(), accepted)];
@@ -572,8 +564,9 @@ async fn pipeline_figures(
     }
 }
 
-async fn accepted_examples(store: &SharedStore) -> usize {
-    let mut total = 0;
+/// Every readable dataset shard in storage.
+async fn shards(store: &SharedStore) -> Vec<suti_messages::ExampleShard> {
+    let mut shards = Vec::new();
     for object in store
         .list(layout::APPRENTICE_SHARDS_PREFIX)
         .await
@@ -582,10 +575,14 @@ async fn accepted_examples(store: &SharedStore) -> usize {
         if let Ok(body) = store.get(&object.key).await
             && let Ok(shard) = rmp_serde::from_slice::<suti_messages::ExampleShard>(&body)
         {
-            total += shard.examples.len();
+            shards.push(shard);
         }
     }
-    total
+    shards
+}
+
+async fn accepted_examples(store: &SharedStore) -> usize {
+    shards(store).await.iter().map(|s| s.examples.len()).sum()
 }
 
 /// Runs the evaluation protocol over the first `held_out` held-out subjects.

@@ -550,10 +550,18 @@ mod tests {
         let last = events.last().unwrap();
         assert_eq!((last.done, last.state.as_str()), (20, STATE_DONE));
         assert_eq!(last.status, "loss 0.5");
-        assert!(last.message.starts_with("train base: done, 20 steps in"), "{}", last.message);
+        assert!(
+            last.message.starts_with("train base: done, 20 steps in"),
+            "{}",
+            last.message
+        );
         // Every update reaches the bars; a line goes out at each tenth, not at each update.
         let lines = events.iter().filter(|e| !e.message.is_empty()).count();
-        assert!(events.len() > 20 && lines == 12, "{} events, {lines} lines", events.len());
+        assert!(
+            events.len() > 20 && lines == 12,
+            "{} events, {lines} lines",
+            events.len()
+        );
     }
 
     #[test]
