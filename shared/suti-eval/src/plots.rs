@@ -67,21 +67,42 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     out
 }
 
-/// A number as short as it reads well.
+/// A tick value as short as it reads well: `10`, `2.5`, `0.125`.
 fn short(v: f64) -> String {
-    if v == 0.0 {
-        "0".into()
-    } else if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
+    if (v - v.round()).abs() < 1e-9 {
+        return format!("{v:.0}");
+    }
+    let digits = if v.abs() >= 1.0 { 2 } else { 3 };
+    let text = format!("{v:.digits$}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// How an axis prints its ticks.
+#[derive(Clone, Copy)]
+enum TickFormat {
+    /// As they are.
+    Plain,
+    /// Fractions as percentages (`0.25` → `25 %`).
+    Percent,
+}
+
+impl TickFormat {
+    fn text(self, v: f64) -> String {
+        match self {
+            Self::Plain => short(v),
+            Self::Percent => format!("{} %", short(v * 100.0)),
+        }
     }
 }
 
 /// A horizontal axis across `[x0, x1]` for values `[lo, hi]`, with grid lines down to `bottom`.
-fn x_axis(svg: &mut String, (x0, x1): (f64, f64), (lo, hi): (f64, f64), top: f64, bottom: f64) {
+fn x_axis(
+    svg: &mut String,
+    (x0, x1): (f64, f64),
+    (lo, hi): (f64, f64),
+    (top, bottom): (f64, f64),
+    format: TickFormat,
+) {
     let scale = |v: f64| x0 + (v - lo) / (hi - lo) * (x1 - x0);
     for t in ticks(lo, hi) {
         let x = scale(t);
@@ -90,7 +111,7 @@ fn x_axis(svg: &mut String, (x0, x1): (f64, f64), (lo, hi): (f64, f64), top: f64
             "<line x1=\"{x:.1}\" y1=\"{top:.1}\" x2=\"{x:.1}\" y2=\"{bottom:.1}\" stroke=\"#e3e3e3\"/>\
              <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
             bottom + 14.0,
-            short(t)
+            format.text(t)
         );
     }
 }
@@ -142,7 +163,12 @@ pub fn scores_svg(report: &EvalReport) -> String {
         );
         let top = y + 26.0;
         let bottom = top + ROW_HEIGHT * rows.len() as f64;
-        x_axis(&mut svg, (x0, x1), (lo, hi), top, bottom);
+        let format = if *percent {
+            TickFormat::Percent
+        } else {
+            TickFormat::Plain
+        };
+        x_axis(&mut svg, (x0, x1), (lo, hi), (top, bottom), format);
         if lo < 0.0 && hi > 0.0 {
             let zero = x0 + (0.0 - lo) / (hi - lo) * (x1 - x0);
             let _ = write!(
@@ -202,7 +228,13 @@ fn bars_svg(title: &str, values: &[(String, f64, String)], class: &str) -> Strin
     let hi = if hi > 0.0 { hi * 1.05 } else { 1.0 };
     let top = 26.0;
     let bottom = top + ROW_HEIGHT * values.len() as f64;
-    x_axis(&mut svg, (x0, x1), (0.0, hi), top, bottom);
+    x_axis(
+        &mut svg,
+        (x0, x1),
+        (0.0, hi),
+        (top, bottom),
+        TickFormat::Plain,
+    );
     for (k, (label, value, figure)) in values.iter().enumerate() {
         let y = top + ROW_HEIGHT * k as f64 + 4.0;
         let w = (value / hi * (x1 - x0)).max(0.0);
@@ -404,6 +436,15 @@ mod tests {
             "{t:?}"
         );
         assert!(t.len() >= 3, "{t:?}");
+    }
+
+    #[test]
+    fn ticks_read_short() {
+        assert_eq!(short(10.0), "10");
+        assert_eq!(short(2.5), "2.5");
+        assert_eq!(short(0.125), "0.125");
+        assert_eq!(short(-0.02), "-0.02");
+        assert_eq!(TickFormat::Percent.text(0.4), "40 %");
     }
 
     #[test]
