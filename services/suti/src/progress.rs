@@ -235,6 +235,10 @@ struct PhaseState {
     done: u64,
     status: String,
     started: Instant,
+    /// When the count first moved, and to what: the rate is measured from there, so that a
+    /// phase that waits before its work starts (the apprentice waiting for every shard) or
+    /// resumes part-way does not report a rate its work never had.
+    first_move: Option<(Instant, u64)>,
     last_line: Instant,
     /// Tenths of the way already announced.
     tenths: u64,
@@ -250,10 +254,12 @@ impl PhaseState {
     fn line(&self) -> String {
         let elapsed = self.elapsed().as_secs_f64();
         let mut line = format!("{}: ", self.what);
-        let rate = if elapsed > 0.0 {
-            self.done as f64 / elapsed
-        } else {
-            0.0
+        let rate = match self.first_move {
+            Some((at, from)) if self.done > from && at.elapsed() > Duration::ZERO => {
+                (self.done - from) as f64 / at.elapsed().as_secs_f64()
+            }
+            _ if elapsed > 0.0 => self.done as f64 / elapsed,
+            _ => 0.0,
         };
         if self.finished && self.done == 0 && self.total == 0 {
             let _ = write!(line, "done in {}", clock(elapsed));
@@ -383,6 +389,7 @@ impl Phase {
             done: 0,
             status: String::new(),
             started: Instant::now(),
+            first_move: None,
             last_line: Instant::now(),
             tenths: 0,
             finished: false,
@@ -401,7 +408,11 @@ impl Phase {
         if state.finished {
             return;
         }
+        let before = state.done;
         change(&mut state);
+        if state.first_move.is_none() && state.done != before {
+            state.first_move = Some((Instant::now(), state.done));
+        }
         state.emit(force);
     }
 
@@ -492,6 +503,7 @@ mod tests {
             done: 0,
             status: String::new(),
             started: Instant::now() - Duration::from_secs(100),
+            first_move: None,
             last_line: Instant::now(),
             tenths: 0,
             finished: false,
@@ -576,5 +588,14 @@ mod tests {
         setup.finished = true;
         assert_eq!(setup.line(), "train base: done in 1m40s");
         assert_eq!(clock(3725.0), "1h02m");
+        // A phase that waited 80 s, then did 100 units in 20 s, runs at 5 a second.
+        let mut waited = state(400);
+        waited.first_move = Some((Instant::now() - Duration::from_secs(20), 100));
+        waited.done = 200;
+        assert!(
+            waited.line().contains("5.0 steps/s, 40s left"),
+            "{}",
+            waited.line()
+        );
     }
 }
