@@ -129,6 +129,11 @@ fn whole(key: &str, bytes: &[u8]) -> Result<(), String> {
         rmp_serde::from_slice::<serde_json::Value>(bytes)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    } else if key.ends_with(".json") {
+        // Model configs and loss curves.
+        serde_json::from_slice::<serde_json::Value>(bytes)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     } else {
         Ok(())
     }

@@ -116,8 +116,12 @@ async fn a_cluster_becomes_an_adapter_and_a_message() {
         .handle(mined("clusters/c1.msgpack"), &context(&store))
         .await
         .unwrap();
-    assert_eq!(outcome.artifacts.len(), 1);
-    assert_eq!(outcome.artifacts[0].0.as_str(), "experts/c1/b1.safetensors");
+    // The adapter and, outside `experts/` (adapters only), its loss curve.
+    assert_eq!(outcome.artifacts.len(), 2);
+    assert_eq!(outcome.artifacts[0].0.as_str(), "expert-losses/c1/b1.json");
+    let curve: Vec<serde_json::Value> = serde_json::from_slice(&outcome.artifacts[0].1).unwrap();
+    assert!(!curve.is_empty() && curve.iter().all(|p| p["loss"].as_f64().is_some()));
+    assert_eq!(outcome.artifacts[1].0.as_str(), "experts/c1/b1.safetensors");
     let message: ExpertTrainedV1 = outcome.messages[0].decode().unwrap();
     assert_eq!(message.adapter_key, "experts/c1/b1.safetensors");
     assert_eq!((message.loss.steps, message.rank), (3, 2));

@@ -520,8 +520,12 @@ async fn pipeline_figures(
     .await;
     // Every expert trains the same number of steps, so their curves line up point by point.
     let mut experts: Vec<Vec<LossPoint>> = Vec::new();
-    for object in store.list(layout::EXPERTS_PREFIX).await.unwrap_or_default() {
-        if object.key.as_str().ends_with(".losses.json") {
+    for object in store
+        .list(layout::EXPERT_LOSSES_PREFIX)
+        .await
+        .unwrap_or_default()
+    {
+        if object.key.as_str().ends_with(".json") {
             let points = loss_points(store, object.key.as_str()).await;
             if !points.is_empty() {
                 experts.push(points);

@@ -44,9 +44,12 @@ pub fn expert_adapter(cluster_id: &str, base_version: &str) -> String {
     format!("{EXPERTS_PREFIX}{cluster_id}/{base_version}.safetensors")
 }
 
-/// An expert's loss curve, beside its adapter (JSON, `[{"step", "loss"}, …]`).
+/// Prefix of the experts' loss curves (kept apart from `experts/`, which holds adapters only).
+pub const EXPERT_LOSSES_PREFIX: &str = "expert-losses/";
+
+/// An expert's loss curve (JSON, `[{"step", "loss"}, …]`).
 pub fn expert_losses(cluster_id: &str, base_version: &str) -> String {
-    format!("{EXPERTS_PREFIX}{cluster_id}/{base_version}.losses.json")
+    format!("{EXPERT_LOSSES_PREFIX}{cluster_id}/{base_version}.json")
 }
 
 /// Generation `index` of an expert for one prompt.
