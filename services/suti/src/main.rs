@@ -163,6 +163,7 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
+    suti_models::tune_threads();
     let cli = Cli::parse();
     // The long one-off commands show progress on a terminal and as lines off one; the services
     // and `suti all` log through their configured telemetry instead.

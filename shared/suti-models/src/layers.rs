@@ -104,9 +104,7 @@ impl Linear {
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, in_dim))?;
         let mut y = match &self.bias {
-            // The bias gradient goes through a matmul (see ops::add_bias): candle's own is a
-            // single-threaded column sum as slow as the whole input-gradient matmul.
-            Some(bias) => ops::add_bias(&x2.matmul(&self.weight.t()?)?, bias)?,
+            Some(bias) => ops::linear(&x2, &self.weight, bias)?,
             None => x2.matmul(&self.weight.t()?)?,
         };
         if let Some(lora) = &self.lora {
@@ -198,7 +196,8 @@ impl Mlp {
     }
 }
 
-/// Keys and values of one attention layer, heads first: `(batch, heads, tokens, head_dim)`.
+/// Keys and values of one attention layer, token-major: `(batch, tokens, width)`, head `h` in
+/// channels `h·head_dim…`.
 #[derive(Debug, Clone)]
 pub struct KeyValues {
     /// Keys.
@@ -243,19 +242,11 @@ impl Attention {
         })
     }
 
-    /// `(b, t, w)` → `(b, heads, t, w / heads)`.
-    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, w) = x.dims3()?;
-        x.reshape((b, t, self.heads, w / self.heads))?
-            .transpose(1, 2)?
-            .contiguous()
-    }
-
     /// Keys and values of `tokens` (`(b, t, w)`).
     pub fn key_values(&self, tokens: &Tensor) -> Result<KeyValues> {
         Ok(KeyValues {
-            k: self.split_heads(&self.k.forward(tokens)?)?,
-            v: self.split_heads(&self.v.forward(tokens)?)?,
+            k: self.k.forward(tokens)?,
+            v: self.v.forward(tokens)?,
         })
     }
 
@@ -268,8 +259,7 @@ impl Attention {
         extra: &[&KeyValues],
         mask: Option<&Tensor>,
     ) -> Result<(Tensor, KeyValues)> {
-        let (b, n, w) = x.dims3()?;
-        let q = self.split_heads(&self.q.forward(x)?)?;
+        let q = self.q.forward(x)?;
         let own = self.key_values(x)?;
         let (k, v) = if extra.is_empty() {
             (own.k.clone(), own.v.clone())
@@ -280,41 +270,18 @@ impl Attention {
             let vs: Vec<&Tensor> = std::iter::once(&own.v)
                 .chain(extra.iter().map(|e| &e.v))
                 .collect();
-            (Tensor::cat(&ks, 2)?, Tensor::cat(&vs, 2)?)
+            (Tensor::cat(&ks, 1)?, Tensor::cat(&vs, 1)?)
         };
-        Ok((self.attend(&q, &k, &v, mask, (b, n, w))?, own))
+        let out = ops::attention(&q, &k, &v, mask, self.heads)?;
+        Ok((self.o.forward(&out)?, own))
     }
 
     /// Attends from `x` (`(b, n, w)`) to the given keys and values alone (not to `x` itself), with
     /// an additive mask over them (`(b, 1, 1, keys)`): cross-attention.
     pub fn forward_to(&self, x: &Tensor, kv: &KeyValues, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (b, n, w) = x.dims3()?;
-        let q = self.split_heads(&self.q.forward(x)?)?;
-        self.attend(&q, &kv.k, &kv.v, mask, (b, n, w))
-    }
-
-    /// Scaled dot-product attention of split queries over split keys and values, merged back to
-    /// `(b, n, w)` and projected out.
-    fn attend(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        mask: Option<&Tensor>,
-        (b, n, w): (usize, usize, usize),
-    ) -> Result<Tensor> {
-        let scale = 1.0 / ((w / self.heads) as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let attn = ops::softmax_last_dim(&scores)?;
-        let out = attn
-            .matmul(v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, n, w))?;
-        self.o.forward(&out)
+        let q = self.q.forward(x)?;
+        self.o
+            .forward(&ops::attention(&q, &kv.k, &kv.v, mask, self.heads)?)
     }
 
     /// The attention with adapters merged.

@@ -151,7 +151,7 @@ impl DemoCache {
         let device = template.key_mask.device();
         let mut per_block = Vec::with_capacity(template.per_block.len());
         for (i, kv) in template.per_block.iter().enumerate() {
-            let (_, heads, _, head_dim) = kv.k.dims4()?;
+            let (_, _, width) = kv.k.dims3()?;
             let (mut keys, mut values) = (Vec::new(), Vec::new());
             for (part, rows) in parts {
                 let (k, v) = match part {
@@ -162,15 +162,14 @@ impl DemoCache {
                                 "demonstration caches of different depths".into(),
                             )
                         })?;
-                        let pad = |t: &Tensor| t.pad_with_zeros(2, 0, longest - own);
+                        let pad = |t: &Tensor| t.pad_with_zeros(1, 0, longest - own);
                         (
-                            pad(&kv.k)?.repeat((*rows, 1, 1, 1))?,
-                            pad(&kv.v)?.repeat((*rows, 1, 1, 1))?,
+                            pad(&kv.k)?.repeat((*rows, 1, 1))?,
+                            pad(&kv.v)?.repeat((*rows, 1, 1))?,
                         )
                     }
                     None => {
-                        let zeros =
-                            Tensor::zeros((*rows, heads, longest, head_dim), kv.k.dtype(), device)?;
+                        let zeros = Tensor::zeros((*rows, longest, width), kv.k.dtype(), device)?;
                         (zeros.clone(), zeros)
                     }
                 };

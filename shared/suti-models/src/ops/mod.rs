@@ -10,20 +10,32 @@
 //!   GELU goes through `exp` rather than libm's `tanh`, which is several times slower.
 //! - [`layer_norm_modulate`], [`gated_residual`]: adaLN-Zero's modulated norm and gated residual
 //!   fused into one pass each, conditioning per example or per token.
+//! - [`linear`]: `x Wᵀ + b` as one gemm into a buffer holding the bias, and one backward node
+//!   that returns the three gradients (none for a frozen weight).
+//! - [`attention`]: multi-head attention in one op on token-major tensors, one task per
+//!   (example, head), with no head-split copies and no materialised score tensors.
 //!
 //! Off the CPU, each falls back to the composed candle expression.
 
 use candle_core::{CpuStorage, D, Layout, Result, Tensor};
 
+mod attention;
 mod bias;
+mod linear;
 mod modulated;
 mod rows;
 #[cfg(test)]
 pub(crate) mod tests;
+mod vector;
 
+use attention::FusedAttention;
 use bias::AddBias;
+use linear::FusedLinear;
 use modulated::Modulated;
 use rows::RowOp;
+#[cfg(test)]
+use vector::fast_exp;
+use vector::softmax_row;
 
 /// Adds `bias` (`(n,)`) to every row of `x` (`(m, n)`).
 pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
@@ -56,6 +68,81 @@ pub fn gated_residual(x: &Tensor, branch: &Tensor, gate: &Tensor) -> Result<Tens
 /// The composed reference of [`gated_residual`].
 pub fn gated_residual_composed(x: &Tensor, branch: &Tensor, gate: &Tensor) -> Result<Tensor> {
     x + branch.broadcast_mul(gate)?
+}
+
+/// `x Wᵀ + b` for `x` of shape `(rows, in)`, `weight` `(out, in)` and `bias` `(out,)`.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        return linear_composed(x, weight, bias);
+    }
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, FusedLinear)
+}
+
+/// The composed reference of [`linear`].
+pub fn linear_composed(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    add_bias(&x.matmul(&weight.t()?)?, bias)
+}
+
+/// Multi-head scaled dot-product attention of queries `q` (`(b, n, w)`) over keys `k` and values
+/// `v` (`(b, m, w)`), `heads` heads of `w / heads` channels (head `h` is channels `h·w/heads…`),
+/// with an additive key mask broadcastable to `(b, 1, 1, m)`; returns the heads' outputs side by
+/// side, `(b, n, w)`, before any output projection. The mask takes no gradient.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    heads: usize,
+) -> Result<Tensor> {
+    if !q.device().is_cpu() {
+        return attention_composed(q, k, v, mask, heads);
+    }
+    let mask = match mask {
+        Some(mask) => {
+            let (b, m, _) = k.dims3()?;
+            Some(
+                mask.broadcast_as((b, 1, 1, m))?
+                    .flatten_all()?
+                    .to_dtype(candle_core::DType::F32)?
+                    .to_vec1::<f32>()?,
+            )
+        }
+        None => None,
+    };
+    q.contiguous()?.apply_op3(
+        &k.contiguous()?,
+        &v.contiguous()?,
+        FusedAttention { heads, mask },
+    )
+}
+
+/// The composed reference of [`attention`]: heads split by copy, scores materialised.
+pub fn attention_composed(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    heads: usize,
+) -> Result<Tensor> {
+    let (b, n, w) = q.dims3()?;
+    let split = |x: &Tensor| -> Result<Tensor> {
+        let (b, t, w) = x.dims3()?;
+        x.reshape((b, t, heads, w / heads))?
+            .transpose(1, 2)?
+            .contiguous()
+    };
+    let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+    let scale = 1.0 / ((w / heads) as f64).sqrt();
+    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    if let Some(mask) = mask {
+        scores = scores.broadcast_add(mask)?;
+    }
+    softmax_last_dim(&scores)?
+        .matmul(&v)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b, n, w))
 }
 
 /// Layer-norm epsilon.

@@ -4,7 +4,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{MIN_PARALLEL_CHUNK, f32_slice, mean_rstd};
+use super::vector::fast_exp;
+use super::{MIN_PARALLEL_CHUNK, f32_slice, mean_rstd, softmax_row};
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_CUBIC: f32 = 0.044_715;
@@ -12,7 +13,7 @@ const GELU_CUBIC: f32 = 0.044_715;
 /// tanh through one `exp`: 1 − 2 / (e^{2u} + 1).
 fn fast_tanh(u: f32) -> f32 {
     let u = u.clamp(-15.0, 15.0);
-    1.0 - 2.0 / ((2.0 * u).exp() + 1.0)
+    1.0 - 2.0 / (fast_exp(2.0 * u) + 1.0)
 }
 
 /// The three row-wise kernels; their backward is the matching [`RowGrad`].
@@ -62,15 +63,9 @@ impl CustomOp1 for RowOp {
                 }
             }),
             Self::Softmax => par_rows(x, n, |xs, ys| {
-                for (row, out) in xs.chunks_exact(n).zip(ys.chunks_exact_mut(n)) {
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
-                    for (o, v) in out.iter_mut().zip(row) {
-                        *o = (v - max).exp();
-                        sum += *o;
-                    }
-                    let inv = 1.0 / sum;
-                    out.iter_mut().for_each(|o| *o *= inv);
+                ys.copy_from_slice(xs);
+                for row in ys.chunks_exact_mut(n) {
+                    softmax_row(row, None);
                 }
             }),
             Self::Gelu => par_rows(x, n, |xs, ys| {

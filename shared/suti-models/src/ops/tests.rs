@@ -148,3 +148,113 @@ fn add_bias_matches_broadcast_add_in_value_and_gradient() {
     close(g1.get(&x).unwrap(), g2.get(&x).unwrap(), 1e-6);
     close(g1.get(&b).unwrap(), g2.get(&b).unwrap(), 1e-5);
 }
+
+#[test]
+fn fused_attention_matches_the_composed_heads_in_value_and_gradient() {
+    let dev = Device::Cpu;
+    // 3 examples, 5 queries, 7 keys, width 24 in 4 heads; the second example has two keys masked
+    // and the third every key (the gated reader's case: softmax over keys that are all masked).
+    let (b, n, m, w, heads) = (3, 5, 7, 24, 4);
+    let var =
+        |t: usize| Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, t, w), &dev).unwrap()).unwrap();
+    let (q, k, v) = (var(n), var(m), var(m));
+    let mut mask = vec![0f32; b * m];
+    mask[m + 2] = -1e9;
+    mask[m + 5] = -1e9;
+    mask[2 * m..].iter_mut().for_each(|x| *x = -1e9);
+    let mask = Tensor::from_vec(mask, (b, 1, 1, m), &dev).unwrap();
+    let upstream = Tensor::randn(0f32, 1.0, (b, n, w), &dev).unwrap();
+    for mask in [None, Some(&mask)] {
+        let fused = attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), mask, heads).unwrap();
+        let reference =
+            attention_composed(q.as_tensor(), k.as_tensor(), v.as_tensor(), mask, heads).unwrap();
+        close(&fused, &reference, 1e-5);
+        let gf = (fused * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gr = (reference * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for x in [&q, &k, &v] {
+            close(gf.get(x).unwrap(), gr.get(x).unwrap(), 1e-4);
+        }
+    }
+}
+
+#[test]
+fn fused_attention_refuses_shapes_that_do_not_fit() {
+    let dev = Device::Cpu;
+    let q = Tensor::zeros((2, 5, 24), candle_core::DType::F32, &dev).unwrap();
+    let k = Tensor::zeros((2, 7, 16), candle_core::DType::F32, &dev).unwrap();
+    let err = attention(&q, &k, &k, None, 4).unwrap_err().to_string();
+    assert!(err.contains("do not fit"), "{err}");
+    let err = attention(&q, &q, &q, None, 5).unwrap_err().to_string();
+    assert!(err.contains("heads"), "{err}");
+}
+
+#[test]
+fn fused_linear_matches_the_composed_layer_and_skips_frozen_gradients() {
+    let dev = Device::Cpu;
+    // 300 rows: above the threshold where the products use every thread.
+    for rows in [3, 300] {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (rows, 24), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (40, 24), &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, 40, &dev).unwrap()).unwrap();
+        let upstream = Tensor::randn(0f32, 1.0, (rows, 40), &dev).unwrap();
+        let fused = linear(x.as_tensor(), w.as_tensor(), b.as_tensor()).unwrap();
+        let reference = linear_composed(x.as_tensor(), w.as_tensor(), b.as_tensor()).unwrap();
+        close(&fused, &reference, 1e-5);
+        let gf = (fused * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gr = (reference * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for v in [&x, &w, &b] {
+            close(gf.get(v).unwrap(), gr.get(v).unwrap(), 1e-3);
+        }
+        // A frozen weight and bias (LoRA training) get no gradient; the input still does.
+        let frozen = linear(
+            x.as_tensor(),
+            &w.as_tensor().detach(),
+            &b.as_tensor().detach(),
+        )
+        .unwrap();
+        let g = (frozen * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        close(g.get(&x).unwrap(), gr.get(&x).unwrap(), 1e-4);
+    }
+}
+
+#[test]
+fn fast_exp_is_within_two_ulp_of_exp_and_zero_where_exp_leaves_the_normal_range() {
+    let mut worst = 0f32;
+    for i in -87_000..88_000 {
+        for frac in [0.0f32, 0.123, 0.5, 0.777] {
+            let x = (i as f32 + frac) / 1000.0;
+            let (want, got) = (x.exp(), fast_exp(x));
+            worst = worst.max(((got - want) / want).abs());
+        }
+    }
+    assert!(worst <= 2.0 * f32::EPSILON, "worst relative error {worst}");
+    for x in [-87.4f32, -100.0, -1e9, f32::NEG_INFINITY] {
+        assert_eq!(fast_exp(x), 0.0, "{x}");
+    }
+    assert_eq!(fast_exp(0.0), 1.0);
+}

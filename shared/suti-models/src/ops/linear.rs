@@ -1,0 +1,210 @@
+//! [`super::linear`] on the CPU: `x Wᵀ + b` as one gemm into a buffer that already holds the bias,
+//! and a backward that returns all three gradients from three gemms.
+//!
+//! Composed, a linear layer was a matmul with a transposed view of the weight, then the bias add
+//! (a second pass and buffer); its backward went through the matmul's two products, the
+//! transpose's backward (a strided pass that turns the weight gradient around) and the bias op,
+//! each accumulated into a fresh zeroed buffer by autograd.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+
+/// `(rows, in) · (out, in)ᵀ + (out,)`.
+pub(super) struct FusedLinear;
+
+/// Rows at or above which a product is split over rayon's threads: below it one thread finishes
+/// before the hand-off to the others would pay off.
+const PARALLEL_ROWS: usize = 128;
+
+fn parallelism(rows: usize) -> gemm::Parallelism {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && rows >= PARALLEL_ROWS {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// A row-major operand: its values and whether to read it transposed.
+struct Operand<'a> {
+    values: &'a [f32],
+    /// Elements between consecutive rows as stored.
+    stride: usize,
+    transposed: bool,
+}
+
+impl Operand<'_> {
+    /// (column stride, row stride) of the matrix as the product reads it.
+    fn strides(&self) -> (isize, isize) {
+        if self.transposed {
+            (self.stride as isize, 1)
+        } else {
+            (1, self.stride as isize)
+        }
+    }
+}
+
+/// `dst (rows × cols) = [dst +] lhs (rows × depth) · rhs (depth × cols)`, `dst` row-major.
+fn product(
+    dst: &mut [f32],
+    accumulate: bool,
+    (rows, cols, depth): (usize, usize, usize),
+    lhs: Operand<'_>,
+    rhs: Operand<'_>,
+) {
+    assert_eq!(dst.len(), rows * cols);
+    assert!(lhs.values.len() >= rows * depth && rhs.values.len() >= depth * cols);
+    let ((lhs_cs, lhs_rs), (rhs_cs, rhs_rs)) = (lhs.strides(), rhs.strides());
+    // SAFETY: the asserts above bound every operand by the elements its shape and strides reach
+    // (all three are dense matrices, read straight or transposed); `dst` is borrowed mutably, so
+    // it aliases neither operand.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            rows,
+            cols,
+            depth,
+            dst.as_mut_ptr(),
+            1,
+            cols as isize,
+            accumulate,
+            lhs.values.as_ptr(),
+            lhs_cs,
+            lhs_rs,
+            rhs.values.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(rows.max(cols)),
+        )
+    }
+}
+
+/// A tensor's contiguous f32 values on the CPU.
+fn values<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
+    match storage {
+        Storage::Cpu(cpu) => super::f32_slice(cpu, layout),
+        _ => candle_core::bail!("linear: the fused backward runs on the CPU only"),
+    }
+}
+
+impl CustomOp3 for FusedLinear {
+    fn name(&self) -> &'static str {
+        "suti-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, inputs) = l1.shape().dims2()?;
+        let (outputs, w_in) = l2.shape().dims2()?;
+        if w_in != inputs || l3.shape().dims1()? != outputs {
+            candle_core::bail!(
+                "linear: input {:?}, weight {:?} and bias {:?} do not fit",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        let (x, w, b) = (
+            super::f32_slice(s1, l1)?,
+            super::f32_slice(s2, l2)?,
+            super::f32_slice(s3, l3)?,
+        );
+        let mut out = Vec::with_capacity(rows * outputs);
+        for _ in 0..rows {
+            out.extend_from_slice(b);
+        }
+        product(
+            &mut out,
+            true,
+            (rows, outputs, inputs),
+            Operand {
+                values: x,
+                stride: inputs,
+                transposed: false,
+            },
+            Operand {
+                values: w,
+                stride: inputs,
+                transposed: true,
+            },
+        );
+        Ok((CpuStorage::F32(out), Shape::from((rows, outputs))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad_res.contiguous()?;
+        let (rows, inputs) = x.dims2()?;
+        let outputs = w.dim(0)?;
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let (gs, gl) = grad.storage_and_layout();
+        let (xv, wv, gv) = (values(&xs, xl)?, values(&ws, wl)?, values(&gs, gl)?);
+        let g = |transposed| Operand {
+            values: gv,
+            stride: outputs,
+            transposed,
+        };
+        // Only what something upstream needs: a frozen weight (LoRA training) gets no gradient.
+        let grad_x = x.track_op().then(|| {
+            let mut dx = vec![0f32; rows * inputs];
+            let w = Operand {
+                values: wv,
+                stride: inputs,
+                transposed: false,
+            };
+            product(&mut dx, false, (rows, inputs, outputs), g(false), w);
+            dx
+        });
+        let grad_w = w.track_op().then(|| {
+            let mut dw = vec![0f32; outputs * inputs];
+            let x = Operand {
+                values: xv,
+                stride: inputs,
+                transposed: false,
+            };
+            product(&mut dw, false, (outputs, inputs, rows), g(true), x);
+            dw
+        });
+        let grad_b = b.track_op().then(|| {
+            let mut db = vec![0f32; outputs];
+            let ones = vec![1f32; rows];
+            let ones = Operand {
+                values: &ones,
+                stride: rows,
+                transposed: false,
+            };
+            product(&mut db, false, (1, outputs, rows), ones, g(false));
+            db
+        });
+        let device = x.device();
+        Ok((
+            grad_x
+                .map(|v| Tensor::from_vec(v, (rows, inputs), device))
+                .transpose()?,
+            grad_w
+                .map(|v| Tensor::from_vec(v, (outputs, inputs), device))
+                .transpose()?,
+            grad_b
+                .map(|v| Tensor::from_vec(v, outputs, device))
+                .transpose()?,
+        ))
+    }
+}
