@@ -133,18 +133,21 @@ pub fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let t0 = Instant::now();
-            let cache = demo_batch
-                .as_ref()
-                .map(|d| model.encode_demos(d))
-                .transpose()?;
-            let loss = v_loss(&model, &x0, &cond, cache.as_ref(), &mut rng)?;
-            let _ = loss.to_scalar::<f32>()?;
-            let t1 = Instant::now();
-            let grads = loss.backward()?;
-            let t2 = Instant::now();
-            opt.step(&grads, 1e-4)?;
-            let t3 = Instant::now();
+            // One training step on a rayon worker, as the trainers run it.
+            let (t0, t1, t2, t3) = suti_models::ops::on_worker(|| -> anyhow::Result<_> {
+                let t0 = Instant::now();
+                let cache = demo_batch
+                    .as_ref()
+                    .map(|d| model.encode_demos(d))
+                    .transpose()?;
+                let loss = v_loss(&model, &x0, &cond, cache.as_ref(), &mut rng)?;
+                let _ = loss.to_scalar::<f32>()?;
+                let t1 = Instant::now();
+                let grads = loss.backward()?;
+                let t2 = Instant::now();
+                opt.step(&grads, 1e-4)?;
+                Ok((t0, t1, t2, Instant::now()))
+            })?;
             if step > 0 {
                 forward_s += (t1 - t0).as_secs_f64();
                 backward_s += (t2 - t1).as_secs_f64();

@@ -191,6 +191,12 @@ impl DenoiserTrainer {
         build: impl FnOnce(&mut SplitMix64) -> Result<Batch>,
     ) -> Result<f32> {
         let batch = build(&mut self.rng)?;
+        // On a rayon worker, so that the step's parallel ops split work without a hand-off each.
+        suti_models::ops::on_worker(|| self.train_on(batch))
+    }
+
+    /// One optimiser step on `batch`: forward, backward, clipping, update.
+    fn train_on(&mut self, batch: Batch) -> Result<f32> {
         let demo_mask = batch.demos.as_ref().map(|d| d.mask.clone());
         let (text, demo_mask) = drop_conditions(
             &batch.text,

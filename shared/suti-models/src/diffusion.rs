@@ -231,6 +231,16 @@ fn sample_from(
     model: &Dit,
     cond: &Conditioning<'_>,
     config: &SamplerConfig,
+    x: Tensor,
+) -> Result<Tensor> {
+    crate::ops::on_worker(|| denoise(model, cond, config, x))
+}
+
+/// The denoising loop of [`sample_from`].
+fn denoise(
+    model: &Dit,
+    cond: &Conditioning<'_>,
+    config: &SamplerConfig,
     mut x: Tensor,
 ) -> Result<Tensor> {
     let device = x.device().clone();

@@ -37,6 +37,15 @@ use rows::RowOp;
 use vector::fast_exp;
 use vector::softmax_row;
 
+/// Runs `f` on one of rayon's worker threads (inline when already on one). From a worker, every
+/// parallel op inside `f` splits its work through that worker's own deque; from any other thread,
+/// each op is injected into the pool while the caller sleeps on a latch until it is done, two
+/// context switches per op, thousands of times per request. Wrap whole passes (a sampling
+/// request, a training step) in it.
+pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 /// Adds `bias` (`(n,)`) to every row of `x` (`(m, n)`).
 pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     if !x.device().is_cpu() {
@@ -187,8 +196,8 @@ const MIN_PARALLEL_CHUNK: usize = 1 << 14;
 /// forward and backward, normalises the row with.
 fn mean_rstd(row: &[f32]) -> (f32, f32) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = vector::sum_of(row, |v| v) / n;
+    let var = vector::sum_of(row, |v| (v - mean) * (v - mean)) / n;
     (mean, 1.0 / (var + LN_EPS).sqrt())
 }
 

@@ -4,17 +4,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::vector::fast_exp;
+use super::vector::{gelu, gelu_grad};
 use super::{MIN_PARALLEL_CHUNK, f32_slice, mean_rstd, softmax_row};
-
-const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-const GELU_CUBIC: f32 = 0.044_715;
-
-/// tanh through one `exp`: 1 − 2 / (e^{2u} + 1).
-fn fast_tanh(u: f32) -> f32 {
-    let u = u.clamp(-15.0, 15.0);
-    1.0 - 2.0 / (fast_exp(2.0 * u) + 1.0)
-}
 
 /// The three row-wise kernels; their backward is the matching [`RowGrad`].
 #[derive(Debug, Clone, Copy)]
@@ -68,12 +59,7 @@ impl CustomOp1 for RowOp {
                     softmax_row(row, None);
                 }
             }),
-            Self::Gelu => par_rows(x, n, |xs, ys| {
-                for (o, &v) in ys.iter_mut().zip(xs) {
-                    let u = SQRT_2_OVER_PI * (v + GELU_CUBIC * v * v * v);
-                    *o = 0.5 * v * (1.0 + fast_tanh(u));
-                }
-            }),
+            Self::Gelu => par_rows(x, n, gelu),
         };
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
@@ -120,19 +106,21 @@ impl CustomOp2 for RowGrad {
         if saved.len() != grad.len() {
             candle_core::bail!("gradient shape mismatch");
         }
-        // Interleave rows of (saved, grad) so one parallel pass sees both.
-        let mut paired = Vec::with_capacity(saved.len() * 2);
-        for (s, g) in saved.chunks_exact(n).zip(grad.chunks_exact(n)) {
-            paired.extend_from_slice(s);
-            paired.extend_from_slice(g);
-        }
         let mut out = vec![0f32; saved.len()];
-        let rows_per_chunk = (MIN_PARALLEL_CHUNK / n.max(1)).max(1);
-        out.par_chunks_mut(rows_per_chunk * n)
-            .zip(paired.par_chunks(rows_per_chunk * 2 * n))
-            .for_each(|(out, pairs)| {
-                for (o, pair) in out.chunks_exact_mut(n).zip(pairs.chunks_exact(2 * n)) {
-                    let (s, g) = pair.split_at(n);
+        let chunk = (MIN_PARALLEL_CHUNK / n.max(1)).max(1) * n;
+        out.par_chunks_mut(chunk)
+            .zip(saved.par_chunks(chunk))
+            .zip(grad.par_chunks(chunk))
+            .for_each(|((out, saved), grad)| {
+                if let Self::Gelu = self {
+                    // Elementwise: the whole chunk at once.
+                    return gelu_grad(saved, grad, out);
+                }
+                for ((o, s), g) in out
+                    .chunks_exact_mut(n)
+                    .zip(saved.chunks_exact(n))
+                    .zip(grad.chunks_exact(n))
+                {
                     match self {
                         Self::LayerNorm => {
                             // dx = rstd · (dy − mean(dy) − y · mean(dy · y)), y = (x − mean) · rstd
@@ -156,14 +144,7 @@ impl CustomOp2 for RowGrad {
                                 *o = y * (dy - dot);
                             }
                         }
-                        Self::Gelu => {
-                            for ((o, &v), dy) in o.iter_mut().zip(s).zip(g) {
-                                let u = SQRT_2_OVER_PI * (v + GELU_CUBIC * v * v * v);
-                                let t = fast_tanh(u);
-                                let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * v * v);
-                                *o = dy * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * du);
-                            }
-                        }
+                        Self::Gelu => unreachable!("handled per chunk above"),
                     }
                 }
             });

@@ -1,4 +1,4 @@
-//! Vectorisable row kernels shared by the ops: a branch-free `exp` and a softmax row, compiled for
+//! Vectorisable kernels shared by the ops: a branch-free `exp`, a softmax row and GELU, compiled for
 //! AVX-512 and for AVX2 + FMA and chosen at run time, with a portable build for other CPUs.
 //! Sums and maxima run over eight independent lanes, because a float loop that carries one
 //! accumulator cannot be vectorised without reordering its additions.
@@ -30,47 +30,89 @@ pub(super) fn fast_exp(x: f32) -> f32 {
     if x < -87.3 { 0.0 } else { value }
 }
 
-/// Softmax of one row in place, after adding `mask` (one value per column) if there is one.
-pub(super) fn softmax_row(row: &mut [f32], mask: Option<&[f32]>) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            #[allow(unsafe_code)]
-            return unsafe { softmax_row_avx512(row, mask) };
+/// Defines a kernel compiled three times, for AVX-512, for AVX2 + FMA and portably, and a
+/// function of the given name that runs the widest build the CPU has (checked at run time; the
+/// check is a cached load).
+macro_rules! vectorised {
+    ($(#[$doc:meta])* fn $name:ident, $avx512:ident, $avx2:ident, $portable:ident
+        ($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$doc])*
+        pub(super) fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F, checked just above.
+                    #[allow(unsafe_code)]
+                    return unsafe { $avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                    #[allow(unsafe_code)]
+                    return unsafe { $avx2($($arg),*) };
+                }
+            }
+            $portable($($arg),*)
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has AVX2 and FMA, checked just above.
-            #[allow(unsafe_code)]
-            return unsafe { softmax_row_avx2(row, mask) };
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,fma")]
+        fn $avx512($($arg: $ty),*) $body
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn $avx2($($arg: $ty),*) $body
+
+        fn $portable($($arg: $ty),*) $body
+    };
+}
+
+vectorised! {
+    /// Softmax of one row in place, after adding `mask` (one value per column) if there is one.
+    fn softmax_row, softmax_row_avx512, softmax_row_avx2, softmax_row_portable
+    (row: &mut [f32], mask: Option<&[f32]>) {
+        if let Some(mask) = mask {
+            row.iter_mut().zip(mask).for_each(|(s, k)| *s += k);
         }
+        let max = lanes(row, f32::NEG_INFINITY, f32::max);
+        row.iter_mut().for_each(|s| *s = fast_exp(*s - max));
+        let inv = 1.0 / lanes(row, 0.0, |a, b| a + b);
+        row.iter_mut().for_each(|s| *s *= inv);
     }
-    softmax_row_portable(row, mask);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-fn softmax_row_avx512(row: &mut [f32], mask: Option<&[f32]>) {
-    softmax_row_portable(row, mask);
-}
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const GELU_CUBIC: f32 = 0.044_715;
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn softmax_row_avx2(row: &mut [f32], mask: Option<&[f32]>) {
-    softmax_row_portable(row, mask);
-}
-
-/// The softmax row, inlined into each instruction-set build.
+/// tanh through one `exp`: 1 − 2 / (e^{2u} + 1).
 #[inline(always)]
-fn softmax_row_portable(row: &mut [f32], mask: Option<&[f32]>) {
-    if let Some(mask) = mask {
-        row.iter_mut().zip(mask).for_each(|(s, k)| *s += k);
+pub(super) fn fast_tanh(u: f32) -> f32 {
+    let u = u.clamp(-15.0, 15.0);
+    1.0 - 2.0 / (fast_exp(2.0 * u) + 1.0)
+}
+
+vectorised! {
+    /// GELU (tanh approximation) of `xs` into `ys`.
+    fn gelu, gelu_avx512, gelu_avx2, gelu_portable (xs: &[f32], ys: &mut [f32]) {
+        for (o, &v) in ys.iter_mut().zip(xs) {
+            let u = SQRT_2_OVER_PI * (v + GELU_CUBIC * v * v * v);
+            *o = 0.5 * v * (1.0 + fast_tanh(u));
+        }
     }
-    let max = lanes(row, f32::NEG_INFINITY, f32::max);
-    row.iter_mut().for_each(|s| *s = fast_exp(*s - max));
-    let inv = 1.0 / lanes(row, 0.0, |a, b| a + b);
-    row.iter_mut().for_each(|s| *s *= inv);
+}
+
+vectorised! {
+    /// GELU's input gradient: `out = dy · GELU'(x)`.
+    fn gelu_grad, gelu_grad_avx512, gelu_grad_avx2, gelu_grad_portable
+    (xs: &[f32], dys: &[f32], out: &mut [f32]) {
+        for ((o, &v), dy) in out.iter_mut().zip(xs).zip(dys) {
+            let u = SQRT_2_OVER_PI * (v + GELU_CUBIC * v * v * v);
+            let t = fast_tanh(u);
+            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * v * v);
+            *o = dy * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * du);
+        }
+    }
 }
 
 /// Folds `values` with `f` over eight independent lanes, then the lanes together.
@@ -85,4 +127,18 @@ fn lanes(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
         }
     }
     acc.iter().chain(rest).fold(init, |a, v| f(a, *v))
+}
+
+/// The sum of `f` over `values`, over eight independent lanes.
+#[inline(always)]
+pub(super) fn sum_of(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, v) in acc.iter_mut().zip(chunk) {
+            *a += f(*v);
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|v| f(*v)).sum::<f32>()
 }
