@@ -79,9 +79,17 @@ pub fn gated_residual_composed(x: &Tensor, branch: &Tensor, gate: &Tensor) -> Re
     x + branch.broadcast_mul(gate)?
 }
 
+/// Whether `SUTI_COMPOSED_OPS=1` asks for the composed references of [`attention`] and [`linear`]
+/// instead of the fused ops: a switch for benchmarks (`benches/ab.py`), read once; the fused ops
+/// are tested against those references and give the same values to rounding.
+fn composed_requested() -> bool {
+    static COMPOSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *COMPOSED.get_or_init(|| std::env::var("SUTI_COMPOSED_OPS").is_ok_and(|v| v == "1"))
+}
+
 /// `x Wᵀ + b` for `x` of shape `(rows, in)`, `weight` `(out, in)` and `bias` `(out,)`.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    if !x.device().is_cpu() {
+    if !x.device().is_cpu() || composed_requested() {
         return linear_composed(x, weight, bias);
     }
     x.contiguous()?
@@ -104,7 +112,7 @@ pub fn attention(
     mask: Option<&Tensor>,
     heads: usize,
 ) -> Result<Tensor> {
-    if !q.device().is_cpu() {
+    if !q.device().is_cpu() || composed_requested() {
         return attention_composed(q, k, v, mask, heads);
     }
     let mask = match mask {
