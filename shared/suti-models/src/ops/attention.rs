@@ -11,6 +11,8 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::matmul::{View, ViewMut, gemm_views};
+
 /// Attention of `(b, n, w)` queries over `(b, m, w)` keys and values, `heads` heads, with an
 /// additive key mask per example (`b × m` values) if any.
 pub(super) struct FusedAttention {
@@ -54,77 +56,13 @@ impl Dims {
         })
     }
 
+    /// Whether there is nothing to compute (no queries or no keys).
+    fn is_empty(&self) -> bool {
+        self.b * self.n * self.m == 0
+    }
+
     fn scale(&self) -> f32 {
         1.0 / (self.hd as f32).sqrt()
-    }
-}
-
-/// A row-major matrix view into a flat buffer: its first element and its row stride (columns are
-/// adjacent).
-#[derive(Clone, Copy)]
-struct View {
-    ptr: *const f32,
-    rows_stride: usize,
-}
-
-/// The same for a destination.
-#[derive(Clone, Copy)]
-struct ViewMut {
-    ptr: *mut f32,
-    rows_stride: usize,
-}
-
-/// `dst (rows × cols) = alpha · lhs (rows × depth) · rhs (depth × cols)`, each operand optionally
-/// read transposed (`lhs_t`: lhs is stored `depth × rows`; `rhs_t`: rhs is stored `cols × depth`),
-/// on the calling thread.
-///
-/// SAFETY (callers): every view covers the elements its shape and stride describe, and `dst`
-/// overlaps no operand and no other thread's destination.
-#[allow(unsafe_code, clippy::too_many_arguments)]
-unsafe fn small_gemm(
-    rows: usize,
-    cols: usize,
-    depth: usize,
-    dst: ViewMut,
-    lhs: View,
-    lhs_t: bool,
-    rhs: View,
-    rhs_t: bool,
-    alpha: f32,
-) {
-    let (lhs_cs, lhs_rs) = if lhs_t {
-        (lhs.rows_stride as isize, 1)
-    } else {
-        (1, lhs.rows_stride as isize)
-    };
-    let (rhs_cs, rhs_rs) = if rhs_t {
-        (rhs.rows_stride as isize, 1)
-    } else {
-        (1, rhs.rows_stride as isize)
-    };
-    // SAFETY: as the caller promises.
-    unsafe {
-        gemm::gemm(
-            rows,
-            cols,
-            depth,
-            dst.ptr,
-            1,
-            dst.rows_stride as isize,
-            false,
-            lhs.ptr,
-            lhs_cs,
-            lhs_rs,
-            rhs.ptr,
-            rhs_cs,
-            rhs_rs,
-            0.0,
-            alpha,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
     }
 }
 
@@ -177,7 +115,17 @@ impl FusedAttention {
         // example's block); probs holds n × m and belongs to this task.
         #[allow(unsafe_code)]
         unsafe {
-            small_gemm(d.n, d.m, d.hd, p, q_h, false, k_h, true, d.scale())
+            gemm_views(
+                (d.n, d.m, d.hd),
+                p,
+                false,
+                q_h,
+                false,
+                k_h,
+                true,
+                d.scale(),
+                gemm::Parallelism::None,
+            )
         };
         masked_softmax(probs, d.m, self.mask_of(d, example));
     }
@@ -229,6 +177,10 @@ impl CustomOp3 for FusedAttention {
             contiguous(s3, l3)?,
         );
         let mut out = vec![0f32; d.b * d.n * d.w];
+        if d.is_empty() {
+            // No queries, or nothing to attend to: the empty product is zero.
+            return Ok((CpuStorage::F32(out), l1.shape().clone()));
+        }
         let dst = Shared::of(&mut out);
         (0..d.b * d.heads).into_par_iter().for_each_init(
             || vec![0f32; d.n * d.m],
@@ -241,16 +193,16 @@ impl CustomOp3 for FusedAttention {
                 // of `out` (its example's rows, its head's columns), written by no other task.
                 #[allow(unsafe_code)]
                 unsafe {
-                    small_gemm(
-                        d.n,
-                        d.hd,
-                        d.m,
+                    gemm_views(
+                        (d.n, d.hd, d.m),
                         o_h,
+                        false,
                         view(probs, 0, d.m),
                         false,
                         v_h,
                         false,
                         1.0,
+                        gemm::Parallelism::None,
                     )
                 };
             },
@@ -284,6 +236,15 @@ impl CustomOp3 for FusedAttention {
         let mut dq = vec![0f32; d.b * d.n * d.w];
         let mut dk = vec![0f32; d.b * d.m * d.w];
         let mut dv = vec![0f32; d.b * d.m * d.w];
+        let device = q.device();
+        let (b, n, m, w) = (d.b, d.n, d.m, d.w);
+        if d.is_empty() {
+            return Ok((
+                Some(Tensor::from_vec(dq, (b, n, w), device)?),
+                Some(Tensor::from_vec(dk, (b, m, w), device)?),
+                Some(Tensor::from_vec(dv, (b, m, w), device)?),
+            ));
+        }
         let (dq_all, dk_all, dv_all) = (
             Shared::of(&mut dq),
             Shared::of(&mut dk),
@@ -304,28 +265,28 @@ impl CustomOp3 for FusedAttention {
                 #[allow(unsafe_code)]
                 unsafe {
                     // dV = Pᵀ dO
-                    small_gemm(
-                        d.m,
-                        d.hd,
-                        d.n,
+                    gemm_views(
+                        (d.m, d.hd, d.n),
                         dv_all.at(kv_off, d.w),
+                        false,
                         p,
                         true,
                         g_h,
                         false,
                         1.0,
+                        gemm::Parallelism::None,
                     );
                     // dP = dO Vᵀ
-                    small_gemm(
-                        d.n,
-                        d.m,
-                        d.hd,
+                    gemm_views(
+                        (d.n, d.m, d.hd),
                         Shared::of(dprobs).at(0, d.m),
+                        false,
                         g_h,
                         false,
                         view(vv, kv_off, d.w),
                         true,
                         1.0,
+                        gemm::Parallelism::None,
                     );
                 }
                 // dS = P ⊙ (dP − Σⱼ P dP), into dprobs.
@@ -340,34 +301,32 @@ impl CustomOp3 for FusedAttention {
                 #[allow(unsafe_code)]
                 unsafe {
                     // dQ = scale · dS K
-                    small_gemm(
-                        d.n,
-                        d.hd,
-                        d.m,
+                    gemm_views(
+                        (d.n, d.hd, d.m),
                         dq_all.at(q_off, d.w),
+                        false,
                         ds,
                         false,
                         view(kv, kv_off, d.w),
                         false,
                         d.scale(),
+                        gemm::Parallelism::None,
                     );
                     // dK = scale · dSᵀ Q
-                    small_gemm(
-                        d.m,
-                        d.hd,
-                        d.n,
+                    gemm_views(
+                        (d.m, d.hd, d.n),
                         dk_all.at(kv_off, d.w),
+                        false,
                         ds,
                         true,
                         view(qv, q_off, d.w),
                         false,
                         d.scale(),
+                        gemm::Parallelism::None,
                     );
                 }
             },
         );
-        let device = q.device();
-        let (b, n, m, w) = (d.b, d.n, d.m, d.w);
         Ok((
             Some(Tensor::from_vec(dq, (b, n, w), device)?),
             Some(Tensor::from_vec(dk, (b, m, w), device)?),

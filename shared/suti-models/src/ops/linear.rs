@@ -8,6 +8,8 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
+use super::matmul::{View, ViewMut, gemm_views};
+
 /// `(rows, in) · (out, in)ᵀ + (out,)`.
 pub(super) struct FusedLinear;
 
@@ -33,12 +35,10 @@ struct Operand<'a> {
 }
 
 impl Operand<'_> {
-    /// (column stride, row stride) of the matrix as the product reads it.
-    fn strides(&self) -> (isize, isize) {
-        if self.transposed {
-            (self.stride as isize, 1)
-        } else {
-            (1, self.stride as isize)
+    fn view(&self) -> View {
+        View {
+            ptr: self.values.as_ptr(),
+            rows_stride: self.stride,
         }
     }
 }
@@ -47,37 +47,31 @@ impl Operand<'_> {
 fn product(
     dst: &mut [f32],
     accumulate: bool,
-    (rows, cols, depth): (usize, usize, usize),
+    shape: (usize, usize, usize),
     lhs: Operand<'_>,
     rhs: Operand<'_>,
 ) {
+    let (rows, cols, depth) = shape;
     assert_eq!(dst.len(), rows * cols);
     assert!(lhs.values.len() >= rows * depth && rhs.values.len() >= depth * cols);
-    let ((lhs_cs, lhs_rs), (rhs_cs, rhs_rs)) = (lhs.strides(), rhs.strides());
+    let out = ViewMut {
+        ptr: dst.as_mut_ptr(),
+        rows_stride: cols,
+    };
     // SAFETY: the asserts above bound every operand by the elements its shape and strides reach
     // (all three are dense matrices, read straight or transposed); `dst` is borrowed mutably, so
     // it aliases neither operand.
     #[allow(unsafe_code)]
     unsafe {
-        gemm::gemm(
-            rows,
-            cols,
-            depth,
-            dst.as_mut_ptr(),
-            1,
-            cols as isize,
+        gemm_views(
+            shape,
+            out,
             accumulate,
-            lhs.values.as_ptr(),
-            lhs_cs,
-            lhs_rs,
-            rhs.values.as_ptr(),
-            rhs_cs,
-            rhs_rs,
-            if accumulate { 1.0 } else { 0.0 },
+            lhs.view(),
+            lhs.transposed,
+            rhs.view(),
+            rhs.transposed,
             1.0,
-            false,
-            false,
-            false,
             parallelism(rows.max(cols)),
         )
     }

@@ -22,6 +22,7 @@ use candle_core::{CpuStorage, D, Layout, Result, Tensor};
 mod attention;
 mod bias;
 mod linear;
+mod matmul;
 mod modulated;
 mod rows;
 #[cfg(test)]

@@ -188,7 +188,7 @@ fn fused_attention_matches_the_composed_heads_in_value_and_gradient() {
 }
 
 #[test]
-fn fused_attention_refuses_shapes_that_do_not_fit() {
+fn fused_attention_refuses_shapes_that_do_not_fit_and_is_zero_without_keys() {
     let dev = Device::Cpu;
     let q = Tensor::zeros((2, 5, 24), candle_core::DType::F32, &dev).unwrap();
     let k = Tensor::zeros((2, 7, 16), candle_core::DType::F32, &dev).unwrap();
@@ -196,6 +196,19 @@ fn fused_attention_refuses_shapes_that_do_not_fit() {
     assert!(err.contains("do not fit"), "{err}");
     let err = attention(&q, &q, &q, None, 5).unwrap_err().to_string();
     assert!(err.contains("heads"), "{err}");
+    // No keys at all: nothing to attend to, a zero output rather than a panic.
+    let none = Tensor::zeros((2, 0, 24), candle_core::DType::F32, &dev).unwrap();
+    let out = attention(&q, &none, &none, None, 4).unwrap();
+    assert_eq!(out.dims(), &[2, 5, 24]);
+    assert_eq!(
+        out.abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
 }
 
 #[test]
