@@ -8,7 +8,7 @@
 //! scratch buffer of its own and writes its output columns directly; the backward recomputes the
 //! softmax from the inputs (a few small gemms) instead of keeping it.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::matmul::{View, ViewMut, gemm_views};
@@ -143,18 +143,6 @@ impl FusedAttention {
     }
 }
 
-/// A tensor's CPU storage.
-fn cpu_of(storage: &Storage) -> Result<&CpuStorage> {
-    match storage {
-        Storage::Cpu(c) => Ok(c),
-        _ => candle_core::bail!("attention: the fused backward runs on the CPU only"),
-    }
-}
-
-fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    super::f32_slice(storage, layout)
-}
-
 impl CustomOp3 for FusedAttention {
     fn name(&self) -> &'static str {
         "suti-attention"
@@ -172,9 +160,9 @@ impl CustomOp3 for FusedAttention {
         let d = Dims::of(self.heads, l1, l2, l3)?;
         self.check_mask(&d)?;
         let (q, k, v) = (
-            contiguous(s1, l1)?,
-            contiguous(s2, l2)?,
-            contiguous(s3, l3)?,
+            super::f32_slice(s1, l1)?,
+            super::f32_slice(s2, l2)?,
+            super::f32_slice(s3, l3)?,
         );
         let mut out = vec![0f32; d.b * d.n * d.w];
         if d.is_empty() {
@@ -226,12 +214,11 @@ impl CustomOp3 for FusedAttention {
         let d = Dims::of(self.heads, ql, kl, vl)?;
         self.check_mask(&d)?;
         // Borrowed in place: the backward copies none of its inputs.
-        let (qc, kc, vc, gc) = (cpu_of(&qs)?, cpu_of(&ks)?, cpu_of(&vs)?, cpu_of(&gs)?);
         let (qv, kv, vv, gv) = (
-            contiguous(qc, ql)?,
-            contiguous(kc, kl)?,
-            contiguous(vc, vl)?,
-            contiguous(gc, gl)?,
+            super::cpu_f32(&qs, ql)?,
+            super::cpu_f32(&ks, kl)?,
+            super::cpu_f32(&vs, vl)?,
+            super::cpu_f32(&gs, gl)?,
         );
         let mut dq = vec![0f32; d.b * d.n * d.w];
         let mut dk = vec![0f32; d.b * d.m * d.w];

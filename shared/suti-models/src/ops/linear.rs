@@ -6,7 +6,7 @@
 //! transpose's backward (a strided pass that turns the weight gradient around) and the bias op,
 //! each accumulated into a fresh zeroed buffer by autograd.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::matmul::{View, ViewMut, gemm_views};
 
@@ -77,14 +77,6 @@ fn product(
     }
 }
 
-/// A tensor's contiguous f32 values on the CPU.
-fn values<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
-    match storage {
-        Storage::Cpu(cpu) => super::f32_slice(cpu, layout),
-        _ => candle_core::bail!("linear: the fused backward runs on the CPU only"),
-    }
-}
-
 impl CustomOp3 for FusedLinear {
     fn name(&self) -> &'static str {
         "suti-linear"
@@ -150,7 +142,11 @@ impl CustomOp3 for FusedLinear {
         let (xs, xl) = x.storage_and_layout();
         let (ws, wl) = w.storage_and_layout();
         let (gs, gl) = grad.storage_and_layout();
-        let (xv, wv, gv) = (values(&xs, xl)?, values(&ws, wl)?, values(&gs, gl)?);
+        let (xv, wv, gv) = (
+            super::cpu_f32(&xs, xl)?,
+            super::cpu_f32(&ws, wl)?,
+            super::cpu_f32(&gs, gl)?,
+        );
         let g = |transposed| Operand {
             values: gv,
             stride: outputs,

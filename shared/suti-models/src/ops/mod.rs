@@ -17,7 +17,7 @@
 //!
 //! Off the CPU, each falls back to the composed candle expression.
 
-use candle_core::{CpuStorage, D, Layout, Result, Tensor};
+use candle_core::{CpuStorage, D, Layout, Result, Storage, Tensor};
 
 mod attention;
 mod bias;
@@ -208,6 +208,15 @@ fn mean_rstd(row: &[f32]) -> (f32, f32) {
     let mean = vector::sum_of(row, |v| v) / n;
     let var = vector::sum_of(row, |v| (v - mean) * (v - mean)) / n;
     (mean, 1.0 / (var + LN_EPS).sqrt())
+}
+
+/// The f32 values of a contiguous tensor held on the CPU, borrowed from its storage (the fused
+/// ops' backward passes read their saved inputs this way, without copying them).
+fn cpu_f32<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
+    match storage {
+        Storage::Cpu(cpu) => f32_slice(cpu, layout),
+        _ => candle_core::bail!("suti's fused backward passes run on the CPU only"),
+    }
 }
 
 /// The f32 values of a contiguous input.

@@ -88,7 +88,7 @@ const GELU_CUBIC: f32 = 0.044_715;
 
 /// tanh through one `exp`: 1 − 2 / (e^{2u} + 1).
 #[inline(always)]
-pub(super) fn fast_tanh(u: f32) -> f32 {
+fn fast_tanh(u: f32) -> f32 {
     let u = u.clamp(-15.0, 15.0);
     1.0 - 2.0 / (fast_exp(2.0 * u) + 1.0)
 }
