@@ -4,6 +4,7 @@
 # tower_twin.py), then one table of ratios (candle / PyTorch; above 1 means suti is faster).
 # THREADS (default 2) sets both sides' threads; PRESETS (default tiny,small) the denoiser
 # presets; SUTI_FEATURES=mkl builds suti with Intel MKL (scripts/fetch-mkl first).
+# TWIN_CPU_TUNING=0 runs PyTorch as installed even on a CPU that is not Intel's (see below).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 threads="${THREADS:-2}"
@@ -27,21 +28,35 @@ export RAYON_NUM_THREADS="$threads" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}" MKL_
 "$suti" bench train --presets "$presets" --batch 32 --steps 5 --json > "$out/train.json"
 "$suti" bench sample --presets "$presets" --images 4 --steps 25 --json > "$out/sample.json"
 "$suti" bench tower --batch 16 --batches 4 --no-composed --json > "$out/tower.json"
+# PyTorch 1.12.1's MKL (2020.0) runs its AVX2 and AVX-512 kernels only on Intel CPUs and a generic
+# path elsewhere (half the speed on an AMD EPYC with AVX-512), and ATen picked AVX2 there. So that
+# the twin is PyTorch at its best, as an Intel CPU with the same vector features would run it, MKL's
+# kernels are forced on other vendors' CPUs (MKL_DEBUG_CPU_TYPE: 5 = AVX2, 7 = AVX-512; MKL 2020.0
+# still reads it), and ATen's AVX-512 kernels with them.
+twin_env=()
+if [ "${TWIN_CPU_TUNING:-1}" = 1 ] && ! grep -q GenuineIntel /proc/cpuinfo; then
+  if grep -qw avx512f /proc/cpuinfo; then
+    twin_env=(MKL_DEBUG_CPU_TYPE=7 ATEN_CPU_CAPABILITY=avx512)
+  elif grep -qw avx2 /proc/cpuinfo; then
+    twin_env=(MKL_DEBUG_CPU_TYPE=5)
+  fi
+fi
 for preset in ${presets//,/ }; do
-  "$venv/bin/python" benches/reference/dit_twin.py --threads "$threads" --preset "$preset" \
+  env "${twin_env[@]}" "$venv/bin/python" benches/reference/dit_twin.py --threads "$threads" --preset "$preset" \
     --batch 32 --steps 5 --sample-images 4 --sample-steps 25 --json > "$out/twin-$preset.json"
 done
-"$venv/bin/python" benches/reference/tower_twin.py --threads "$threads" --batch 16 --batches 4 \
+env "${twin_env[@]}" "$venv/bin/python" benches/reference/tower_twin.py --threads "$threads" --batch 16 --batches 4 \
   --json > "$out/tower-twin.json"
-"$venv/bin/python" - "$out" "$presets" <<'EOF'
+"$venv/bin/python" - "$out" "$presets" "${twin_env[*]}" <<'EOF'
 import json, sys
-out, presets = sys.argv[1], sys.argv[2].split(",")
+out, presets, twin_env = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
 load = lambda name: json.load(open(f"{out}/{name}.json"))
 train, sample, tower = load("train"), load("sample"), load("tower")
 machine = train["machine"]
 print(f"machine: {machine['cpu']}")
 print(f"vector features: {' '.join(machine['vector_features'])}; matmul: {machine['matmul_backend']}; "
       f"threads: {machine['threads']}")
+print(f"PyTorch: {twin_env or 'as installed'}")
 print(f"{'measure':<34} {'suti (candle)':>14} {'PyTorch':>12} {'ratio':>7}")
 rows = []
 for preset in presets:

@@ -84,9 +84,18 @@ fn matmul_backend() -> &'static str {
     if cfg!(feature = "mkl") {
         "Intel MKL (the mkl feature)"
     } else {
-        // candle runs its CPU matmuls through the `gemm` crate; its AVX-512 kernels need a
-        // nightly compiler, so on stable Rust they are AVX2/FMA at best.
-        "gemm (pure Rust, AVX2/FMA kernels)"
+        // candle and the fused ops run their CPU matmuls through the `gemm` crate, built with its
+        // AVX-512 kernels (the workspace's `x86-v4` feature); gemm picks them per CPU at run time,
+        // by the same test as here.
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "gemm (pure Rust, AVX-512 kernels)";
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("fma") {
+            return "gemm (pure Rust, AVX2/FMA kernels)";
+        }
+        "gemm (pure Rust)"
     }
 }
 
