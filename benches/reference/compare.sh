@@ -4,7 +4,7 @@
 # tower_twin.py), then one table of ratios (candle / PyTorch; above 1 means suti is faster).
 # THREADS (default 2) sets both sides' threads; PRESETS (default tiny,small) the denoiser
 # presets; SUTI_FEATURES=mkl builds suti with Intel MKL (scripts/fetch-mkl first).
-# TWIN_CPU_TUNING=0 runs PyTorch as installed even on a CPU that is not Intel's (see below).
+# TWIN_CPU_TUNING (auto, avx2, off) sets which kernels PyTorch's MKL and ATen run (see below).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 threads="${THREADS:-2}"
@@ -32,15 +32,22 @@ export RAYON_NUM_THREADS="$threads" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}" MKL_
 # path elsewhere (half the speed on an AMD EPYC with AVX-512), and ATen picked AVX2 there. So that
 # the twin is PyTorch at its best, as an Intel CPU with the same vector features would run it, MKL's
 # kernels are forced on other vendors' CPUs (MKL_DEBUG_CPU_TYPE: 5 = AVX2, 7 = AVX-512; MKL 2020.0
-# still reads it), and ATen's AVX-512 kernels with them.
+# still reads it), and ATen's AVX-512 kernels with them. TWIN_CPU_TUNING: auto (that, the default),
+# avx2 (both capped at AVX2 on any CPU, to stand in for an AVX2-only one), off (as installed).
 twin_env=()
-if [ "${TWIN_CPU_TUNING:-1}" = 1 ] && ! grep -q GenuineIntel /proc/cpuinfo; then
-  if grep -qw avx512f /proc/cpuinfo; then
-    twin_env=(MKL_DEBUG_CPU_TYPE=7 ATEN_CPU_CAPABILITY=avx512)
-  elif grep -qw avx2 /proc/cpuinfo; then
-    twin_env=(MKL_DEBUG_CPU_TYPE=5)
-  fi
-fi
+case "${TWIN_CPU_TUNING:-auto}" in
+  auto)
+    if ! grep -q GenuineIntel /proc/cpuinfo; then
+      if grep -qw avx512f /proc/cpuinfo; then
+        twin_env=(MKL_DEBUG_CPU_TYPE=7 ATEN_CPU_CAPABILITY=avx512)
+      elif grep -qw avx2 /proc/cpuinfo; then
+        twin_env=(MKL_DEBUG_CPU_TYPE=5)
+      fi
+    fi ;;
+  avx2) twin_env=(MKL_DEBUG_CPU_TYPE=5 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2) ;;
+  off) ;;
+  *) echo "TWIN_CPU_TUNING must be auto, avx2 or off" >&2; exit 2 ;;
+esac
 for preset in ${presets//,/ }; do
   env "${twin_env[@]}" "$venv/bin/python" benches/reference/dit_twin.py --threads "$threads" --preset "$preset" \
     --batch 32 --steps 5 --sample-images 4 --sample-steps 25 --json > "$out/twin-$preset.json"

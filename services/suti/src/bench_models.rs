@@ -1,6 +1,7 @@
 //! `suti bench train` and `suti bench sample`: denoiser training throughput and sampling latency
 //! for each preset on this machine, with random data (speed does not depend on the pixels).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -187,6 +188,17 @@ pub fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
     report.finish()
 }
 
+/// The weights of `varmap` as plain tensors, the way a published release holds them.
+pub(crate) fn frozen_weights(varmap: &VarMap) -> anyhow::Result<HashMap<String, Tensor>> {
+    Ok(varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the variable map's lock is poisoned"))?
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+        .collect())
+}
+
 /// Measures sampling per preset: text only, and the apprentice with cached and uncached demos.
 pub fn sample_bench(args: SampleBenchArgs) -> anyhow::Result<()> {
     let dev = bench_device()?;
@@ -206,7 +218,14 @@ pub fn sample_bench(args: SampleBenchArgs) -> anyhow::Result<()> {
         let _phase = crate::progress::Phase::start(&format!("bench sample {name}"), 0, "runs");
         let cfg = DitConfig::of(name);
         let varmap = VarMap::new();
-        let model = Dit::new(&cfg, &Builders::base(Params::train(&varmap, 1, &dev)))?;
+        Dit::new(&cfg, &Builders::base(Params::train(&varmap, 1, &dev)))?;
+        // Sampled as serving, the generator and the evaluation sample: from a loaded release's
+        // plain tensors. Through variables, every op would record its backward graph, kept alive
+        // across the steps (the PyTorch twin samples under `no_grad`).
+        let model = Dit::new(
+            &cfg,
+            &Builders::base(Params::frozen(frozen_weights(&varmap)?, &dev)),
+        )?;
         let mut rng = SplitMix64::new(3);
         let b = args.images;
         let cond_text = text(b, &cfg, &mut rng, &dev)?;

@@ -89,13 +89,7 @@ async fn publish_random_release(store: &SharedStore, preset: ModelPreset) -> Res
             &crate::bench_models::bench_device()?,
         )),
     )?;
-    let tensors = varmap
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the variable map's lock is poisoned"))?
-        .iter()
-        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
-        .collect();
+    let tensors = crate::bench_models::frozen_weights(&varmap)?;
     let bundle = suti_factory::BaseModel { config, tensors };
     let (config_json, weights) = bundle.to_bytes()?;
     let version = format!("bench-{}", &suti_factory::bundle::version_of(&weights)[..8]);
