@@ -53,8 +53,20 @@ struct LoraPair {
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Tensor,
+    /// A frozen CPU weight's `(in, out)` copy, which the fused op reads without repacking it on
+    /// every call (sampling from a loaded release, an expert's frozen base).
+    weight_in_out: Option<Tensor>,
     bias: Option<Tensor>,
     lora: Option<LoraPair>,
+}
+
+/// The `(in, out)` copy of a frozen weight on the CPU; none for a trained one (it changes every
+/// step) or elsewhere.
+fn frozen_in_out(weight: &Tensor) -> Result<Option<Tensor>> {
+    if weight.track_op() || !weight.device().is_cpu() {
+        return Ok(None);
+    }
+    Ok(Some(weight.t()?.contiguous()?))
 }
 
 impl Linear {
@@ -85,16 +97,22 @@ impl Linear {
             }),
             _ => None,
         };
-        Ok(Self { weight, bias, lora })
+        Ok(Self {
+            weight_in_out: frozen_in_out(&weight)?,
+            weight,
+            bias,
+            lora,
+        })
     }
 
     /// A layer from explicit tensors (merged weights).
-    pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self {
+    pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        Ok(Self {
+            weight_in_out: frozen_in_out(&weight)?,
             weight,
             bias,
             lora: None,
-        }
+        })
     }
 
     /// Applies the layer to `x` of shape `(…, in_dim)`.
@@ -103,9 +121,10 @@ impl Linear {
         let in_dim = dims[dims.len() - 1];
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, in_dim))?;
-        let mut y = match &self.bias {
-            Some(bias) => ops::linear(&x2, &self.weight, bias)?,
-            None => x2.matmul(&self.weight.t()?)?,
+        let mut y = match (&self.bias, &self.weight_in_out) {
+            (Some(bias), Some(w_in_out)) => ops::linear_in_out(&x2, w_in_out, bias)?,
+            (Some(bias), None) => ops::linear(&x2, &self.weight, bias)?,
+            (None, _) => x2.matmul(&self.weight.t()?)?,
         };
         if let Some(lora) = &self.lora {
             let update = x2.matmul(&lora.a.t()?)?.matmul(&lora.b.t()?)?;
@@ -122,7 +141,7 @@ impl Linear {
             Some(l) => (&self.weight + (l.b.matmul(&l.a)? * l.scale)?)?,
             None => self.weight.clone(),
         };
-        Ok(Self::from_weights(weight, self.bias.clone()))
+        Self::from_weights(weight, self.bias.clone())
     }
 
     /// The weight matrix.

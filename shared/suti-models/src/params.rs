@@ -159,7 +159,10 @@ impl Params {
                     t.dims()
                 );
             }
-            t.to_dtype(DType::F32)
+            // Detached: a frozen weight handed over as a training variable (a base trained in
+            // the same process) must neither take gradients nor differ from the same weight
+            // loaded from a file (frozen linear layers keep an `(in, out)` copy).
+            Ok(t.to_dtype(DType::F32)?.detach())
         };
         match &*self.source {
             Source::Frozen(tensors) => {

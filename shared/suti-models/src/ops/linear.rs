@@ -10,8 +10,41 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::matmul::{View, ViewMut, gemm_views};
 
-/// `(rows, in) · (out, in)ᵀ + (out,)`.
-pub(super) struct FusedLinear;
+/// `(rows, in) · (out, in)ᵀ + (out,)`, or with the weight stored `(in, out)`.
+pub(super) struct FusedLinear {
+    /// The weight is stored `(in, out)`: a frozen weight's copy that gemm reads straight (it
+    /// repacks an `(out, in)` weight read through transposed strides on every call).
+    pub(super) weight_in_out: bool,
+}
+
+impl FusedLinear {
+    /// `(outputs, inputs)` of a weight stored as this op stores it.
+    fn weight_dims(&self, weight: &Shape) -> Result<(usize, usize)> {
+        let (rows, cols) = weight.dims2()?;
+        Ok(if self.weight_in_out {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        })
+    }
+
+    /// The weight as the `(in, out)` right operand of `x · Wᵀ`.
+    fn weight_operand<'a>(&self, values: &'a [f32], inputs: usize, outputs: usize) -> Operand<'a> {
+        if self.weight_in_out {
+            Operand {
+                values,
+                stride: outputs,
+                transposed: false,
+            }
+        } else {
+            Operand {
+                values,
+                stride: inputs,
+                transposed: true,
+            }
+        }
+    }
+}
 
 /// Rows at or above which a product is split over rayon's threads: below it one thread finishes
 /// before the hand-off to the others would pay off.
@@ -92,7 +125,7 @@ impl CustomOp3 for FusedLinear {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (rows, inputs) = l1.shape().dims2()?;
-        let (outputs, w_in) = l2.shape().dims2()?;
+        let (outputs, w_in) = self.weight_dims(l2.shape())?;
         if w_in != inputs || l3.shape().dims1()? != outputs {
             candle_core::bail!(
                 "linear: input {:?}, weight {:?} and bias {:?} do not fit",
@@ -119,11 +152,7 @@ impl CustomOp3 for FusedLinear {
                 stride: inputs,
                 transposed: false,
             },
-            Operand {
-                values: w,
-                stride: inputs,
-                transposed: true,
-            },
+            self.weight_operand(w, inputs, outputs),
         );
         Ok((CpuStorage::F32(out), Shape::from((rows, outputs))))
     }
@@ -138,7 +167,12 @@ impl CustomOp3 for FusedLinear {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad_res.contiguous()?;
         let (rows, inputs) = x.dims2()?;
-        let outputs = w.dim(0)?;
+        let (outputs, _) = self.weight_dims(w.shape())?;
+        if self.weight_in_out && w.track_op() {
+            candle_core::bail!(
+                "linear: a weight stored (in, out) is a frozen copy and takes no gradient"
+            );
+        }
         let (xs, xl) = x.storage_and_layout();
         let (ws, wl) = w.storage_and_layout();
         let (gs, gl) = grad.storage_and_layout();
@@ -155,10 +189,11 @@ impl CustomOp3 for FusedLinear {
         // Only what something upstream needs: a frozen weight (LoRA training) gets no gradient.
         let grad_x = x.track_op().then(|| {
             let mut dx = vec![0f32; rows * inputs];
+            // dX = dY · W, W being `(out, in)`: straight, or the `(in, out)` copy transposed.
             let w = Operand {
                 values: wv,
-                stride: inputs,
-                transposed: false,
+                stride: if self.weight_in_out { outputs } else { inputs },
+                transposed: self.weight_in_out,
             };
             product(&mut dx, false, (rows, inputs, outputs), g(false), w);
             dx

@@ -93,8 +93,28 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     if !x.device().is_cpu() || composed_requested() {
         return linear_composed(x, weight, bias);
     }
-    x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, FusedLinear)
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        FusedLinear {
+            weight_in_out: false,
+        },
+    )
+}
+
+/// [`linear`] with the weight given as its `(in, out)` transpose, contiguous: a frozen layer keeps
+/// that copy, which gemm reads straight. The weight takes no gradient.
+pub fn linear_in_out(x: &Tensor, weight_in_out: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() || composed_requested() {
+        return add_bias(&x.matmul(weight_in_out)?, bias);
+    }
+    x.contiguous()?.apply_op3(
+        &weight_in_out.contiguous()?,
+        &bias.contiguous()?,
+        FusedLinear {
+            weight_in_out: true,
+        },
+    )
 }
 
 /// The composed reference of [`linear`].

@@ -229,7 +229,7 @@ fn fused_linear_matches_the_composed_layer_and_skips_frozen_gradients() {
             .unwrap()
             .backward()
             .unwrap();
-        let gr = (reference * &upstream)
+        let gr = (&reference * &upstream)
             .unwrap()
             .sum_all()
             .unwrap()
@@ -252,6 +252,26 @@ fn fused_linear_matches_the_composed_layer_and_skips_frozen_gradients() {
             .backward()
             .unwrap();
         close(g.get(&x).unwrap(), gr.get(&x).unwrap(), 1e-4);
+        // The same frozen weight stored (in, out), as a frozen layer keeps it: the same values,
+        // the same input and bias gradients, and a refusal to train the copy.
+        let w_in_out = w.as_tensor().detach().t().unwrap().contiguous().unwrap();
+        let stored = linear_in_out(x.as_tensor(), &w_in_out, b.as_tensor()).unwrap();
+        close(&stored, &reference, 1e-5);
+        let gs = (stored * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        close(gs.get(&x).unwrap(), gr.get(&x).unwrap(), 1e-3);
+        close(gs.get(&b).unwrap(), gr.get(&b).unwrap(), 1e-3);
+        let trained_copy = Var::from_tensor(&w_in_out).unwrap();
+        let refused = linear_in_out(x.as_tensor(), trained_copy.as_tensor(), b.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward();
+        assert!(refused.is_err(), "a trained (in, out) copy must be refused");
     }
 }
 
