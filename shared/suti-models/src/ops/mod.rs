@@ -93,13 +93,7 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     if !x.device().is_cpu() || composed_requested() {
         return linear_composed(x, weight, bias);
     }
-    x.contiguous()?.apply_op3(
-        &weight.contiguous()?,
-        &bias.contiguous()?,
-        FusedLinear {
-            weight_in_out: false,
-        },
-    )
+    fused_linear(x, weight, bias, false)
 }
 
 /// [`linear`] with the weight given as its `(in, out)` transpose, contiguous: a frozen layer keeps
@@ -108,12 +102,14 @@ pub fn linear_in_out(x: &Tensor, weight_in_out: &Tensor, bias: &Tensor) -> Resul
     if !x.device().is_cpu() || composed_requested() {
         return add_bias(&x.matmul(weight_in_out)?, bias);
     }
+    fused_linear(x, weight_in_out, bias, true)
+}
+
+fn fused_linear(x: &Tensor, weight: &Tensor, bias: &Tensor, weight_in_out: bool) -> Result<Tensor> {
     x.contiguous()?.apply_op3(
-        &weight_in_out.contiguous()?,
+        &weight.contiguous()?,
         &bias.contiguous()?,
-        FusedLinear {
-            weight_in_out: true,
-        },
+        FusedLinear { weight_in_out },
     )
 }
 
