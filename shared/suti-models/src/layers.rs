@@ -61,9 +61,10 @@ pub struct Linear {
 }
 
 /// The `(in, out)` copy of a frozen weight on the CPU; none for a trained one (it changes every
-/// step) or elsewhere.
+/// step), elsewhere, or when `SUTI_COMPOSED_OPS=1` asks for the composed layers (an A/B keeps
+/// their original weight layout).
 fn frozen_in_out(weight: &Tensor) -> Result<Option<Tensor>> {
-    if weight.track_op() || !weight.device().is_cpu() {
+    if weight.track_op() || !weight.device().is_cpu() || ops::composed_requested() {
         return Ok(None);
     }
     Ok(Some(weight.t()?.contiguous()?))

@@ -83,7 +83,7 @@ pub fn gated_residual_composed(x: &Tensor, branch: &Tensor, gate: &Tensor) -> Re
 /// Whether `SUTI_COMPOSED_OPS=1` asks for the composed references of [`attention`] and [`linear`]
 /// instead of the fused ops: a switch for benchmarks (`benches/ab.py`), read once; the fused ops
 /// are tested against those references and give the same values to rounding.
-fn composed_requested() -> bool {
+pub(crate) fn composed_requested() -> bool {
     static COMPOSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *COMPOSED.get_or_init(|| std::env::var("SUTI_COMPOSED_OPS").is_ok_and(|v| v == "1"))
 }
