@@ -136,13 +136,15 @@ impl Linear {
         y.reshape(out_dims)
     }
 
-    /// The layer with its adapter folded into the weight: `W + scale · B A`.
+    /// The layer with its adapter folded into the weight, `W + scale · B A`, for inference: its
+    /// tensors are detached, so a model merged from adapters still in training neither records
+    /// a backward graph while it samples nor misses the frozen layers' `(in, out)` copies.
     pub fn merged(&self) -> Result<Self> {
         let weight = match &self.lora {
             Some(l) => (&self.weight + (l.b.matmul(&l.a)? * l.scale)?)?,
             None => self.weight.clone(),
         };
-        Self::from_weights(weight, self.bias.clone())
+        Self::from_weights(weight.detach(), self.bias.as_ref().map(Tensor::detach))
     }
 
     /// The weight matrix.
