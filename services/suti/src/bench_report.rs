@@ -88,12 +88,13 @@ fn matmul_backend() -> &'static str {
         // AVX-512 kernels (the workspace's `x86-v4` feature); gemm picks them per CPU at run time,
         // by the same test as here.
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return "gemm (pure Rust, AVX-512 kernels)";
-        }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("fma") {
-            return "gemm (pure Rust, AVX2/FMA kernels)";
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return "gemm (pure Rust, AVX-512 kernels)";
+            }
+            if std::arch::is_x86_feature_detected!("fma") {
+                return "gemm (pure Rust, AVX2/FMA kernels)";
+            }
         }
         "gemm (pure Rust)"
     }

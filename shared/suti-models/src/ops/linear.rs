@@ -68,6 +68,14 @@ struct Operand<'a> {
 }
 
 impl Operand<'_> {
+    /// The same values read as the transposed matrix.
+    fn turned(self) -> Self {
+        Self {
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+
     fn view(&self) -> View {
         View {
             ptr: self.values.as_ptr(),
@@ -189,12 +197,8 @@ impl CustomOp3 for FusedLinear {
         // Only what something upstream needs: a frozen weight (LoRA training) gets no gradient.
         let grad_x = x.track_op().then(|| {
             let mut dx = vec![0f32; rows * inputs];
-            // dX = dY · W, W being `(out, in)`: straight, or the `(in, out)` copy transposed.
-            let w = Operand {
-                values: wv,
-                stride: if self.weight_in_out { outputs } else { inputs },
-                transposed: self.weight_in_out,
-            };
+            // dX = dY · W: the forward's right operand read the other way round.
+            let w = self.weight_operand(wv, inputs, outputs).turned();
             product(&mut dx, false, (rows, inputs, outputs), g(false), w);
             dx
         });
